@@ -1,0 +1,560 @@
+"""`python -m sparkvsr COMMAND ...`: batch-friendly entry points over the library.
+
+Each command is an ``_add_<name>`` (its arguments) and ``_run_<name>`` (its work) pair listed in
+``COMMANDS``. Errors a user can fix print as one line on stderr and exit with code 2; nothing
+here holds logic the library does not already have.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from sparkvsr.errors import SparkVSRError
+
+EXIT_USAGE = 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return COMMANDS[args.command][1](args) or 0
+    except SparkVSRError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m sparkvsr",
+        description="SparkVSR Studio: keyframe-guided video super-resolution from the command line.",
+    )
+    commands = parser.add_subparsers(
+        dest="command", metavar="COMMAND", parser_class=_ArgumentParser
+    )
+    for name, (add, _run) in COMMANDS.items():
+        add(commands, name)
+    return parser
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    """argparse that exits 2 with one line (not the usage block) on a bad value."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"error: {self.prog}: {message}\n")
+
+
+def _sub(commands, name: str, help_text: str) -> argparse.ArgumentParser:
+    return commands.add_parser(name, help=help_text, description=help_text)
+
+
+# --- probe -------------------------------------------------------------------------------------
+
+
+def _add_probe(commands, name: str) -> None:
+    p = _sub(commands, name, "Describe a video: frames, real fps, size, audio, I-frames.")
+    p.add_argument("file", type=Path)
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+
+def _run_probe(args) -> int:
+    from sparkvsr.media import probe
+
+    info = probe(args.file)
+    summary = info.summary()
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    rate = f"{info.fps:.3f} fps" + (" (variable frame rate)" if info.vfr else "")
+    print(f"{info.path}")
+    print(f"  video   {info.codec} {info.pix_fmt}, {info.width}x{info.height}, {rate}")
+    print(f"  frames  {info.num_frames} ({info.duration:.3f} s), rotation {info.rotation}")
+    print(f"  I-frames {len(info.iframes)}: {_short_list(info.iframes)}")
+    for audio in info.audio:
+        print(f"  audio   #{audio.index} {audio.codec} {audio.sample_rate} Hz x{audio.channels}")
+    return 0
+
+
+def _short_list(values, limit: int = 20) -> str:
+    shown = ", ".join(str(v) for v in list(values)[:limit])
+    return shown + (f", ... ({len(values) - limit} more)" if len(values) > limit else "")
+
+
+# --- keyframes ---------------------------------------------------------------------------------
+
+
+def _add_keyframes(commands, name: str) -> None:
+    p = _sub(commands, name, "Pick keyframes for a clip (at least 4 frames apart).")
+    p.add_argument("file", type=Path)
+    _add_keyframe_selection(p, default_mode="iframes")
+    p.add_argument("--json", action="store_true", help="print a JSON list")
+
+
+def _add_keyframe_selection(p: argparse.ArgumentParser, default_mode: str | None) -> None:
+    from sparkvsr.keyframes import MODES
+
+    p.add_argument("--keyframes", help="manual keyframes, e.g. 0,40,80")
+    p.add_argument("--keyframe-mode", "--mode", dest="mode", choices=MODES, default=default_mode)
+    p.add_argument("--every", type=int, default=32, help="uniform: spacing in frames")
+    p.add_argument("--count", type=int, help="random: how many keyframes")
+    p.add_argument("--density", type=float, help="random: keyframes per frame, e.g. 0.05")
+    p.add_argument("--seed", type=int, default=0, help="random: seed")
+
+
+def _select_keyframes(args, info) -> tuple[int, ...]:
+    from sparkvsr import keyframes as kf
+
+    if args.keyframes:
+        return kf.validate_keyframes(kf.parse_keyframe_list(args.keyframes), info.num_frames)
+    mode = args.mode or "manual"
+    if mode == "iframes":
+        return kf.iframe_keyframes(info.iframes, info.num_frames)
+    if mode == "uniform":
+        return kf.uniform_keyframes(info.num_frames, args.every)
+    if mode == "random":
+        density = args.density if args.count is None else None
+        count = args.count if args.count is not None or density is not None else 1
+        return kf.random_keyframes(info.num_frames, count=count, density=density, seed=args.seed)
+    return ()
+
+
+def _run_keyframes(args) -> int:
+    from sparkvsr.media import probe
+
+    info = probe(args.file)
+    indices = _select_keyframes(args, info)
+    print(json.dumps(list(indices)) if args.json else " ".join(str(i) for i in indices))
+    return 0
+
+
+# --- restore -----------------------------------------------------------------------------------
+
+
+def _add_restore(commands, name: str) -> None:
+    p = _sub(
+        commands,
+        name,
+        "Restore a clip: propagate keyframe References through it and write the result "
+        "(source fps and audio kept). The dit model is trained for x4; --output-size resizes "
+        "after the model to any size.",
+    )
+    p.add_argument("input", type=Path)
+    p.add_argument("-o", "--output", type=Path, required=True, help=".mp4/.mov/.mkv, or a folder")
+    p.add_argument(
+        "--project",
+        type=Path,
+        help="project folder: every finished chunk is saved there, so running the same command "
+        "again after a crash or Ctrl-C resumes from the last finished chunk",
+    )
+    _add_keyframe_selection(p, default_mode=None)
+    _add_restore_options(p)
+    p.add_argument("--lossless", action="store_true", help="FFV1 .mkv (or PNG folder) output")
+
+
+def _add_restore_options(p: argparse.ArgumentParser) -> None:
+    """Engine, References and restore options (shared by restore and batch)."""
+    p.add_argument("--engine", default="flow", help="flow (CPU, default) or dit (GPU, SparkVSR)")
+    p.add_argument("--model", help="dit: pipeline folder or hub id (default JiongzeYu/SparkVSR)")
+    p.add_argument("--device", help="dit: cuda, cuda:1, cpu (default: cuda when present)")
+    p.add_argument("--offload", action="store_true", help="dit: model-level CPU offload")
+    p.add_argument("--vae-tiling", action="store_true", help="dit: tiled VAE for large frames")
+    p.add_argument(
+        "--ref",
+        action="append",
+        default=[],
+        metavar="FRAME=IMAGE",
+        help="HR reference image for a keyframe (repeatable); other keyframes use --editor",
+    )
+    p.add_argument("--editor", default="classic", help="editor for keyframes without --ref")
+    p.add_argument("--guidance", type=float, default=1.0, help="s: 0 blind, 1 plain, >1 stronger")
+    p.add_argument("--chunk", type=int, default=33, help="frames per temporal chunk (8k+1 for dit)")
+    p.add_argument("--overlap", type=int, default=8, help="frames shared by neighbouring chunks")
+    p.add_argument("--tile", type=int, default=0, help="spatial tile in LR pixels (0: off)")
+    p.add_argument("--tile-overlap", type=int, default=32, help="LR pixels shared by tiles")
+    p.add_argument("--scale", type=int, default=4, help="upscale factor (the dit model: 4)")
+    p.add_argument("--output-size", help="WIDTHxHEIGHT to resize the result to")
+    p.add_argument("--color-fix", default="none", help="none, wavelet or adain")
+    p.add_argument("--crf", type=int, default=18, help="H.264 quality (lower is better)")
+
+
+def _parse_size(text: str | None) -> tuple[int, int] | None:
+    from sparkvsr.errors import EngineError
+
+    if not text:
+        return None
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError as e:
+        raise EngineError(f"--output-size {text!r} must look like 1920x1080") from e
+    return width, height
+
+
+def _parse_refs(items: list[str]) -> dict[int, Path]:
+    from sparkvsr.errors import KeyframeError
+
+    refs: dict[int, Path] = {}
+    for item in items:
+        frame, sep, image = item.partition("=")
+        if not sep or not frame.strip().isdigit():
+            raise KeyframeError(f"--ref {item!r} must look like FRAME=IMAGE, e.g. 40=ref40.png")
+        refs[int(frame)] = Path(image)
+    return refs
+
+
+def _restore_options(args):
+    from sparkvsr.engines.base import RestoreOptions
+
+    return RestoreOptions(
+        guidance=args.guidance,
+        scale=args.scale,
+        output_size=_parse_size(args.output_size),
+        chunk=args.chunk,
+        overlap=args.overlap,
+        tile=args.tile,
+        tile_overlap=args.tile_overlap,
+        color_fix=args.color_fix,
+    )
+
+
+def _engine_config(args) -> dict:
+    if args.engine != "dit":
+        return {}
+    config: dict = {"offload": args.offload, "vae_tiling": args.vae_tiling}
+    if args.model:
+        config["model"] = args.model
+    if args.device:
+        config["device"] = args.device
+    return config
+
+
+def _run_restore(args) -> int:
+    if args.project:
+        return _run_restore_in_project(args)
+    from tqdm import tqdm
+
+    from sparkvsr.engines import load_engine
+    from sparkvsr.keyframes import validate_keyframes
+    from sparkvsr.media import VideoWriter, open_clip
+    from sparkvsr.references.assembly import references_for_keyframes
+
+    # 1. Check everything cheap before loading a model.
+    options = _restore_options(args)
+    clip = open_clip(args.input)
+    ref_files = _parse_refs(args.ref)
+    keyframes = validate_keyframes(
+        set(_select_keyframes(args, clip.info)) | set(ref_files), clip.num_frames
+    )
+    # 2. References: given images fitted to the target size, the editor for the rest.
+    references = references_for_keyframes(clip, keyframes, ref_files, args.editor, options.scale)
+    # 3. Restore chunk by chunk straight into the writer.
+    engine = load_engine(args.engine, **_engine_config(args))
+    bar = tqdm(total=clip.num_frames, unit="frame", desc=f"restore ({args.engine})")
+    with VideoWriter.like(args.output, clip.info, crf=args.crf, lossless=args.lossless) as writer:
+        for chunk in engine.restore(clip, references, options):
+            writer.write(chunk.frames)
+            bar.update(len(chunk.frames))
+    bar.close()
+    for note in writer.notes:
+        print(f"note: {note}", file=sys.stderr)
+    print(f"wrote {args.output} ({writer.frames_written} frames, {clip.info.fps:g} fps)")
+    return 0
+
+
+def _run_restore_in_project(args) -> int:
+    from tqdm import tqdm
+
+    from sparkvsr.engines import load_engine
+    from sparkvsr.errors import ProjectError
+    from sparkvsr.keyframes import validate_keyframes
+    from sparkvsr.media import open_clip
+    from sparkvsr.project import OutputSettings
+    from sparkvsr.references.assembly import references_for_keyframes
+    from sparkvsr.references.base import Provenance, Reference
+    from sparkvsr.render import ensure_project, render_project
+
+    # 1. Check everything cheap before loading a model.
+    if args.lossless:
+        raise ProjectError("--lossless cannot be combined with --project (projects write H.264)")
+    options = _restore_options(args)
+    ref_files = _parse_refs(args.ref)
+    with open_clip(args.input) as clip:
+        chosen = None
+        if args.keyframes or args.mode or ref_files:
+            selected = set(_select_keyframes(args, clip.info)) | set(ref_files)
+            chosen = validate_keyframes(selected, clip.num_frames)
+    # 2. Open or create the project (same settings as last time: the render resumes).
+    engine = load_engine(args.engine, **_engine_config(args))
+    output = OutputSettings(path=str(args.output.resolve()), crf=args.crf)
+    project = ensure_project(args.project, args.input, engine, options, output)
+    if chosen is not None and chosen != project.state.keyframes:
+        project.set_keyframes(chosen)
+    # 3. References: given images always; the editor only where the project has none yet.
+    keyframes = project.state.keyframes
+    todo = [k for k in keyframes if k in ref_files or project.state.reference(k) is None]
+    with open_clip(args.input) as clip:
+        given = {k: ref_files[k] for k in todo if k in ref_files}
+        images = references_for_keyframes(clip, todo, given, args.editor, options.scale)
+    for index, image in images.items():
+        editor = "upload" if index in ref_files else args.editor
+        project.set_reference(index, Reference.create(image, Provenance(editor=editor)))
+    # 4. Render, saving every chunk into the project; resume after the last finished one.
+    bar = tqdm(total=project.state.clip.num_frames, unit="frame", desc=f"restore ({args.engine})")
+
+    def show(update) -> None:
+        bar.n = update.frames_done
+        bar.set_postfix_str(update.stage)
+
+    result = render_project(engine, project, progress=show)
+    bar.close()
+    for note in result.notes:
+        print(f"note: {note}", file=sys.stderr)
+    resumed = f", {result.chunks_resumed} chunks resumed" if result.chunks_resumed else ""
+    print(f"wrote {result.output} ({result.frames} frames{resumed}; project {project.folder})")
+    return 0
+
+
+# --- worker ------------------------------------------------------------------------------------
+
+
+def _add_worker(commands, name: str) -> None:
+    import os
+
+    p = _sub(
+        commands,
+        name,
+        "Serve a resident worker over HTTP (FastAPI + uvicorn): the models stay loaded and the "
+        "studio UI, on this or another machine, connects to it.",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default loopback)")
+    p.add_argument("--port", type=int, default=7861)
+    p.add_argument(
+        "--token",
+        default=os.environ.get("SPARKVSR_TOKEN"),
+        help="clients must send 'Authorization: Bearer TOKEN' (default $SPARKVSR_TOKEN); "
+        "required to listen on a non-loopback address",
+    )
+    p.add_argument("--projects", type=Path, default=Path("projects"), help="project folders")
+    p.add_argument("--engine", default="flow", help="flow (CPU, default) or dit (GPU, SparkVSR)")
+    p.add_argument("--model", help="dit: pipeline folder or hub id (default JiongzeYu/SparkVSR)")
+    p.add_argument("--device", help="dit: cuda, cuda:1, cpu (default: cuda when present)")
+    p.add_argument("--offload", action="store_true", help="dit: model-level CPU offload")
+    p.add_argument("--vae-tiling", action="store_true", help="dit: tiled VAE for large frames")
+    p.add_argument(
+        "--preview-interval",
+        type=float,
+        default=0.5,
+        help="seconds between two previews of one session (newer requests supersede older)",
+    )
+
+
+def _run_worker(args) -> int:
+    from sparkvsr.server import ServeOptions, check_bind, serve
+    from sparkvsr.worker import Worker, WorkerConfig
+
+    # 1. Refuse an unsafe bind before loading any model.
+    options = ServeOptions(host=args.host, port=args.port, token=args.token)
+    check_bind(options)
+    # 2. Build the worker (the engine stays resident), then serve until interrupted.
+    config = WorkerConfig(
+        engine=args.engine,
+        engine_config=_engine_config(args),
+        projects_root=args.projects,
+        preview_interval=args.preview_interval,
+    )
+    with Worker(config) as worker:
+        auth = "token required" if args.token else "no token (loopback only)"
+        print(f"worker: http://{args.host}:{args.port} engine {args.engine}, {auth}", flush=True)
+        serve(worker, options)
+    return 0
+
+
+# --- batch -------------------------------------------------------------------------------------
+
+
+def _add_batch(commands, name: str) -> None:
+    p = _sub(
+        commands,
+        name,
+        "Restore many clips, one project each under OUTDIR/projects: finished ones are skipped, "
+        "interrupted ones resume. Under accelerate launch or torchrun the inputs are split "
+        "across processes (RANK/WORLD_SIZE) without overlap.",
+    )
+    p.add_argument("inputs", type=Path, help="a folder of clips, or a text file of clip paths")
+    p.add_argument("-o", "--output", type=Path, required=True, help="output folder")
+    _add_keyframe_selection(p, default_mode="iframes")
+    _add_restore_options(p)
+
+
+def _run_batch(args) -> int:
+    from sparkvsr import batch
+    from sparkvsr.errors import KeyframeError
+    from sparkvsr.keyframes import parse_keyframe_list
+
+    # 1. Options and this process's share of the inputs.
+    if args.ref:
+        raise KeyframeError("--ref names frames of one clip; batch makes References with --editor")
+    options = batch.BatchOptions(
+        engine=args.engine,
+        engine_config=_engine_config(args),
+        options=_restore_options(args),
+        keyframes="manual" if args.keyframes else args.mode,
+        manual=parse_keyframe_list(args.keyframes) if args.keyframes else (),
+        every=args.every,
+        count=args.count,
+        density=args.density,
+        seed=args.seed,
+        editor=args.editor,
+        crf=args.crf,
+    )
+    rank, world = batch.process_rank()
+    jobs = batch.plan_jobs(batch.list_inputs(args.inputs), args.output)
+    mine = batch.shard(jobs, rank, world)
+    print(f"[rank {rank}] {len(mine)} of {len(jobs)} inputs (world size {world})", flush=True)
+    # 2. Restore each one, then the summary.
+    rows = batch.run_batch(mine, options, rank=rank, log=lambda line: print(line, flush=True))
+    print(batch.format_table(rows), flush=True)
+    return 1 if any(row.status == "failed" for row in rows) else 0
+
+
+# --- eval --------------------------------------------------------------------------------------
+
+
+def _add_eval(commands, name: str) -> None:
+    p = _sub(
+        commands,
+        name,
+        "Compare restored clips with the ground truth: PSNR/SSIM, LPIPS/DISTS/MUSIQ/CLIP-IQA/NIQE "
+        "(with pyiqa), flow-warping error, DOVER/FasterVQA (your installations); writes "
+        "table.md, table.csv, results.json, per-frame PSNR plots and X-T slices. Inputs: videos, "
+        "folders of frames, or a dataset root with GT/ and LQ/ (one sub-folder per clip).",
+    )
+    p.add_argument("--gt", type=Path, required=True, help="ground truth (video, frames, dataset)")
+    p.add_argument(
+        "--pred",
+        action="append",
+        required=True,
+        metavar="[NAME=]PATH",
+        help="a method's output laid out like --gt (repeatable; NAME defaults to the file name)",
+    )
+    p.add_argument("--lq", type=Path, help="the LR input, shown in the X-T slices")
+    p.add_argument(
+        "--metrics",
+        nargs="+",
+        help="metrics to report (default: all; missing ones are marked unavailable), e.g. "
+        "psnr,ssim,lpips,dists,musiq,clipiqa,niqe,ewarp,dover,fastervqa",
+    )
+    p.add_argument("--y-channel", action="store_true", help="PSNR/SSIM on BT.601 Y, not RGB")
+    p.add_argument("--crop", type=int, default=0, help="border pixels dropped before PSNR/SSIM")
+    p.add_argument("-o", "--output", type=Path, required=True, help="output folder")
+    p.add_argument("--chunk", type=int, default=8, help="frames read at once (memory bound)")
+    p.add_argument("--scanline", type=float, default=0.5, help="X-T slice row, 0 top .. 1 bottom")
+    p.add_argument("--device", default="cpu", help="torch device for the pyiqa metrics")
+    for metric, what in (("dover", "DOVER"), ("fastervqa", "FAST-VQA-and-FasterVQA")):
+        p.add_argument(f"--{metric}", type=Path, metavar="DIR", help=f"your {what} checkout")
+        p.add_argument(
+            f"--{metric}-python",
+            default=sys.executable,
+            metavar="PYTHON",
+            help=f"interpreter of the environment {what} is installed in",
+        )
+    p.add_argument("--fastervqa-model", default="FasterVQA", help="vqa.py -m (e.g. FAST-VQA)")
+    p.add_argument("--vqa-device", default="cpu", help="device for DOVER/FasterVQA (e.g. cuda)")
+
+
+def _parse_pred(item: str) -> tuple[str, Path]:
+    name, sep, path = item.partition("=")
+    if sep and name and not Path(item).exists():
+        return name, Path(path)
+    path = Path(item)
+    return path.stem or path.name, path
+
+
+def _run_eval(args) -> int:
+    from tqdm import tqdm
+
+    from sparkvsr.evaluation import EvalRequest, VQAInstall, evaluate
+
+    # 1. The request (checked when built).
+    names = [n.strip() for item in args.metrics or () for n in item.split(",") if n.strip()]
+    installs = []
+    if args.dover:
+        installs.append(VQAInstall("dover", args.dover, args.dover_python, args.vqa_device))
+    if args.fastervqa:
+        installs.append(
+            VQAInstall(
+                "fastervqa", args.fastervqa, args.fastervqa_python, args.vqa_device,
+                model=args.fastervqa_model,
+            )
+        )  # fmt: skip
+    extra = {"metrics": tuple(names)} if names else {}
+    request = EvalRequest(
+        gt=args.gt,
+        preds=tuple(_parse_pred(item) for item in args.pred),
+        out_dir=args.output,
+        lq=args.lq,
+        y_channel=args.y_channel,
+        crop=args.crop,
+        chunk=args.chunk,
+        scanline=args.scanline,
+        device=args.device,
+        vqa=tuple(installs),
+        **extra,
+    )
+    # 2. Evaluate with a progress bar on stderr (from the first finished chunk, so an input
+    #    error stays one line), then print the table.
+    bars: list = []
+
+    def show(update) -> None:
+        if not bars:
+            bars.append(tqdm(total=update.total, unit="frame", file=sys.stderr))
+        bars[0].set_description_str(f"eval {update.message}")
+        bars[0].update(update.done - bars[0].n)
+
+    try:
+        report = evaluate(request, progress=show)
+    finally:
+        for bar in bars:
+            bar.close()
+    print(report.table())
+    print(f"wrote {', '.join(str(p) for p in report.files)}")
+    return 0
+
+
+# --- demo --------------------------------------------------------------------------------------
+
+
+def _add_demo(commands, name: str) -> None:
+    p = _sub(commands, name, "Render the synthetic demo clip (LR, HR and two references).")
+    p.add_argument("-o", "--output", type=Path, help="folder (default: assets/demo)")
+
+
+def _run_demo(args) -> int:
+    from sparkvsr.demo import DEMO_DIR, make_demo
+
+    files = make_demo(args.output or DEMO_DIR)
+    print(f"LR clip    {files.lr}")
+    print(f"HR clip    {files.hr}")
+    for index, path in files.references.items():
+        print(f"reference  frame {index}: {path}")
+    return 0
+
+
+COMMANDS: dict[str, tuple[Callable, Callable[..., int]]] = {
+    "probe": (_add_probe, _run_probe),
+    "keyframes": (_add_keyframes, _run_keyframes),
+    "restore": (_add_restore, _run_restore),
+    "demo": (_add_demo, _run_demo),
+    "worker": (_add_worker, _run_worker),
+    "batch": (_add_batch, _run_batch),
+    "eval": (_add_eval, _run_eval),
+}

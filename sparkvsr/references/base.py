@@ -1,0 +1,93 @@
+"""The Editor contract: an editor turns one LR frame into an HR Reference.
+
+Editors: ``nano-banana-pro`` (Google's image model through google-genai), ``pisa-sr`` (local
+diffusion SR), ``upload`` (the user's own image) and ``classic`` (Lanczos). A failing editor raises
+``EditorError`` in user words and never substitutes another image: the keyframe keeps whatever
+Reference it had before.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Protocol
+
+import numpy as np
+
+DEFAULT_TASK_PROMPT = (
+    "Restore this video frame to high quality: increase sharpness and clarity, remove blur, "
+    "noise, film grain and compression artifacts, and recover fine detail and texture. Keep the "
+    "composition, framing, colours, people, objects and text exactly as they are; do not add, "
+    "remove or move anything."
+)
+
+
+@dataclass(frozen=True)
+class EditRequest:
+    """What the user asked an editor for. Editors ignore the fields that do not concern them.
+
+    task_prompt:    what to do to the frame (restore, by default).
+    content_prompt: optional description of what should be in the frame.
+    seed:           for editors that sample.
+    upload:         the user's own image (``upload`` editor), ``[H, W, 3]`` uint8 RGB.
+    pixel_scale / semantic_scale: PiSA-SR's lambda_pix and lambda_sem.
+    """
+
+    task_prompt: str = DEFAULT_TASK_PROMPT
+    content_prompt: str = ""
+    seed: int | None = None
+    upload: np.ndarray | None = field(default=None, compare=False, repr=False)
+    pixel_scale: float = 1.0
+    semantic_scale: float = 1.0
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where a Reference came from, saved beside it in the project."""
+
+    editor: str
+    model: str = ""
+    task_prompt: str = ""
+    content_prompt: str = ""
+    seed: int | None = None
+    created: str = ""
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, eq=False)
+class Reference:
+    """An HR image for one keyframe: ``image`` is ``[H, W, 3]`` uint8 RGB at the target size."""
+
+    image: np.ndarray = field(repr=False)
+    provenance: Provenance
+    content_hash: str
+
+    @classmethod
+    def create(cls, image: np.ndarray, provenance: Provenance) -> Reference:
+        image = np.ascontiguousarray(image, dtype=np.uint8)
+        if not provenance.created:
+            stamp = datetime.now(UTC).isoformat(timespec="seconds")
+            provenance = Provenance(**{**provenance.__dict__, "created": stamp})
+        return cls(image=image, provenance=provenance, content_hash=image_hash(image))
+
+
+def image_hash(image: np.ndarray) -> str:
+    """Content hash of an image (shape and pixels): equal pixels, equal hash."""
+    digest = hashlib.sha256(repr(tuple(image.shape)).encode())
+    digest.update(np.ascontiguousarray(image).tobytes())
+    return digest.hexdigest()[:32]
+
+
+class Editor(Protocol):
+    name: str
+
+    def availability(self) -> str | None:
+        """None when the editor can run here; otherwise why not, in user words."""
+        ...
+
+    def make(
+        self, lr_frame: np.ndarray, target_size: tuple[int, int], request: EditRequest
+    ) -> Reference:
+        """Make a Reference for ``lr_frame`` (``[h, w, 3]`` uint8) at ``target_size`` (W, H)."""
+        ...
