@@ -1,0 +1,830 @@
+"""The ``dit`` engine: SparkVSR keyframe propagation with a one-step CogVideoX1.5-I2V transformer.
+
+What it does for one restore, as numbered steps (``DitEngine.restore``):
+
+1. Check the request: x4 only (``output_size`` resizes after the model), chunk 8k+1, References
+   the right size and at least 4 frames apart.
+2. Plan temporal chunks (8k+1 frames, overlapping) and spatial tiles (overlapping, in LR pixels).
+3. Per chunk and tile, get the x0 latents of the unconditioned (zero reference) and conditioned
+   branches from the cache, or compute the missing ones in ONE batched transformer pass
+   (s = 1: conditioned only; s = 0: unconditioned only; chunks without keyframes: one pass).
+4. Mix ``x0(s) = x0_u + s (x0_c - x0_u)``, decode, feather-blend tiles into frames and chunks into
+   the clip; yield frames as soon as no later chunk touches them.
+
+The model math lives in ``sparkvsr.conditioning`` (shared with the trainer). The cache makes the
+guidance slider cost a VAE decode, an edited keyframe cost the conditioned passes of the chunks
+containing it, and a resumed render cost nothing for chunks already done.
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import importlib
+import json
+import os
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from sparkvsr import conditioning as cond
+from sparkvsr.color import color_fix
+from sparkvsr.engines.base import (
+    CancelFn,
+    EngineStatus,
+    Progress,
+    ProgressFn,
+    References,
+    RestoredChunk,
+    RestoreOptions,
+    check_references,
+    raise_if_cancelled,
+)
+from sparkvsr.errors import EngineError
+from sparkvsr.frames import FrameSource
+from sparkvsr.references.base import image_hash
+from sparkvsr.tiling import Span, Tile, axis_weights, chunk_plan, tile_plan, tile_weights
+
+DEFAULT_MODEL = "JiongzeYu/SparkVSR"
+DEFAULT_CACHE_BYTES = 4 << 30
+COMPONENTS = ("transformer", "vae", "scheduler", "text_encoder", "tokenizer")
+REQUIRED_FILES = (
+    "model_index.json",
+    "transformer/config.json",
+    "vae/config.json",
+    "scheduler/scheduler_config.json",
+    "text_encoder/config.json",
+)
+TILE_MULTIPLE = (
+    cond.PIXEL_MULTIPLE // cond.UPSCALE
+)  # LR pixels; keeps tiles on the latent/patch grid
+VAE_TILE_MULTIPLES = (48, 40)  # diffusers 0.42 tiled decode returns wrong sizes otherwise
+
+
+# ---------------------------------------------------------------------------------------------
+# Latent cache
+# ---------------------------------------------------------------------------------------------
+
+
+class LatentCache:
+    """Tensors by content key, least recently used first out, within ``budget`` bytes in memory.
+
+    Entries pushed out of memory are written to ``spill_dir`` (when given) and read back on
+    demand, so a long clip's latents survive a slider move without holding them all in RAM.
+    """
+
+    def __init__(self, budget: int, spill_dir: Path | None = None):
+        self.budget = int(budget)
+        self.spill_dir = Path(spill_dir) if spill_dir is not None else None
+        self._memory: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self._bytes = 0
+        self.spilled = 0
+
+    @staticmethod
+    def digest(key: tuple) -> str:
+        return hashlib.sha256(repr(key).encode()).hexdigest()[:40]
+
+    def _spill_path(self, name: str) -> Path | None:
+        return None if self.spill_dir is None else self.spill_dir / f"x0-{name}.pt"
+
+    def get(self, key: tuple) -> torch.Tensor | None:
+        name = self.digest(key)
+        if name in self._memory:
+            self._memory.move_to_end(name)
+            return self._memory[name]
+        path = self._spill_path(name)
+        if path is not None and path.exists():
+            try:
+                tensor = torch.load(path, weights_only=True)
+            except Exception:  # a torn or foreign file is a miss, not a failure
+                return None
+            self._remember(name, tensor)
+            return tensor
+        return None
+
+    def put(self, key: tuple, tensor: torch.Tensor) -> None:
+        self._remember(self.digest(key), tensor.detach().to("cpu").contiguous())
+
+    def _remember(self, name: str, tensor: torch.Tensor) -> None:
+        if name in self._memory:
+            self._bytes -= _nbytes(self._memory.pop(name))
+        self._memory[name] = tensor
+        self._bytes += _nbytes(tensor)
+        while self._bytes > self.budget and len(self._memory) > 1:
+            old_name, old = self._memory.popitem(last=False)
+            self._bytes -= _nbytes(old)
+            path = self._spill_path(old_name)
+            if path is not None and not path.exists():
+                try:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    torch.save(old, path.with_suffix(".tmp"))
+                    os.replace(path.with_suffix(".tmp"), path)
+                    self.spilled += 1
+                except OSError as e:
+                    raise EngineError(f"cannot spill the latent cache to {path.parent}: {e}") from e
+
+    @property
+    def entries(self) -> int:
+        return len(self._memory)
+
+    @property
+    def bytes(self) -> int:
+        return self._bytes
+
+    def clear(self) -> None:
+        self._memory.clear()
+        self._bytes = 0
+
+
+def _nbytes(tensor: torch.Tensor) -> int:
+    return tensor.numel() * tensor.element_size()
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+# ---------------------------------------------------------------------------------------------
+
+
+def resolve_model_folder(model: str | Path) -> Path:
+    """A local pipeline folder, or a hub id fetched into the Hugging Face cache."""
+    path = Path(model).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise EngineError(f"model {model} is a file; pass a diffusers pipeline folder")
+        return path
+    text = str(model)
+    looks_like_hub_id = text.count("/") == 1 and not text.startswith((".", "/", "~"))
+    if not looks_like_hub_id:
+        raise EngineError(
+            f"model folder {model} does not exist; pass a CogVideoXImageToVideoPipeline folder "
+            f"or a hub id such as {DEFAULT_MODEL}"
+        )
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(repo_id=text))
+    except Exception as e:
+        raise EngineError(
+            f"could not fetch model {text} from the Hugging Face hub ({type(e).__name__}: {e}). "
+            "Without internet, download it elsewhere (`hf download "
+            f"{text} --local-dir DIR`) and pass --model DIR"
+        ) from e
+
+
+def check_model_folder(folder: Path) -> dict[str, list[str]]:
+    """Return model_index.json's component table, or raise naming every missing file."""
+    missing = [name for name in REQUIRED_FILES if not (folder / name).is_file()]
+    for component in ("transformer", "vae", "text_encoder"):
+        sub = folder / component
+        if sub.is_dir() and not any(sub.glob("*.safetensors")) and not any(sub.glob("*.bin")):
+            missing.append(f"{component}/*.safetensors (weights)")
+    if not (folder / "tokenizer").is_dir():
+        missing.append("tokenizer/")
+    if missing:
+        raise EngineError(
+            f"model folder {folder} is missing {', '.join(missing)}; it must be a diffusers "
+            "CogVideoXImageToVideoPipeline folder (model_index.json, transformer/, vae/, "
+            "scheduler/, text_encoder/, tokenizer/)"
+        )
+    try:
+        index = json.loads((folder / "model_index.json").read_text())
+    except (OSError, ValueError) as e:
+        raise EngineError(f"{folder / 'model_index.json'} is not valid JSON: {e}") from e
+    absent = [c for c in COMPONENTS if not isinstance(index.get(c), list) or len(index[c]) != 2]
+    if absent:
+        raise EngineError(
+            f"{folder / 'model_index.json'} does not name a [library, class] for "
+            f"{', '.join(absent)}"
+        )
+    return index
+
+
+def _component_class(index: dict, name: str):
+    library, class_name = index[name]
+    try:
+        return getattr(importlib.import_module(library), class_name)
+    except (ImportError, AttributeError) as e:
+        raise EngineError(
+            f"model_index.json names {library}.{class_name} for {name}, which cannot be imported"
+        ) from e
+
+
+def _load_component(folder: Path, index: dict, name: str, dtype: torch.dtype | None):
+    cls = _component_class(index, name)
+    try:
+        if index[name][0] == "transformers":
+            kwargs = {} if dtype is None else {"dtype": dtype}
+            return cls.from_pretrained(folder / name, **kwargs)
+        kwargs = {} if dtype is None else {"torch_dtype": dtype}
+        return cls.from_pretrained(folder, subfolder=name, **kwargs)
+    except EngineError:
+        raise
+    except Exception as e:
+        raise EngineError(f"cannot load {name} from {folder / name}: {e}") from e
+
+
+def folder_identity(folder: Path, components: tuple[str, ...]) -> str:
+    """Cheap identity of model files: names, sizes and mtimes (changes when weights change)."""
+    digest = hashlib.sha256(str(folder.resolve()).encode())
+    for component in components:
+        for path in sorted((folder / component).glob("*")):
+            if path.is_file():
+                stat = path.stat()
+                digest.update(f"{component}/{path.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()[:24]
+
+
+def _writable_dir(preferred: Path) -> Path:
+    for candidate in (preferred, Path.home() / ".cache" / "sparkvsr"):
+        try:
+            candidate.mkdir(parents=True, exist_ok=True)
+            probe = candidate / ".write-test"
+            probe.write_bytes(b"")
+            probe.unlink()
+            return candidate
+        except OSError:
+            continue
+    raise EngineError(f"no writable folder for the prompt cache (tried {preferred} and ~/.cache)")
+
+
+# ---------------------------------------------------------------------------------------------
+# The engine
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _ChunkRefs:
+    """References inside one chunk: local frame -> content hash (the conditioned cache key)."""
+
+    frames: tuple[tuple[int, str], ...]
+
+    @property
+    def empty(self) -> bool:
+        return not self.frames
+
+
+class DitEngine:
+    """SparkVSR propagation with the released weights. Models stay resident for its lifetime.
+
+    model:       a CogVideoXImageToVideoPipeline folder or a hub id (default the stage-2 weights).
+    device:      "cuda", "cuda:1", "cpu"... (default: CUDA when available).
+    dtype:       torch dtype or name (default: bfloat16 on CUDA, float32 on CPU).
+    offload:     keep only the model in use on the GPU (model-level CPU offload).
+    vae_tiling:  decode/encode large frames in VAE tiles (tile sizes kept at multiples of 48x40).
+    cache_bytes: memory budget of the x0 latent cache; beyond it entries spill to ``cache_dir``.
+    cache_dir:   folder for spilled latents (the project folder); None drops them instead.
+    seed:        seed of the VAE posterior sample (re-seeded per call: equal inputs, equal output).
+    """
+
+    name = "dit"
+
+    def __init__(
+        self,
+        model: str | Path = DEFAULT_MODEL,
+        device: str | torch.device | None = None,
+        dtype: str | torch.dtype | None = None,
+        offload: bool = False,
+        vae_tiling: bool = False,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
+        cache_dir: str | Path | None = None,
+        seed: int = 0,
+    ):
+        # 1. Where and how to run.
+        self._init_device(device, dtype, offload, seed)
+        self.model_name = str(model)
+
+        # 2. Find and check the pipeline folder.
+        self.folder = resolve_model_folder(model)
+        index = check_model_folder(self.folder)
+        identity = folder_identity(self.folder, ("transformer", "vae", "scheduler"))
+
+        # 3. Load the denoiser, the VAE and the noise schedule (resident from now on).
+        transformer = _load_component(self.folder, index, "transformer", self.dtype)
+        vae = _load_component(self.folder, index, "vae", self.dtype)
+        scheduler = _load_component(self.folder, index, "scheduler", None)
+
+        # 4. The empty-prompt embedding: from disk, or computed once with T5 (then T5 is freed).
+        self.prompt_cache_dir = _writable_dir(self.folder / ".sparkvsr")
+        max_length = int(getattr(transformer.config, "max_text_seq_length", 226))
+        self.prompt_embeds, self.prompt_embeds_source = self._empty_prompt_embeds(index, max_length)
+
+        # 5. Place the models, set up caches and counters.
+        self._init_models(transformer, vae, scheduler, identity, vae_tiling, cache_bytes, cache_dir)
+
+    @classmethod
+    def from_components(
+        cls,
+        transformer: torch.nn.Module,
+        vae: torch.nn.Module,
+        scheduler,
+        prompt_embeds: torch.Tensor,
+        *,
+        identity: str,
+        device: str | torch.device | None = None,
+        dtype: str | torch.dtype | None = None,
+        offload: bool = False,
+        vae_tiling: bool = False,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
+        cache_dir: str | Path | None = None,
+        seed: int = 0,
+    ) -> DitEngine:
+        """An engine over models already in memory (the trainer's validation, benchmarks).
+
+        ``identity`` must change whenever the weights change: it keys the latent cache.
+        ``prompt_embeds`` is the empty-prompt T5 embedding ``[1, 226, D]``.
+        """
+        engine = cls.__new__(cls)
+        engine._init_device(device, dtype, offload, seed)
+        engine.model_name = f"in-memory:{identity}"
+        engine.folder = None
+        engine.prompt_cache_dir = None
+        engine.prompt_embeds, engine.prompt_embeds_source = prompt_embeds.float().cpu(), "given"
+        for module in (transformer, vae):
+            if next(module.parameters()).dtype != engine.dtype:
+                module.to(dtype=engine.dtype)
+        engine._init_models(
+            transformer, vae, scheduler, identity, vae_tiling, cache_bytes, cache_dir
+        )
+        return engine
+
+    def _init_device(self, device, dtype, offload: bool, seed: int) -> None:
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise EngineError(f"device {device} was asked for but CUDA is not available here")
+        self.dtype = _resolve_dtype(dtype, self.device)
+        self.offload = bool(offload) and self.device.type != "cpu"
+        self.seed = int(seed)
+
+    def _init_models(
+        self, transformer, vae, scheduler, identity: str, vae_tiling: bool, cache_bytes, cache_dir
+    ) -> None:
+        self.transformer = transformer.eval().requires_grad_(False)
+        self.vae = vae.eval().requires_grad_(False)
+        self.identity = identity
+        self._check_architecture(scheduler)
+        self.alpha_bar = cond.alpha_bar(scheduler.alphas_cumprod, self.dtype)
+        if vae_tiling:
+            self._enable_vae_tiling()
+        home = self.device if not self.offload else torch.device("cpu")
+        self.transformer.to(home)
+        self.vae.to(home)
+        self.cache = LatentCache(cache_bytes, Path(cache_dir) if cache_dir else None)
+        self._reference_latents = LatentCache(256 << 20)
+        self.transformer_passes = 0  # forward calls (a batch of 2 counts once)
+        self.transformer_samples = 0  # batch items through the transformer
+        self.vae_encodes = 0
+        self.vae_decodes = 0
+
+    # -- loading helpers -----------------------------------------------------------------------
+
+    def _check_architecture(self, scheduler) -> None:
+        config = self.transformer.config
+        latent = getattr(self.vae.config, "latent_channels", 16)
+        if config.in_channels != 2 * latent or config.out_channels != latent:
+            raise EngineError(
+                f"transformer has in/out channels {config.in_channels}/{config.out_channels}; "
+                f"SparkVSR needs {2 * latent}/{latent} ([LR ; reference] latents)"
+            )
+        if getattr(scheduler.config, "prediction_type", "v_prediction") != "v_prediction":
+            raise EngineError(
+                f"scheduler predicts {scheduler.config.prediction_type!r}; SparkVSR weights are "
+                "v-prediction"
+            )
+
+    def _enable_vae_tiling(self) -> None:
+        if not hasattr(self.vae, "enable_tiling"):
+            raise EngineError(f"the VAE {type(self.vae).__name__} has no tiled mode")
+        config = self.vae.config
+        height, width = config.sample_height // 2, config.sample_width // 2
+        mh, mw = VAE_TILE_MULTIPLES
+        height = max(mh, mh * round(height / mh))
+        width = max(mw, mw * round(width / mw))
+        self.vae.enable_tiling(tile_sample_min_height=height, tile_sample_min_width=width)
+
+    def _empty_prompt_embeds(self, index: dict, length: int) -> tuple[torch.Tensor, str]:
+        key = folder_identity(self.folder, ("text_encoder", "tokenizer"))
+        path = self.prompt_cache_dir / f"empty-prompt-{key}-{length}.pt"
+        if path.exists():
+            try:
+                return torch.load(path, weights_only=True), "disk"
+            except Exception:
+                path.unlink(missing_ok=True)  # torn write: recompute below
+        tokenizer = _load_component(self.folder, index, "tokenizer", None)
+        text_encoder = _load_component(self.folder, index, "text_encoder", self.dtype)
+        try:
+            with torch.inference_mode():
+                tokens = tokenizer(
+                    "",
+                    padding="max_length",
+                    max_length=length,
+                    truncation=True,
+                    add_special_tokens=True,
+                    return_tensors="pt",
+                )
+                text_encoder.to(self.device)
+                embeds = text_encoder(tokens.input_ids.to(self.device))[0]
+                embeds = embeds.float().cpu().contiguous()
+        finally:
+            del text_encoder
+            gc.collect()
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+        torch.save(embeds, path.with_suffix(".tmp"))
+        os.replace(path.with_suffix(".tmp"), path)
+        return embeds, "computed"
+
+    @contextmanager
+    def _resident(self, module: torch.nn.Module):
+        """With offload, move ``module`` to the GPU and the other model to the CPU."""
+        if self.offload:
+            for other in (self.transformer, self.vae):
+                if other is not module:
+                    other.to("cpu")
+            module.to(self.device)
+        yield module
+
+    def _generator(self) -> torch.Generator:
+        return torch.Generator("cpu").manual_seed(self.seed)
+
+    # -- public API ------------------------------------------------------------------------------
+
+    def status(self) -> EngineStatus:
+        return EngineStatus(
+            name=self.name,
+            device=str(self.device),
+            model=self.model_name,
+            cache_entries=self.cache.entries,
+            cache_bytes=self.cache.bytes,
+            detail=(
+                f"{str(self.dtype).replace('torch.', '')}"
+                f"{', offload' if self.offload else ''}; transformer passes "
+                f"{self.transformer_passes}; spilled {self.cache.spilled}"
+            ),
+        )
+
+    def preview(
+        self, source: FrameSource, references: References, frame: int, options: RestoreOptions
+    ) -> np.ndarray:
+        """Output frame ``frame`` ``[H, W, 3]`` uint8, identical to the full render's.
+
+        It renders the chunks of the full plan that contain the frame, so it shares their cache:
+        after the first look, moving the guidance slider costs one VAE decode per chunk.
+        """
+        if not 0 <= frame < source.num_frames:
+            raise EngineError(
+                f"preview frame {frame} is outside the clip (0 to {source.num_frames - 1})"
+            )
+        chunks = self.restore(source, references, replace(options, start=frame))
+        try:
+            return next(chunks).frames[0]
+        finally:
+            chunks.close()
+
+    def restore(
+        self,
+        source: FrameSource,
+        references: References,
+        options: RestoreOptions,
+        *,
+        progress: ProgressFn | None = None,
+        cancel: CancelFn | None = None,
+    ) -> Iterator[RestoredChunk]:
+        """Yield restored frames ``[N, 4H, 4W, 3]`` uint8 (or ``output_size``) in order from
+        ``options.start``; see the module docstring for the steps."""
+        # 1. Check the request before any work.
+        indices = self._check_request(source, references, options)
+        width, height = source.size
+        padded_h, padded_w = cond.padded_lr_size(height, width)
+
+        # 2. Plans: temporal chunks with feather weights, spatial tiles with feather weights.
+        chunks = chunk_plan(source.num_frames, options.chunk, options.overlap)
+        chunk_w = axis_weights(chunks)
+        tiles = tile_plan(padded_h, padded_w, options.tile, options.tile_overlap, TILE_MULTIPLE)
+        tile_w = tile_weights(
+            [Tile(t.rows.scaled(cond.UPSCALE), t.cols.scaled(cond.UPSCALE)) for t in tiles]
+        )
+        hashes = {i: image_hash(np.asarray(references[i])) for i in indices}
+        first = next(i for i, span in enumerate(chunks) if span.stop > options.start)
+
+        # 3-4. Chunk by chunk: latents (cached or computed), decode, blend, yield finished frames.
+        blender = _TemporalBlender(origin=chunks[first].start)
+        for number, span in enumerate(chunks[first:], start=first):
+            raise_if_cancelled(cancel)
+            lr = source.read(span.start, span.stop)
+            refs = _ChunkRefs(
+                tuple((i - span.start, hashes[i]) for i in indices if span.start <= i < span.stop)
+            )
+            frames = self._render_chunk(
+                source, lr, span, refs, references, tiles, tile_w, options, cancel
+            )
+            weight = torch.from_numpy(chunk_w[number]).to(frames.device)
+            blender.add(span.start, frames * weight[:, None, None, None])
+            done_until = chunks[number + 1].start if number + 1 < len(chunks) else span.stop
+            start, finished = blender.pop(done_until)
+            if progress is not None:
+                progress(Progress(number + 1 - first, len(chunks) - first, "chunks"))
+            keep = max(options.start, start)
+            if keep >= done_until:
+                continue
+            finished = finished[keep - start :]
+            lr_part = lr[keep - span.start : done_until - span.start]
+            yield RestoredChunk(keep, self._finish(finished, lr_part, options))
+
+    # -- steps -----------------------------------------------------------------------------------
+
+    def _check_request(
+        self, source: FrameSource, references: References, options: RestoreOptions
+    ) -> list[int]:
+        if options.scale != cond.UPSCALE:
+            raise EngineError(
+                f"the dit model is trained for x{cond.UPSCALE} only (got scale {options.scale}); "
+                "set an output size to resize its x4 output instead"
+            )
+        if options.chunk % cond.FRAME_MULTIPLE != 1:
+            raise EngineError(
+                f"chunk {options.chunk} must be 8k+1 frames for the dit engine (e.g. 17, 25, 33, 49)"
+            )
+        if options.start >= source.num_frames:
+            raise EngineError(
+                f"start frame {options.start} is past the clip's end ({source.num_frames} frames)"
+            )
+        return check_references(source, references, cond.UPSCALE)
+
+    def _render_chunk(
+        self,
+        source: FrameSource,
+        lr: np.ndarray,
+        span: Span,
+        refs: _ChunkRefs,
+        references: References,
+        tiles: tuple[Tile, ...],
+        tile_w: tuple[np.ndarray, ...],
+        options: RestoreOptions,
+        cancel: CancelFn | None,
+    ) -> torch.Tensor:
+        """One chunk's frames ``[F, 4H, 4W, 3]`` float32 in [0, 1] on the engine's device,
+        tiles feather-blended (blending stays on the device: no full-size CPU passes)."""
+        height, width = lr.shape[1:3]
+        padded_h, padded_w = cond.padded_lr_size(height, width)
+        num_padded = cond.padded_frame_count(span.length)
+        canvas = None
+        unit = None  # the padded LR chunk, built only when a latent is missing
+        for tile, weight in zip(tiles, tile_w):
+            raise_if_cancelled(cancel)
+            x0_u, x0_c = self._cached_latents(source, span, tile, refs, options.guidance)
+            if (options.guidance != 1.0 and x0_u is None) or (
+                options.guidance != 0.0 and x0_c is None
+            ):
+                if unit is None:
+                    unit = cond.frames_to_unit(lr).to(self.device)
+                    unit = cond.pad_spatial(cond.pad_frames(unit, num_padded), padded_h, padded_w)
+                x0_u, x0_c = self._compute_latents(
+                    source, unit, span, tile, refs, references, options.guidance, x0_u, x0_c
+                )
+            # cached latents live on the CPU, fresh ones on the device: mix on the device
+            x0 = cond.rfg_combine(
+                x0_u.to(self.device, torch.float32) if x0_u is not None else None,
+                x0_c.to(self.device, torch.float32) if x0_c is not None else None,
+                options.guidance,
+            )
+            pixels = self._decode(x0)  # [F', th*4, tw*4, 3]
+            if len(tiles) == 1:
+                canvas = pixels
+                break
+            if canvas is None:
+                canvas = pixels.new_zeros((num_padded, padded_h * 4, padded_w * 4, 3))
+            rows, cols = tile.rows.scaled(4), tile.cols.scaled(4)
+            weight = torch.from_numpy(weight).to(pixels.device)
+            canvas[:, rows.start : rows.stop, cols.start : cols.stop] += (
+                pixels * weight[None, :, :, None]
+            )
+        return canvas[: span.length, : height * 4, : width * 4]
+
+    def _keys(self, source: FrameSource, span: Span, tile: Tile, refs: _ChunkRefs):
+        base = (self.identity, str(self.dtype), self.seed, source.identity, span, tile)
+        key_u = ("x0_u", *base)
+        key_c = key_u if refs.empty else ("x0_c", *base, refs.frames)
+        return key_u, key_c
+
+    def _cached_latents(self, source, span, tile, refs, guidance):
+        key_u, key_c = self._keys(source, span, tile, refs)
+        x0_u = self.cache.get(key_u) if guidance != 1.0 or refs.empty else None
+        x0_c = self.cache.get(key_c) if guidance != 0.0 else None
+        return x0_u, x0_c
+
+    def _compute_latents(
+        self,
+        source: FrameSource,
+        unit: torch.Tensor,
+        span: Span,
+        tile: Tile,
+        refs: _ChunkRefs,
+        references: References,
+        guidance: float,
+        x0_u: torch.Tensor | None,
+        x0_c: torch.Tensor | None,
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Run the transformer once for whichever of the two branches is missing."""
+        key_u, key_c = self._keys(source, span, tile, refs)
+        with torch.inference_mode():
+            lr_latent = self._encode(_tile_video(unit, tile))
+            branches: list[str] = []
+            if refs.empty:
+                branches = ["u"]  # zero reference: both branches are the same prediction
+            else:
+                if guidance != 1.0 and x0_u is None:
+                    branches.append("u")
+                if guidance != 0.0 and x0_c is None:
+                    branches.append("c")
+            reference_latents = [
+                torch.zeros_like(lr_latent)
+                if b == "u"
+                else self._reference_latent(lr_latent, tile, refs, references, span.start)
+                for b in branches
+            ]
+            with self._resident(self.transformer):
+                outputs = cond.predict_x0(
+                    self.transformer,
+                    lr_latent,
+                    reference_latents,
+                    self.prompt_embeds,
+                    self.alpha_bar,
+                )
+            self.transformer_passes += 1
+            self.transformer_samples += len(branches)
+        for branch, x0 in zip(branches, outputs):
+            if branch == "u":
+                self.cache.put(key_u, x0)
+                x0_u = x0
+                if refs.empty:
+                    x0_c = x0
+            else:
+                self.cache.put(key_c, x0)
+                x0_c = x0
+        return x0_u, x0_c
+
+    def _encode(self, video: torch.Tensor) -> torch.Tensor:
+        with self._resident(self.vae):
+            latent = cond.encode_latents(
+                self.vae, video.to(self.device, self.dtype), generator=self._generator()
+            )
+        self.vae_encodes += 1
+        return latent
+
+    def _reference_latent(
+        self,
+        lr_latent: torch.Tensor,
+        tile: Tile,
+        refs: _ChunkRefs,
+        references: References,
+        origin: int,
+    ) -> torch.Tensor:
+        """The chunk's reference latent; each Reference is VAE-encoded once per tile."""
+        latents = {}
+        for local, content in refs.frames:
+            key = ("ref", self.identity, str(self.dtype), self.seed, content, tile)
+            latent = self._reference_latents.get(key)
+            if latent is None:
+                image = np.asarray(references[origin + local])
+                height, width = image.shape[:2]
+                padded_h, padded_w = cond.padded_lr_size(height // 4, width // 4)
+                video = cond.prepare_reference(image, padded_h * 4, padded_w * 4)
+                rows, cols = tile.rows.scaled(4), tile.cols.scaled(4)
+                crop = video[..., rows.start : rows.stop, cols.start : cols.stop]
+                latent = self._encode(crop)
+                self._reference_latents.put(key, latent)
+            latents[local] = latent.to(lr_latent.device, lr_latent.dtype)
+        return cond.build_reference_latent(lr_latent, latents)
+
+    def _decode(self, x0: torch.Tensor) -> torch.Tensor:
+        """x0 ``[1, 16, F_lat, h, w]`` -> frames ``[F, 8h, 8w, 3]`` float32 in [0, 1] (device)."""
+        with torch.inference_mode(), self._resident(self.vae):
+            video = cond.decode_latents(self.vae, x0.to(self.device, self.dtype))
+        self.vae_decodes += 1
+        return cond.signed_to_unit(video)[0].permute(1, 2, 3, 0).contiguous()
+
+    def _finish(self, frames: torch.Tensor, lr: np.ndarray, options: RestoreOptions) -> np.ndarray:
+        """Colour fix against the bilinear-upscaled LR, resize to output_size, round to uint8."""
+        video = frames
+        if options.color_fix != "none":
+            upscaled = cond.upscale_bilinear(cond.frames_to_unit(lr))[0].permute(1, 2, 3, 0)
+            fixed = color_fix(frames.cpu().numpy(), upscaled.numpy(), options.color_fix)
+            video = torch.from_numpy(fixed).to(frames.device)
+        if options.output_size is not None and tuple(options.output_size) != (
+            video.shape[2],
+            video.shape[1],
+        ):
+            width, height = options.output_size
+            nchw = video.permute(0, 3, 1, 2)
+            nchw = F.interpolate(
+                nchw, size=(height, width), mode="bicubic", antialias=True, align_corners=False
+            )
+            video = nchw.permute(0, 2, 3, 1).clamp(0, 1)
+        return cond.unit_to_uint8(video)
+
+    # -- for tests and the trainer's checks ------------------------------------------------------
+
+    def chunk_latents(
+        self, source: FrameSource, references: References, start: int, stop: int, guidance: float
+    ) -> torch.Tensor:
+        """x0(s) ``[1, 16, F_lat, h, w]`` of frames ``[start, stop)`` as one chunk, whole frame."""
+        indices = check_references(source, references, cond.UPSCALE)
+        span = Span(start, stop)
+        hashes = {i: image_hash(np.asarray(references[i])) for i in indices}
+        refs = _ChunkRefs(tuple((i - start, hashes[i]) for i in indices if start <= i < stop))
+        width, height = source.size
+        padded_h, padded_w = cond.padded_lr_size(height, width)
+        tile = Tile(Span(0, padded_h), Span(0, padded_w))
+        x0_u, x0_c = self._cached_latents(source, span, tile, refs, guidance)
+        if (guidance != 1.0 and x0_u is None) or (guidance != 0.0 and x0_c is None):
+            unit = cond.pad_spatial(
+                cond.pad_frames(
+                    cond.frames_to_unit(source.read(start, stop)),
+                    cond.padded_frame_count(span.length),
+                ),
+                padded_h,
+                padded_w,
+            )
+            x0_u, x0_c = self._compute_latents(
+                source, unit, span, tile, refs, references, guidance, x0_u, x0_c
+            )
+        return cond.rfg_combine(
+            x0_u.to(self.device) if x0_u is not None else None,
+            x0_c.to(self.device) if x0_c is not None else None,
+            guidance,
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Small pure helpers
+# ---------------------------------------------------------------------------------------------
+
+
+def _resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    if dtype is None:
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    names = {
+        "bf16": torch.bfloat16,
+        "bfloat16": torch.bfloat16,
+        "fp16": torch.float16,
+        "float16": torch.float16,
+        "fp32": torch.float32,
+        "float32": torch.float32,
+    }
+    if dtype not in names:
+        raise EngineError(f"dtype {dtype!r} is unknown; choose one of {', '.join(names)}")
+    return names[dtype]
+
+
+def _tile_video(unit: torch.Tensor, tile: Tile) -> torch.Tensor:
+    """Cut one tile from the padded LR chunk ``[1, 3, F, H, W]`` in [0, 1] and bring it to the
+    model input ``[1, 3, F, 4h, 4w]`` in [-1, 1].
+
+    The tile is upscaled with one LR pixel of context on each inner side and then cropped, which
+    makes it exactly the matching crop of the whole-frame bilinear upscale (no seams).
+    """
+    height, width = unit.shape[-2:]
+    r0, r1 = max(0, tile.rows.start - 1), min(height, tile.rows.stop + 1)
+    c0, c1 = max(0, tile.cols.start - 1), min(width, tile.cols.stop + 1)
+    up = cond.upscale_bilinear(unit[..., r0:r1, c0:c1])
+    top, left = (tile.rows.start - r0) * 4, (tile.cols.start - c0) * 4
+    up = up[..., top : top + tile.rows.length * 4, left : left + tile.cols.length * 4]
+    return cond.unit_to_signed(up)
+
+
+class _TemporalBlender:
+    """Sums feather-weighted chunk frames ``[F, H, W, 3]`` (torch, any device); hands out the
+    frames no later chunk will touch."""
+
+    def __init__(self, origin: int):
+        self.origin = origin
+        self.buffer: torch.Tensor | None = None
+
+    def add(self, start: int, frames: torch.Tensor) -> None:
+        if start < self.origin:
+            frames = frames[self.origin - start :]
+            start = self.origin
+        offset = start - self.origin
+        needed = offset + len(frames)
+        if self.buffer is None:
+            self.buffer = frames.new_zeros((needed, *frames.shape[1:]))
+        elif needed > len(self.buffer):
+            grow = frames.new_zeros((needed - len(self.buffer), *frames.shape[1:]))
+            self.buffer = torch.cat([self.buffer, grow])
+        self.buffer[offset:needed] += frames
+
+    def pop(self, until: int) -> tuple[int, torch.Tensor]:
+        """Frames ``[origin, until)``; they leave the buffer."""
+        assert self.buffer is not None
+        count = until - self.origin
+        done, self.buffer = self.buffer[:count], self.buffer[count:]
+        start, self.origin = self.origin, until
+        return start, done

@@ -1,0 +1,408 @@
+"""The dit engine on tiny random models saved in the real pipeline-folder format.
+
+Two model families, both loaded through the engine's own loader:
+- a tiny real CogVideoX1.5-I2V (``tests.tiny_cogvideox``) for the math and the caching rules;
+- per-frame / per-pixel test models (``tests.pointwise_models``) for chunk and tile invariance.
+"""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from sparkvsr.engines import load_engine
+from sparkvsr.engines.base import Progress, RestoreOptions
+from sparkvsr.engines.dit import DitEngine
+from sparkvsr.errors import Cancelled, EngineError, KeyframeError
+from sparkvsr.frames import ArrayFrames
+from tests.pointwise_models import FramePackVAE, PointwiseTransformer
+from tests.tiny_cogvideox import build_tiny_pipeline
+
+
+def _frames(num: int, height: int = 16, width: int = 16, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    smooth = rng.integers(0, 256, (num, height // 4 + 1, width // 4 + 1, 3)).astype(np.float32)
+    up = smooth.repeat(4, axis=1).repeat(4, axis=2)[:, :height, :width]
+    return np.clip(up + rng.normal(0, 12, up.shape), 0, 255).astype(np.uint8)
+
+
+def _reference(height: int = 64, width: int = 64, seed: int = 1) -> np.ndarray:
+    return _frames(1, height, width, seed)[0]
+
+
+def _restore(engine, source, refs, **options) -> np.ndarray:
+    chunks = list(engine.restore(source, refs, RestoreOptions(**options)))
+    start = options.get("start", 0)
+    assert chunks[0].start == start
+    for previous, current in itertools.pairwise(chunks):
+        assert current.start == previous.stop  # contiguous, in order
+    assert chunks[-1].stop == source.num_frames
+    return np.concatenate([c.frames for c in chunks])
+
+
+@pytest.fixture(scope="module")
+def tiny_folder(tmp_path_factory):
+    return build_tiny_pipeline(tmp_path_factory.mktemp("tiny") / "sparkvsr")
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_folder):
+    return DitEngine(str(tiny_folder), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def pointwise_folder(tmp_path_factory):
+    return build_tiny_pipeline(
+        tmp_path_factory.mktemp("pointwise") / "model",
+        transformer=PointwiseTransformer(),
+        vae=FramePackVAE(),
+    )
+
+
+@pytest.fixture(scope="module")
+def fast(pointwise_folder):
+    """Per-frame, per-8x8-block test models: fast, and with known locality."""
+    return DitEngine(str(pointwise_folder), device="cpu")
+
+
+class PassLog:
+    """Records the batch size and the input of every transformer forward."""
+
+    def __init__(self, engine):
+        self.batches: list[int] = []
+        self.inputs: list[torch.Tensor] = []
+        self.handle = engine.transformer.register_forward_pre_hook(self._hook, with_kwargs=True)
+
+    def _hook(self, module, args, kwargs):
+        hidden = kwargs["hidden_states"]
+        self.batches.append(hidden.shape[0])
+        self.inputs.append(hidden.detach().clone())
+
+    def close(self):
+        self.handle.remove()
+
+
+# ---------------------------------------------------------------------------------------------
+# The math, recomputed by hand
+# ---------------------------------------------------------------------------------------------
+
+
+def test_one_chunk_matches_a_hand_recomputation_from_diffusers_primitives(engine, tiny_folder):
+    from diffusers import (
+        AutoencoderKLCogVideoX,
+        CogVideoXDDIMScheduler,
+        CogVideoXTransformer3DModel,
+    )
+    from diffusers.models.embeddings import get_3d_rotary_pos_embed
+
+    lr = _frames(9, 8, 8)
+    reference = _reference(32, 32)
+    source = ArrayFrames(lr)
+    refs = {4: reference}
+
+    transformer = CogVideoXTransformer3DModel.from_pretrained(tiny_folder, subfolder="transformer")
+    vae = AutoencoderKLCogVideoX.from_pretrained(tiny_folder, subfolder="vae")
+    alphas = CogVideoXDDIMScheduler.from_pretrained(
+        tiny_folder, subfolder="scheduler"
+    ).alphas_cumprod
+    with torch.no_grad():
+        # bilinear x4, [-1, 1]
+        video = torch.from_numpy(lr).float().permute(0, 3, 1, 2) / 255
+        video = torch.nn.functional.interpolate(
+            video, scale_factor=4, mode="bilinear", align_corners=False
+        )
+        video = (video * 2 - 1).permute(1, 0, 2, 3)[None]  # [1, 3, 9, 32, 32]
+        z = vae.encode(video).latent_dist.sample(generator=torch.Generator().manual_seed(0)) * 0.7
+        image = torch.from_numpy(reference).float().permute(2, 0, 1)[None, :, None] / 255 * 2 - 1
+        ref_z = (
+            vae.encode(image).latent_dist.sample(generator=torch.Generator().manual_seed(0)) * 0.7
+        )
+        ref = torch.zeros_like(z)
+        ref[:, :, 1] = ref_z[:, :, 0]  # frame 4 -> slot 4 // 4 = 1
+        x0 = {}
+        for name, r in (("u", torch.zeros_like(z)), ("c", ref)):
+            hidden = torch.cat([z, r], dim=1).permute(0, 2, 1, 3, 4)  # [1, 3, 32, 4, 4]
+            hidden = torch.cat([hidden[:, :1], hidden], dim=1)  # odd -> copy frame 0
+            rope = get_3d_rotary_pos_embed(16, None, (2, 2), 2, grid_type="slice", max_size=(8, 8))
+            v = transformer(
+                hidden_states=hidden,
+                encoder_hidden_states=engine.prompt_embeds,
+                timestep=torch.tensor([399]),
+                ofs=torch.tensor([2.0]),
+                image_rotary_emb=rope,
+                return_dict=False,
+            )[0][:, 1:].permute(0, 2, 1, 3, 4)
+            abar = alphas[399]
+            x0[name] = abar.sqrt() * z - (1 - abar).sqrt() * v
+        mixed = x0["u"] + 0.5 * (x0["c"] - x0["u"])
+        pixels = vae.decode(x0["c"] / 0.7).sample
+        expected = ((pixels[0].permute(1, 2, 3, 0) + 1) / 2).clamp(0, 1) * 255
+
+    for guidance, want in ((1.0, x0["c"]), (0.0, x0["u"]), (0.5, mixed)):
+        got = engine.chunk_latents(source, refs, 0, 9, guidance)
+        torch.testing.assert_close(got, want, atol=1e-4, rtol=0)
+    frames = _restore(engine, source, refs, guidance=1.0, chunk=9, overlap=2)
+    assert frames.shape == (9, 32, 32, 3) and frames.dtype == np.uint8
+    assert np.abs(frames.astype(np.float32) - expected.round().numpy()).max() <= 1
+
+
+def test_reference_reaches_slot_f_div_4_only(engine):
+    source = ArrayFrames(_frames(9, 8, 8, seed=3))
+    log = PassLog(engine)
+    try:
+        engine.chunk_latents(source, {6: _reference(32, 32, seed=4)}, 0, 9, 1.0)
+    finally:
+        log.close()
+    (hidden,) = log.inputs
+    assert hidden.shape == (1, 4, 32, 4, 4)  # 3 latent frames + the frame-0 copy
+    reference_channels = hidden[0, 1:, 16:]  # drop the copy
+    nonzero = [int(slot) for slot in range(3) if reference_channels[slot].abs().max() > 0]
+    assert nonzero == [1]  # frame 6 -> slot 6 // 4 = 1
+
+
+def test_keyframes_fewer_than_4_apart_are_refused(engine):
+    source = ArrayFrames(_frames(9))
+    with pytest.raises(KeyframeError, match="at least 4 frames apart"):
+        list(engine.restore(source, {0: _reference(), 3: _reference()}, RestoreOptions(chunk=9)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Passes and caching (counted)
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("guidance", "batch"), [(1.0, 1), (0.0, 1), (0.5, 2)])
+def test_transformer_passes_per_chunk(fast, guidance, batch):
+    source = ArrayFrames(_frames(17, seed=5))
+    refs = {2: _reference(seed=6), 12: _reference(seed=7)}
+    fast.cache.clear()
+    log = PassLog(fast)
+    try:
+        _restore(fast, source, refs, guidance=guidance, chunk=9, overlap=1)
+    finally:
+        log.close()
+    assert log.batches == [batch, batch]  # two chunks, each with a keyframe: one pass each
+
+
+def test_a_new_guidance_reuses_the_cache_and_an_edit_reruns_only_its_chunks(fast):
+    source = ArrayFrames(_frames(33, seed=8))
+    refs = {2: _reference(seed=9), 28: _reference(seed=10)}
+    options = dict(chunk=17, overlap=4)  # chunks [0,17) [13,30) [24,33)
+    fast.cache.clear()
+    half = _restore(fast, source, refs, guidance=0.5, **options)
+    passes = fast.transformer_passes
+
+    slider = {s: _restore(fast, source, refs, guidance=s, **options) for s in (0.0, 0.8, 1.0, 2.0)}
+    assert fast.transformer_passes == passes  # a new s: decode only
+    assert not np.array_equal(slider[0.0], slider[1.0]) and not np.array_equal(half, slider[0.8])
+    assert np.array_equal(_restore(fast, source, refs, guidance=0.5, **options), half)
+
+    log = PassLog(fast)
+    try:
+        edited = {**refs, 28: _reference(seed=11)}  # frame 28 lies in chunks 2 and 3
+        _restore(fast, source, edited, guidance=0.5, **options)
+        assert log.batches == [1, 1]  # conditioned pass only, only the chunks containing it
+        log.batches.clear()
+        _restore(fast, source, {**edited, 2: _reference(seed=12)}, guidance=0.5, **options)
+        assert log.batches == [1]  # frame 2: chunk 1 only
+    finally:
+        log.close()
+
+
+def test_each_reference_is_encoded_once_per_tile_not_per_chunk(fast):
+    source = ArrayFrames(_frames(17, height=16, width=32, seed=25))
+    refs = {8: _reference(64, 128, seed=26)}  # frame 8 lies in all three chunks
+    for tile, tiles in ((0, 1), (16, 3)):  # 16x32 LR with tile 16 / overlap 8: 1 x 3 tiles
+        fast.cache.clear()
+        fast._reference_latents.clear()
+        encodes, passes = fast.vae_encodes, fast.transformer_passes
+        _restore(fast, source, refs, chunk=9, overlap=2, tile=tile, tile_overlap=8)
+        chunks = 3  # [0,9) [7,16) [8,17)
+        assert fast.transformer_passes - passes == chunks * tiles
+        assert fast.vae_encodes - encodes == chunks * tiles + tiles  # LR per chunk, ref once
+
+
+def test_cache_spills_to_disk_beyond_its_budget(pointwise_folder, tmp_path):
+    engine = DitEngine(
+        str(pointwise_folder), device="cpu", cache_bytes=1, cache_dir=tmp_path / "cache"
+    )
+    source = ArrayFrames(_frames(17, seed=13))
+    refs = {8: _reference(seed=14)}
+    first = _restore(engine, source, refs, guidance=0.5, chunk=9, overlap=1)
+    passes = engine.transformer_passes
+    assert engine.cache.spilled > 0 and list((tmp_path / "cache").glob("x0-*.pt"))
+    again = _restore(engine, source, refs, guidance=0.5, chunk=9, overlap=1)
+    assert engine.transformer_passes == passes
+    assert np.array_equal(first, again)
+
+
+def test_resume_yields_exactly_the_uninterrupted_frames(fast):
+    source = ArrayFrames(_frames(33, seed=15))
+    refs = {0: _reference(seed=16), 20: _reference(seed=17)}
+    options = dict(guidance=0.7, chunk=9, overlap=3)
+    fast.cache.clear()
+    full = _restore(fast, source, refs, **options)
+    passes = fast.transformer_passes
+    for start in (7, 12, 32):  # inside an overlap, inside a chunk, the last frame
+        resumed = _restore(fast, source, refs, start=start, **options)
+        assert np.array_equal(resumed, full[start:])
+    assert fast.transformer_passes == passes  # the chunks before k came from the cache
+    fast.cache.clear()
+    assert np.array_equal(_restore(fast, source, refs, start=12, **options), full[12:])
+
+
+def test_preview_equals_the_rendered_frame(fast):
+    source = ArrayFrames(_frames(17, seed=18))
+    refs = {4: _reference(seed=19)}
+    options = RestoreOptions(guidance=0.5, chunk=9, overlap=2)
+    full = np.concatenate([c.frames for c in fast.restore(source, refs, options)])
+    for frame in (0, 7, 16):
+        assert np.array_equal(fast.preview(source, refs, frame, options), full[frame])
+
+
+# ---------------------------------------------------------------------------------------------
+# Chunking and tiling do not change the answer of a local model
+# ---------------------------------------------------------------------------------------------
+
+
+def test_chunked_57_frames_equal_one_chunk_for_a_per_frame_model(fast):
+    source = ArrayFrames(_frames(57, seed=20))
+    chunked = _restore(fast, source, {}, chunk=33, overlap=8)
+    single = _restore(fast, source, {}, chunk=57, overlap=8)
+    assert chunked.shape == (57, 64, 64, 3)
+    difference = np.abs(chunked.astype(int) - single.astype(int))
+    assert difference.max() <= 1 and (difference > 0).mean() < 1e-3  # float blending rounding
+    assert chunked.std() > 10  # not a constant picture
+
+
+def test_tiled_equals_untiled_for_a_per_pixel_model(fast):
+    source = ArrayFrames(_frames(9, height=32, width=48, seed=21))
+    refs = {4: _reference(128, 192, seed=22)}
+    whole = _restore(fast, source, refs, guidance=0.6, chunk=9, tile=0)
+    passes = fast.transformer_passes
+    tiled = _restore(fast, source, refs, guidance=0.6, chunk=9, tile=16, tile_overlap=8)
+    assert fast.transformer_passes - passes == 15  # 3 x 5 tiles, one pass each
+    difference = np.abs(tiled.astype(int) - whole.astype(int))
+    assert difference.max() <= 1 and (difference > 0).mean() < 1e-3
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading, options, errors
+# ---------------------------------------------------------------------------------------------
+
+
+def test_empty_prompt_embedding_is_computed_once_and_then_read_from_disk(engine, tiny_folder):
+    assert engine.prompt_embeds.shape == (1, 226, 32)
+    again = load_engine(
+        "dit", model=str(tiny_folder), device="cpu", offload=False, vae_tiling=False
+    )
+    assert again.prompt_embeds_source == "disk"
+    assert torch.equal(again.prompt_embeds, engine.prompt_embeds)
+
+
+def test_missing_model_files_are_named(tiny_folder, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_folder, broken)
+    shutil.rmtree(broken / "transformer")
+    (broken / "scheduler" / "scheduler_config.json").unlink()
+    with pytest.raises(EngineError, match=r"transformer/config\.json.*scheduler/scheduler_config"):
+        DitEngine(str(broken), device="cpu")
+    with pytest.raises(EngineError, match="does not exist"):
+        DitEngine(str(tmp_path / "nowhere"), device="cpu")
+
+
+def test_an_unreachable_hub_id_says_how_to_fix_it(monkeypatch):
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(
+        EngineError, match=r"could not fetch model someone/missing-model.*--model DIR"
+    ):
+        DitEngine("someone/missing-model", device="cpu")
+
+
+def test_bad_options_are_refused_with_the_fix(engine):
+    source = ArrayFrames(_frames(9))
+    with pytest.raises(EngineError, match="x4 only"):
+        list(engine.restore(source, {}, RestoreOptions(scale=2, chunk=9)))
+    with pytest.raises(EngineError, match="8k\\+1"):
+        list(engine.restore(source, {}, RestoreOptions(chunk=32)))
+    with pytest.raises(EngineError, match="needs uint8"):
+        list(engine.restore(source, {0: _reference(32, 32)}, RestoreOptions(chunk=9)))
+
+
+def test_output_size_colour_fix_progress_and_cancel(fast):
+    source = ArrayFrames(_frames(17, height=12, width=20, seed=23))
+    refs = {8: _reference(48, 80, seed=24)}
+    plain = _restore(fast, source, refs, chunk=9, overlap=1)
+    assert plain.shape == (17, 48, 80, 3)  # x4 of 20x12 (padding cropped off)
+    resized = _restore(fast, source, refs, chunk=9, overlap=1, output_size=(30, 18))
+    assert resized.shape == (17, 18, 30, 3)
+    fixed = _restore(fast, source, refs, chunk=9, overlap=1, color_fix="adain")
+    lr_mean = source.read(0, 17).reshape(17, -1, 3).mean(axis=1)
+    error_plain = np.abs(plain.reshape(17, -1, 3).mean(axis=1) - lr_mean).mean()
+    error_fixed = np.abs(fixed.reshape(17, -1, 3).mean(axis=1) - lr_mean).mean()
+    assert error_fixed < error_plain and error_fixed < 2
+
+    seen: list[Progress] = []
+    list(fast.restore(source, refs, RestoreOptions(chunk=9, overlap=1), progress=seen.append))
+    assert [(p.done, p.total) for p in seen] == [(1, 2), (2, 2)]
+    calls = iter([False, False, True])
+    with pytest.raises(Cancelled):
+        list(
+            fast.restore(
+                source, refs, RestoreOptions(chunk=9, overlap=1), cancel=lambda: next(calls)
+            )
+        )
+
+
+def test_vae_tiling_keeps_sizes(tiny_folder):
+    engine = DitEngine(str(tiny_folder), device="cpu", vae_tiling=True)
+    assert (engine.vae.tile_sample_min_height, engine.vae.tile_sample_min_width) == (48, 40)
+    frames = _restore(engine, ArrayFrames(_frames(9, 12, 12)), {}, chunk=9)
+    assert frames.shape == (9, 48, 48, 3)
+    assert "float32" in engine.status().detail
+
+
+def test_restore_cli_drives_the_dit_engine_end_to_end(pointwise_folder, tmp_path):
+    from sparkvsr import cli, media
+    from tests.conftest import moving_frames, write_test_video
+
+    clip = write_test_video(
+        tmp_path / "in.mp4", moving_frames(20, 32, 24), fps=25, audio_seconds=0.8
+    )
+    out = tmp_path / "out.mp4"
+    argv = [
+        "restore",
+        str(clip),
+        "-o",
+        str(out),
+        "--engine",
+        "dit",
+        "--model",
+        str(pointwise_folder),
+    ]
+    argv += ["--device", "cpu", "--keyframes", "0,12", "--chunk", "9", "--overlap", "2"]
+    assert cli.main([*argv, "--guidance", "0.5"]) == 0
+    info = media.probe(out)
+    assert (info.width, info.height, info.num_frames) == (128, 96, 20)
+    assert abs(info.fps - 25) < 1e-6 and len(info.audio) == 1
+    assert cli.main([*argv, "--chunk", "32"]) == 2  # a bad chunk is one clear line, exit 2
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_defaults_to_bf16_with_the_trained_coefficients(tiny_folder):
+    engine = DitEngine(str(tiny_folder))
+    assert engine.device.type == "cuda" and engine.dtype == torch.bfloat16
+    assert float(engine.alpha_bar.sqrt()) == 0.625
+    assert float((1 - engine.alpha_bar).sqrt()) == 0.78125
+    frames = _restore(engine, ArrayFrames(_frames(9, 8, 8)), {4: _reference(32, 32)}, chunk=9)
+    assert frames.shape == (9, 32, 32, 3)
+    offloaded = DitEngine(str(tiny_folder), offload=True)
+    again = _restore(offloaded, ArrayFrames(_frames(9, 8, 8)), {4: _reference(32, 32)}, chunk=9)
+    assert np.abs(again.astype(int) - frames.astype(int)).max() <= 1
