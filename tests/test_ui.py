@@ -1,0 +1,430 @@
+"""The studio in a real browser (Playwright + Debian chromium), plus its pure helpers.
+
+The browser tests start ``app.py`` as a user would (a subprocess on 127.0.0.1, a free port, a
+temporary projects folder), then drive the page only through its element ids. They are marked
+``browser`` and skip when chromium or Playwright is absent. A screenshot of every step goes to
+the test's tmp dir.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from sparkvsr.errors import KeyframeError, MediaError
+from sparkvsr.project import ClipSummary
+from ui.callbacks import StudioConfig, pick_keyframes, progress_html
+from ui.messages import error_html
+from ui.state import StudioState
+from ui.timeline import frame_label, frame_time, timeline_html
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+START_TIMEOUT_S = 180
+STEP_TIMEOUT_MS = 60_000
+RENDER_TIMEOUT_MS = 240_000
+
+
+# ---------------------------------------------------------------------------------------------
+# Pure helpers (no browser)
+
+
+def _clip(num_frames: int = 60, iframes: tuple[int, ...] = (0, 2, 30)) -> ClipSummary:
+    return ClipSummary("/clips/a.mp4", num_frames, 160, 96, 24.0, "24/1", iframes=iframes)
+
+
+def test_frame_label_shows_index_and_time():
+    assert frame_time(0, 24.0) == "0:00.000"
+    assert frame_time(36, 24.0) == "0:01.500"
+    assert frame_time(24 * 61, 24.0) == "1:01.000"
+    text = re.sub(r"<[^>]+>", "", frame_label(12, 60, 24.0))
+    assert text == "Frame 12 / 59 · 0:00.500"
+
+
+def test_timeline_places_markers_by_frame():
+    html = timeline_html(61, current=30, iframes=(0, 60), keyframes=(15,), with_reference=())
+    assert 'data-frame="60" style="left:100.000%"' in html
+    assert 'class="tl-key" data-frame="15" style="left:25.000%"' in html
+    assert 'class="tl-playhead" data-frame="30" style="left:50.000%"' in html
+    done = timeline_html(61, current=0, keyframes=(15,), with_reference=(15,))
+    assert 'class="tl-key has-ref" data-frame="15"' in done
+
+
+def test_auto_pick_modes_obey_the_rule():
+    state = StudioState("sid", "p", _clip())
+    # I-frames 0 and 2 are too close: the second is dropped, not an error.
+    assert pick_keyframes(state, "I-frames", 0, 0) == (0, 30)
+    assert pick_keyframes(state, "uniform", 20, 0) == (0, 20, 40)
+    picked = pick_keyframes(state, "random", 5, seed=3)
+    assert len(picked) == 5 and all(b - a >= 4 for a, b in itertools.pairwise(picked))
+    assert picked == pick_keyframes(state, "random", 5, seed=3)
+    with pytest.raises(KeyframeError, match="use 4 or more"):
+        pick_keyframes(state, "uniform", 2, 0)
+    with pytest.raises(KeyframeError, match="no I-frames"):
+        pick_keyframes(StudioState("sid", "p", _clip(iframes=())), "I-frames", 0, 0)
+
+
+def test_errors_read_as_messages_with_the_rule_explained():
+    rule = error_html(KeyframeError("keyframes 8 and 10 are 2 frames apart"), "pinning frame 10")
+    assert "Keyframe rule" in rule and "while pinning frame 10" in rule
+    assert "4-frame slot" in rule and "nothing was lost" in rule
+    media = error_html(MediaError("cannot decode <clip>.mp4"))
+    assert "This file cannot be used" in media and "&lt;clip&gt;" in media
+    bug = error_html(ValueError("boom"))
+    assert "unexpected ValueError" in bug and "Traceback" not in bug
+
+
+def test_progress_bar_reports_frames_and_chunks():
+    from sparkvsr.render import RenderProgress
+
+    html = progress_html(RenderProgress("render", 30, 60, chunks_rendered=1, chunks_resumed=1))
+    assert 'data-stage="render"' in html and "width:50.0%" in html
+    assert "30/60 frames" in html and "2 chunks done (1 resumed)" in html
+    assert 'data-stage="idle"' in progress_html(None)
+
+
+def test_studio_state_is_a_frozen_dataclass_per_session():
+    from sparkvsr.worker import KeyframesResponse
+
+    state = StudioState("sid", "p", _clip()).select(8)
+    pinned = state.with_keyframes(KeyframesResponse((8, 20), (8,)))
+    assert pinned.keyframes == (8, 20) and pinned.with_reference == (8,) and pinned.selected == 8
+    assert pinned.with_keyframes(KeyframesResponse((20,), ())).selected is None
+    with pytest.raises(AttributeError):
+        pinned.session_id = "other"  # type: ignore[misc]
+    assert StudioConfig().default_editor == "classic"
+
+
+# ---------------------------------------------------------------------------------------------
+# The browser
+
+
+@dataclass(frozen=True)
+class RunningStudio:
+    url: str
+    projects: Path
+    log: Path
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_until_up(url: str, process: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"app.py exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as reply:
+                if reply.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    pytest.fail(
+        f"app.py did not answer on {url} in {START_TIMEOUT_S} s:\n{log.read_text()[-3000:]}"
+    )
+
+
+@pytest.fixture(scope="module")
+def studio(tmp_path_factory) -> Iterator[RunningStudio]:
+    """``python app.py`` (demo clip, flow engine, classic references) on a free port."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is absent (install Debian's chromium)")
+    pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+    folder = tmp_path_factory.mktemp("studio")
+    projects, log = folder / "projects", folder / "studio.log"
+    port = _free_port()
+    # No editor keys: the page must say why nano-banana-pro cannot run.
+    hidden = {"GEMINI_API_KEY", "GOOGLE_API_KEY", "GOOGLE_GENAI_USE_VERTEXAI"}
+    env = {k: v for k, v in os.environ.items() if k not in hidden}
+    env.update(GRADIO_ANALYTICS_ENABLED="False", PYTHONPATH=str(ROOT))
+    command = [
+        sys.executable,
+        str(ROOT / "app.py"),
+        "--port",
+        str(port),
+        "--project",
+        str(projects),
+    ]
+    with log.open("w") as out:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        _wait_until_up(url, process, log)
+        yield RunningStudio(url, projects, log)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture(scope="module")
+def browser(studio):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+class Steps:
+    """Screenshots named by step, in the test's tmp dir."""
+
+    def __init__(self, page, folder: Path):
+        self.page, self.folder, self.count = page, folder, 0
+
+    def shot(self, name: str) -> Path:
+        self.count += 1
+        path = self.folder / f"{self.count:02d}-{name}.png"
+        self.page.screenshot(path=str(path), full_page=True)
+        return path
+
+
+def _open(browser, studio: RunningStudio):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+    page = context.new_page()
+    page.set_default_timeout(STEP_TIMEOUT_MS)
+    page.goto(studio.url)
+    page.wait_for_selector("#frame-view img")
+    page.wait_for_function(_text_has("#frame-index", "Frame 0 /"))
+    page.wait_for_selector("#preview img")
+    return context, page
+
+
+def _text_has(selector: str, text: str) -> str:
+    return (
+        f"() => {{ const e = document.querySelector({selector!r}); "
+        f"return !!e && e.innerText.includes({text!r}); }}"
+    )
+
+
+def _src(page, selector: str) -> str:
+    return page.get_attribute(selector, "src") or ""
+
+
+def _wait_src_change(page, selector: str, before: str) -> str:
+    page.wait_for_function(
+        f"() => {{ const e = document.querySelector({selector!r}); "
+        f"return !!e && !!e.src && e.getAttribute('src') !== {before!r}; }}"
+    )
+    return _src(page, selector)
+
+
+def _scrub_to(page, frame: int) -> None:
+    box = page.locator("#scrubber input[type=number]")
+    box.fill(str(frame))
+    page.wait_for_function(_text_has("#frame-index", f"Frame {frame} /"))
+
+
+def _pin_current(page, frame: int) -> None:
+    page.click("#pin")
+    page.wait_for_selector(f'#timeline .tl-key[data-frame="{frame}"]')
+
+
+def _make_reference_for(page, index: int, frame: int) -> None:
+    page.locator("#keyframe-gallery button.thumbnail-item").nth(index).click()
+    page.wait_for_function(_text_has("#edit-title", f"Keyframe {frame}"))
+    page.click("#make-reference")
+    page.wait_for_selector(f'#timeline .tl-key.has-ref[data-frame="{frame}"]')
+
+
+def _drag_guidance(page, value: float) -> None:
+    """Drag the guidance slider's thumb to ``value`` with the mouse (input events, then release)."""
+    slider = page.locator("#guidance input[type=range]")
+    slider.scroll_into_view_if_needed()
+    track = slider.bounding_box()
+    assert track is not None
+    y = track["y"] + track["height"] / 2
+    current = float(page.locator("#guidance input[type=number]").input_value())
+
+    def x_of(v: float) -> float:
+        return track["x"] + track["width"] * v / 2.0
+
+    page.mouse.move(x_of(current), y)
+    page.mouse.down()
+    for step in range(1, 6):
+        page.mouse.move(x_of(current + (value - current) * step / 5), y)
+        time.sleep(0.05)
+    page.mouse.up()
+
+
+@pytest.mark.browser
+def test_whole_path_on_the_demo_clip(studio, browser, tmp_path):
+    from sparkvsr import media
+    from sparkvsr.demo import ensure_demo
+
+    context, page = _open(browser, studio)
+    steps = Steps(page, tmp_path)
+    try:
+        # 1. Loaded: the demo clip, frame 0, the engine line.
+        assert "demo_lr.mp4" in page.inner_text("#clip-title")
+        assert "flow" in page.inner_text("#engine-status")
+        steps.shot("loaded")
+
+        # 2. Scrub: the number box, then the keyboard (right: one frame, shift: ten).
+        first = _src(page, "#frame-view img")
+        _scrub_to(page, 12)
+        assert _wait_src_change(page, "#frame-view img", first) != first
+        assert "0:00.500" in page.inner_text("#frame-index")
+        page.click("#clip-title")  # focus leaves the number box; the page takes the keys
+        page.keyboard.press("ArrowRight")
+        page.wait_for_function(_text_has("#frame-index", "Frame 13 /"))
+        page.keyboard.press("Shift+ArrowRight")
+        page.wait_for_function(_text_has("#frame-index", "Frame 23 /"))
+        steps.shot("scrubbed")
+
+        # 3. Pin two keyframes; a third too close to one is refused with the rule explained.
+        _pin_current(page, 23)
+        _scrub_to(page, 8)
+        _pin_current(page, 8)
+        _scrub_to(page, 10)
+        page.click("#pin")
+        page.wait_for_function(_text_has("#error", "at least 4 frames apart"))
+        error = page.inner_text("#error")
+        assert "Keyframe rule" in error and "Traceback" not in error
+        assert page.locator("#keyframe-gallery button.thumbnail-item").count() == 2
+        steps.shot("pinned")
+
+        # 4. Classic references for both, from the gallery's edit panel.
+        page.locator("#keyframe-gallery button.thumbnail-item").nth(0).click()
+        page.wait_for_selector("#editor-choice")
+        assert "classic" in page.locator("#editor-choice input").input_value()
+        assert "Restore this video frame" in page.locator("#task-prompt textarea").input_value()
+        page.wait_for_function(_text_has("#editor-note", "GEMINI_API_KEY"))
+        assert "nano-banana-pro" in page.inner_text("#editor-note")
+        _make_reference_for(page, 0, 8)
+        _make_reference_for(page, 1, 23)
+        assert page.locator("#reference-compare img").count() == 2
+        assert "classic" in page.inner_text("#reference-provenance")
+        steps.shot("references")
+
+        # 5. Guidance: dragging updates the preview; the release shows full quality.
+        page.wait_for_function(_text_has("#preview", "full quality"))
+        before = _src(page, "#preview img")
+        _drag_guidance(page, 1.6)
+        _wait_src_change(page, "#preview img", before)
+        value = float(page.locator("#guidance input[type=number]").input_value())
+        assert value != 1.0
+        page.wait_for_function(_text_has("#preview", f"guidance {value:.2f} · full quality"))
+        assert _src(page, "#preview img") != before
+        steps.shot("guidance")
+
+        # 6. Render with progress; the result plays in the page.
+        page.click("#render")
+        page.wait_for_selector('#progress [data-stage="done"]', timeout=RENDER_TIMEOUT_MS)
+        assert "60/60 frames" in page.inner_text("#progress")
+        page.wait_for_selector("#result-video video[src]")
+        steps.shot("rendered")
+
+        # 7. Download and decode: same frame count and fps as the input, 4x the size, audio.
+        with page.expect_download() as download:
+            page.click("#download")
+        saved = tmp_path / "restored.mp4"
+        download.value.save_as(saved)
+        source, result = media.probe(ensure_demo().lr), media.probe(saved)
+        assert result.num_frames == source.num_frames
+        assert result.fps == pytest.approx(source.fps, rel=1e-3)
+        assert (result.width, result.height) == (source.width * 4, source.height * 4)
+        assert len(result.audio) == len(source.audio) == 1
+        steps.shot("downloaded")
+    finally:
+        context.close()
+    assert len(list(tmp_path.glob("*.png"))) == 7
+
+
+@pytest.mark.browser
+def test_a_second_browser_sees_none_of_the_first_ones_keyframes_until_it_reopens(
+    studio, browser, tmp_path
+):
+    first, page_a = _open(browser, studio)
+    second = None
+    try:
+        _scrub_to(page_a, 4)
+        _pin_current(page_a, 4)
+        Steps(page_a, tmp_path).shot("first-pinned")
+        second, page_b = _open(browser, studio)
+        Steps(page_b, tmp_path).shot("second-clean")
+        assert page_b.locator("#timeline .tl-track .tl-key").count() == 0
+        assert page_b.locator("#keyframe-gallery button.thumbnail-item").count() == 0
+        assert "Pin frame 0" in page_b.inner_text("#pin")
+        project_a = page_a.inner_text("#clip-title").rsplit("project", 1)[-1].strip()
+        assert project_a and project_a not in page_b.inner_text("#clip-title")
+        # The first session still has its keyframe.
+        assert page_a.locator('#timeline .tl-key[data-frame="4"]').count() == 1
+
+        # The first tab closes; the second reopens its project by name and finds the keyframe.
+        first.close()
+        page_b.click("#open")
+        page_b.fill("#reopen-project textarea, #reopen-project input", project_a)
+        deadline = time.monotonic() + 30
+        while True:  # the closed tab's session is released when the server notices it left
+            page_b.click("#reopen")
+            page_b.wait_for_function(
+                "() => document.querySelector('#clip-title').innerText.includes("
+                f"{project_a!r}) || !!document.querySelector('#error .err-box')"
+            )
+            if project_a in page_b.inner_text("#clip-title") or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        assert project_a in page_b.inner_text("#clip-title"), page_b.inner_text("#error")
+        page_b.wait_for_selector('#timeline .tl-track .tl-key[data-frame="4"]')
+        assert page_b.locator("#keyframe-gallery button.thumbnail-item").count() == 1
+        Steps(page_b, tmp_path).shot("second-reopened")
+    finally:
+        first.close()
+        if second is not None:
+            second.close()
+
+
+@pytest.mark.browser
+def test_an_invalid_upload_shows_a_readable_error_and_the_page_keeps_working(
+    studio, browser, tmp_path
+):
+    bad = tmp_path / "holiday.mp4"
+    bad.write_text("this is not a video, just text with a video's name\n")
+    context, page = _open(browser, studio)
+    steps = Steps(page, tmp_path)
+    try:
+        page.click("#open")  # the accordion holding the upload
+        page.set_input_files("#clip-upload input[type=file]", str(bad))
+        page.wait_for_selector("#error .err-box")
+        message = page.inner_text("#error")
+        steps.shot("bad-upload")
+        assert "This file cannot be used" in message
+        assert "holiday" in message
+        assert "Traceback" not in message and 'File "' not in message
+        # Still on the demo clip, and still working.
+        assert "demo_lr.mp4" in page.inner_text("#clip-title")
+        before = _src(page, "#frame-view img")
+        _scrub_to(page, 30)
+        assert _wait_src_change(page, "#frame-view img", before) != before
+        _pin_current(page, 30)
+        steps.shot("still-working")
+    finally:
+        context.close()

@@ -1,0 +1,814 @@
+"""What the studio's buttons and sliders do. Every callback talks only to a worker client.
+
+Each method is one event handler. Its outputs are listed in its docstring, in the order the
+layout wires them; the last output is always the ``#error`` panel. On a failure a handler
+returns ``gr.skip()`` for everything but the error panel, so the page keeps what it showed and
+nothing the user made is touched (the worker keeps the project on disk either way).
+"""
+
+import contextlib
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from html import escape
+from typing import Any
+
+import gradio as gr
+import numpy as np
+
+from sparkvsr.errors import Cancelled, KeyframeError, SparkVSRError
+from sparkvsr.keyframes import (
+    iframe_keyframes,
+    random_keyframes,
+    uniform_keyframes,
+)
+from sparkvsr.references.base import DEFAULT_TASK_PROMPT
+from sparkvsr.render import RenderProgress
+from sparkvsr.worker import (
+    FileRequest,
+    FrameRequest,
+    KeyframeRequest,
+    OpenClipRequest,
+    PreviewRequest,
+    ReferenceRequest,
+    RenderRequest,
+    SessionRequest,
+    SettingsRequest,
+    StatusRequest,
+    WorkerClient,
+    WorkerStatus,
+)
+from ui.images import ViewImages, upscale_for_compare
+from ui.messages import error_html, notice_html
+from ui.state import StudioState
+from ui.timeline import frame_label, keyframe_caption, timeline_html
+
+log = logging.getLogger("sparkvsr.ui")
+
+OUTPUT_FILE = "restored.mp4"
+"""The render's file inside the project folder (what ``#download`` hands out)."""
+AUTO_MODES = ("I-frames", "uniform", "random")
+THUMB_WIDTH = 320
+
+
+@dataclass(frozen=True)
+class StudioConfig:
+    """What the studio opens and offers.
+
+    clip:           clip opened in every new browser session ("" = none; the user uploads).
+    project:        project name to reopen at start instead ("" = a new project per session).
+    default_editor: editor preselected in the edit panel.
+    """
+
+    clip: str = ""
+    project: str = ""
+    default_editor: str = "classic"
+    editors: tuple[str, ...] = ()
+
+
+def _skip(count: int) -> tuple[Any, ...]:
+    return tuple(gr.skip() for _ in range(count))
+
+
+def _failed(count: int, error: BaseException, action: str) -> tuple[Any, ...]:
+    """``count`` skipped outputs followed by the error panel."""
+    return (*_skip(count), error_html(error, action))
+
+
+class NoClip(SparkVSRError):
+    """The page has no clip open yet."""
+
+
+class Studio:
+    """The event handlers of one studio page (shared by all browser sessions; per-session data
+    lives in each session's ``StudioState``).
+    """
+
+    def __init__(self, client: WorkerClient, config: StudioConfig, images: ViewImages):
+        self.client = client
+        self.config = config
+        self.images = images
+        # Which worker session each open tab holds, only to close it the moment the tab goes
+        # (``unload``); Gradio deletes a closed tab's gr.State an hour later, and until then
+        # its project would stay locked against reopening.
+        self._tabs: dict[str, str] = {}
+        self._tabs_lock = threading.Lock()
+        # The last full-quality preview asked for per worker session, as (order, frame,
+        # guidance): a live preview that finishes after it must not replace the full one.
+        self._full_asked: dict[str, tuple[int, int, float]] = {}
+        self._order = itertools.count()
+
+    # Sessions ---------------------------------------------------------------------------------
+    def close_state(self, state: StudioState | None) -> None:
+        """``gr.State`` delete callback: the tab is gone, close its worker session."""
+        if state is None:
+            return
+        self._forget(state.session_id)
+        # Already closed or the worker restarted: nothing to release.
+        with contextlib.suppress(SparkVSRError):
+            self.client.close_session(SessionRequest(state.session_id))
+
+    def _forget(self, session_id: str) -> None:
+        with self._tabs_lock:
+            self._full_asked.pop(session_id, None)
+
+    def unload(self, request: gr.Request) -> None:
+        """The tab closed or reloaded: close its worker session now (the project stays)."""
+        with self._tabs_lock:
+            session_id = self._tabs.pop(request.session_hash or "", None)
+        if session_id:
+            self._forget(session_id)
+            with contextlib.suppress(SparkVSRError):
+                self.client.close_session(SessionRequest(session_id))
+
+    def start(self, state: StudioState | None, request: gr.Request) -> tuple[Any, ...]:
+        """Page load: open the configured clip or project. Outputs: see ``OPEN_OUTPUTS``."""
+        if state is not None:
+            return self._opened(state, notice="")
+        if not (self.config.clip or self.config.project):
+            return self._no_clip()
+        opening = OpenClipRequest(clip_path=self.config.clip, project=self.config.project)
+        return self._open(state, opening, "opening the clip", request)
+
+    def open_upload(
+        self, state: StudioState | None, upload: Any, request: gr.Request
+    ) -> tuple[Any, ...]:
+        """``#clip-upload``: open the uploaded file as a new project."""
+        path = upload if isinstance(upload, str) else getattr(upload, "name", None)
+        if not path:
+            return _failed(len(OPEN_OUTPUTS) - 1, NoClip("no file was received"), "uploading")
+        try:
+            # In process this is the file itself; a remote worker receives a copy.
+            stored = self.client.upload_clip(str(path))
+        except Exception as e:
+            return _failed(len(OPEN_OUTPUTS) - 1, e, "sending the upload to the worker")
+        opening = OpenClipRequest(clip_path=stored.clip_path)
+        return self._open(state, opening, "opening the upload", request)
+
+    def reopen(self, state: StudioState | None, name: str, request: gr.Request) -> tuple[Any, ...]:
+        """Reopen a saved project by name."""
+        name = (name or "").strip()
+        if state is not None and name == state.project:
+            return (*_skip(len(OPEN_OUTPUTS) - 1), notice_html(f"{name} is already open here"))
+        if not name:
+            error = NoClip("type the name of a saved project (shown under the title)")
+            return _failed(len(OPEN_OUTPUTS) - 1, error, "reopening a project")
+        return self._open(state, OpenClipRequest(project=name), f"reopening {name}", request)
+
+    def _open(
+        self,
+        state: StudioState | None,
+        opening: OpenClipRequest,
+        action: str,
+        request: gr.Request | None,
+    ) -> tuple[Any, ...]:
+        try:
+            info = self.client.open_clip(opening)
+        except Exception as e:
+            # The previous session stays open: the user keeps working on what they had.
+            return _failed(len(OPEN_OUTPUTS) - 1, e, action)
+        self.close_state(state)
+        if request is not None and request.session_hash:
+            with self._tabs_lock:
+                self._tabs[request.session_hash] = info.session_id
+        return self._opened(
+            StudioState.from_session(info),
+            notice="",
+            guidance=info.guidance,
+            color_fix=info.options.color_fix,
+        )
+
+    def _opened(
+        self,
+        state: StudioState,
+        notice: str,
+        guidance: float | None = None,
+        color_fix: str | None = None,
+    ) -> tuple[Any, ...]:
+        try:
+            frame = self._frame_path(state, 0)
+            gallery = self._gallery(state)
+            status = self.client.status(StatusRequest(state.session_id))
+            result = self._existing_result(state)
+        except Exception as e:
+            return _failed(len(OPEN_OUTPUTS) - 1, e, "showing the clip")
+        clip = state.clip
+        title = (
+            f"**{escape(clip.path.rsplit('/', 1)[-1])}** · {clip.width}×{clip.height} · "
+            f"{clip.num_frames} frames · {clip.fps:.3g} fps"
+            f"{' · audio' if clip.has_audio else ''} · project `{state.project}`"
+        )
+        download = gr.DownloadButton(value=result, interactive=result is not None)
+        return (
+            state,
+            title,
+            gr.Slider(minimum=0, maximum=state.last_frame, value=0, step=1, interactive=True),
+            frame,
+            frame_label(0, clip.num_frames, clip.fps),
+            self._timeline(state, 0),
+            pin_label(state, 0),
+            gallery,
+            gr.Column(visible=False),
+            gr.Slider(value=guidance) if guidance is not None else gr.skip(),
+            None,
+            None,
+            result,
+            download,
+            progress_html(None) if not result else notice_html("the last render is below"),
+            engine_status_markdown(status),
+            color_fix if color_fix is not None else gr.skip(),
+            notice,
+        )
+
+    def _no_clip(self) -> tuple[Any, ...]:
+        message = notice_html("Upload a clip to begin, or reopen a saved project.")
+        return (*_skip(len(OPEN_OUTPUTS) - 1), message)
+
+    def _existing_result(self, state: StudioState) -> str | None:
+        """The project's last finished render, if it has one (reopened projects)."""
+        try:
+            return self.client.get_file(FileRequest(state.session_id, OUTPUT_FILE)).local_path
+        except SparkVSRError:
+            return None
+
+    def editor_info(self, current: str | None) -> tuple[Any, ...]:
+        """After load: label editors that cannot run on this worker and say why.
+        Outputs: editor choice, editor note. (The first call may take seconds: the worker
+        imports each editor's libraries to answer.)"""
+        try:
+            status = self.client.status(StatusRequest(editors=True))
+        except Exception as e:
+            return gr.skip(), f"Editors: cannot ask the worker ({escape(str(e))})"
+        choices, note = editor_choices(status, self.config.editors)
+        values = [value for _, value in choices]
+        keep = current if current in values else self.config.default_editor
+        return gr.Dropdown(choices=choices, value=keep if keep in values else values[0]), note
+
+    def editor_names(self) -> list[str]:
+        """Editor names for the dropdown before ``editor_info`` has run."""
+        try:
+            names = list(self.client.status(StatusRequest()).editors)
+        except Exception:
+            names = [self.config.default_editor]
+        return [n for n in names if not self.config.editors or n in self.config.editors] or names
+
+    # Settings ---------------------------------------------------------------------------------
+    def remember_guidance(self, state: StudioState | None, guidance: float) -> None:
+        """Autosave the guidance into the project (best effort: during a render the worker
+        refuses, and the render already carries the guidance it started with)."""
+        if state is None:
+            return
+        try:
+            self.client.update_settings(SettingsRequest(state.session_id, guidance=guidance))
+        except SparkVSRError as e:
+            log.info("guidance not saved: %s", e)
+
+    def set_color_fix(self, state: StudioState | None, color_fix: str) -> str:
+        """``#color-fix`` changed: save it into the project. Outputs: error."""
+        try:
+            state = _require(state)
+            self.client.update_settings(SettingsRequest(state.session_id, color_fix=color_fix))
+        except Exception as e:
+            return error_html(e, "changing the colour correction")
+        return ""
+
+    # Scrubbing --------------------------------------------------------------------------------
+    def scrub(self, state: StudioState | None, frame: float) -> tuple[Any, ...]:
+        """``#scrubber`` moved. Outputs: frame view, frame index, timeline, pin button, error."""
+        try:
+            state = _require(state)
+            index = _clamp(frame, state)
+            path = self._frame_path(state, index)
+        except Exception as e:
+            return _failed(4, e, f"showing frame {frame}")
+        return (
+            path,
+            frame_label(index, state.clip.num_frames, state.clip.fps),
+            self._timeline(state, index),
+            pin_label(state, index),
+            "",
+        )
+
+    # Keyframes --------------------------------------------------------------------------------
+    def toggle_pin(self, state: StudioState | None, frame: float) -> tuple[Any, ...]:
+        """``#pin``: pin the current frame, or unpin it when pinned.
+        Outputs: state, pin button, timeline, gallery, edit panel, error."""
+        try:
+            state = _require(state)
+            index = _clamp(frame, state)
+            request = KeyframeRequest(state.session_id, index)
+            if index in state.keyframes:
+                response = self.client.remove_keyframe(request)
+            else:
+                response = self.client.set_keyframe(request)
+            state = state.with_keyframes(response)
+            gallery = self._gallery(state)
+        except Exception as e:
+            action = f"{'unpinning' if state and frame in state.keyframes else 'pinning'} frame"
+            return _failed(5, e, f"{action} {int(frame)}")
+        panel = gr.skip() if state.selected is not None else gr.Column(visible=False)
+        return (state, pin_label(state, index), self._timeline(state, index), gallery, panel, "")
+
+    def auto_pick(
+        self, state: StudioState | None, mode: str, every: float, seed: float, frame: float
+    ) -> tuple[Any, ...]:
+        """Replace the pinned keyframes with an automatic pick (References are kept by frame).
+        Outputs: state, pin button, timeline, gallery, edit panel, error."""
+        try:
+            state = _require(state)
+            wanted = pick_keyframes(state, mode, int(every or 0), int(seed or 0))
+            response = None
+            for old in sorted(set(state.keyframes) - set(wanted)):
+                response = self.client.remove_keyframe(KeyframeRequest(state.session_id, old))
+            for new in wanted:
+                if new not in state.keyframes:
+                    response = self.client.set_keyframe(KeyframeRequest(state.session_id, new))
+            if response is not None:
+                state = state.with_keyframes(response)
+            gallery = self._gallery(state)
+        except Exception as e:
+            return _failed(5, e, f"picking keyframes ({mode})")
+        index = _clamp(frame, state)
+        panel = gr.skip() if state.selected is not None else gr.Column(visible=False)
+        return (state, pin_label(state, index), self._timeline(state, index), gallery, panel, "")
+
+    def select_keyframe(self, state: StudioState | None, evt: gr.SelectData) -> tuple[Any, ...]:
+        """A gallery item was chosen: open the edit panel on it and move the playhead there.
+        Outputs: state, edit panel, panel title, LR-vs-reference slider, provenance, scrubber,
+        frame view, frame index, timeline, pin button, error."""
+        try:
+            state = _require(state)
+            index = evt.index[0] if isinstance(evt.index, list | tuple) else evt.index
+            frame = state.keyframes[int(index)]
+            state = state.select(frame)
+            compare, provenance = self._reference_view(state, frame)
+            path = self._frame_path(state, frame)
+        except Exception as e:
+            return _failed(10, e, "opening the keyframe")
+        return (
+            state,
+            gr.Column(visible=True),
+            f"### Keyframe {frame}",
+            compare,
+            provenance,
+            frame,
+            path,
+            frame_label(frame, state.clip.num_frames, state.clip.fps),
+            self._timeline(state, frame),
+            pin_label(state, frame),
+            "",
+        )
+
+    # References -------------------------------------------------------------------------------
+    def make_reference(
+        self,
+        state: StudioState | None,
+        editor: str,
+        task_prompt: str,
+        content_prompt: str,
+        seed: float | None,
+        upload: np.ndarray | None,
+        pixel_scale: float,
+        semantic_scale: float,
+        progress: gr.Progress = gr.Progress(),  # noqa: B008 (Gradio's way to ask for progress)
+    ) -> tuple[Any, ...]:
+        """``#make-reference`` for the keyframe in the edit panel.
+        Outputs: state, LR-vs-reference slider, provenance, gallery, timeline, error."""
+        try:
+            state = _require(state)
+            if state.selected is None:
+                raise KeyframeError("choose a keyframe in the gallery first")
+            frame = state.selected
+            progress(0.1, desc=f"{editor}: making the reference for frame {frame}")
+            self.client.make_reference(
+                _reference_request(
+                    state,
+                    frame,
+                    editor,
+                    task_prompt,
+                    content_prompt,
+                    seed,
+                    upload,
+                    pixel_scale,
+                    semantic_scale,
+                )
+            )
+            state = state.with_reference_made(frame)
+            progress(0.9, desc="showing it")
+            compare, provenance = self._reference_view(state, frame)
+            gallery = self._gallery(state)
+        except Exception as e:
+            return _failed(5, e, f"making a reference with {editor}")
+        return (state, compare, provenance, gallery, self._timeline(state, frame), "")
+
+    def make_all_references(
+        self,
+        state: StudioState | None,
+        editor: str,
+        task_prompt: str,
+        content_prompt: str,
+        seed: float | None,
+        upload: np.ndarray | None,
+        pixel_scale: float,
+        semantic_scale: float,
+        progress: gr.Progress = gr.Progress(),  # noqa: B008
+    ) -> tuple[Any, ...]:
+        """Make References for every pinned keyframe that has none (same outputs as above).
+        Stops at the first failure; the ones already made are kept."""
+        try:
+            state = _require(state)
+            todo = [k for k in state.keyframes if k not in state.with_reference]
+            if not todo:
+                raise KeyframeError(
+                    "every pinned keyframe already has a reference"
+                    if state.keyframes
+                    else "pin a keyframe first"
+                )
+        except Exception as e:
+            return _failed(5, e, "making references")
+        error = ""
+        for n, frame in enumerate(todo):
+            progress(n / len(todo), desc=f"{editor}: frame {frame} ({n + 1} of {len(todo)})")
+            try:
+                self.client.make_reference(
+                    _reference_request(
+                        state,
+                        frame,
+                        editor,
+                        task_prompt,
+                        content_prompt,
+                        seed,
+                        upload,
+                        pixel_scale,
+                        semantic_scale,
+                    )
+                )
+            except Exception as e:
+                error = error_html(e, f"making the reference for frame {frame} with {editor}")
+                break
+            state = state.with_reference_made(frame)
+        try:
+            shown = state.selected if state.selected is not None else todo[0]
+            compare, provenance = (
+                self._reference_view(state, shown)
+                if state.selected is not None
+                else (gr.skip(), gr.skip())
+            )
+            gallery = self._gallery(state)
+        except Exception as e:
+            return (state, *_skip(4), error_html(e, "showing the references"))
+        return (state, compare, provenance, gallery, self._timeline(state, shown), error)
+
+    # Guidance preview -------------------------------------------------------------------------
+    def preview_live(self, state: StudioState | None, frame: float, guidance: float):
+        """``#guidance`` ``.input``: a small fast preview. Outputs: preview, error."""
+        if state is None:  # nothing open yet; the open handler already said why
+            return _skip(2)
+        started = next(self._order)
+        try:
+            index = _clamp(frame, state)
+            response = self.client.preview(PreviewRequest(state.session_id, index, guidance))
+            if self._full_preview_wins(state.session_id, started, index, response.guidance):
+                return _skip(2)
+            path = self.images.cheap(state.session_id, "live", response.image)
+            # Once more after encoding, so the window for a stale live image stays tiny.
+            if self._full_preview_wins(state.session_id, started, index, response.guidance):
+                return _skip(2)
+        except Exception as e:
+            return _failed(1, e, "previewing")
+        # The error panel is left alone: a preview must not hide the message of an earlier action.
+        label = preview_label(index, response.guidance, live=True)
+        return gr.Image(value=path, label=label), gr.skip()
+
+    def preview_full(self, state: StudioState | None, frame: float, guidance: float):
+        """Slider released: the exact frame at full resolution and the before/after view.
+        Outputs: preview, before/after, error."""
+        if state is None:
+            return _skip(3)
+        try:
+            index = _clamp(frame, state)
+            with self._tabs_lock:
+                self._full_asked[state.session_id] = (next(self._order), index, float(guidance))
+            response = self.client.preview(PreviewRequest(state.session_id, index, guidance))
+            lr = self.client.frame(FrameRequest(state.session_id, index)).image
+            path = self.images.full(state.session_id, "full", response.image)
+            before = upscale_for_compare(lr, (response.image.shape[1], response.image.shape[0]))
+            pair = (
+                self.images.full(state.session_id, "before", before),
+                self.images.full(state.session_id, "after", response.image),
+            )
+        except Exception as e:
+            return _failed(2, e, "previewing")
+        label = preview_label(index, response.guidance, live=False)
+        return gr.Image(value=path, label=label), pair, gr.skip()
+
+    def _full_preview_wins(self, session_id: str, started: int, frame: int, guidance: float):
+        """True when a full-quality preview was asked after this live one started, or for the
+        same frame and guidance: showing the live image would replace a better one."""
+        with self._tabs_lock:
+            asked = self._full_asked.get(session_id)
+        if asked is None:
+            return False
+        order, full_frame, full_guidance = asked
+        same = full_frame == frame and abs(full_guidance - guidance) < 1e-6
+        return order > started or same
+
+    # Render -----------------------------------------------------------------------------------
+    def render(self, state: StudioState | None, guidance: float) -> Iterator[tuple[Any, ...]]:
+        """``#render``: stream progress, then show and offer the mp4.
+        Outputs: progress, result video, download button, error."""
+        try:
+            state = _require(state)
+            steps = self.client.render(
+                RenderRequest(state.session_id, guidance=guidance, output=OUTPUT_FILE)
+            )
+            clock = _Eta()
+            last = None
+            yield progress_html(None, "starting the render"), gr.skip(), gr.skip(), ""
+            for last in steps:
+                yield progress_html(last, clock.eta(last)), gr.skip(), gr.skip(), ""
+            path = self.client.get_file(FileRequest(state.session_id, OUTPUT_FILE)).local_path
+        except Cancelled as e:
+            yield notice_html(str(e)), gr.skip(), gr.skip(), ""
+            return
+        except Exception as e:
+            yield error_progress(), gr.skip(), gr.skip(), error_html(e, "rendering")
+            return
+        yield (
+            progress_html(last),
+            path,
+            gr.DownloadButton(value=path, interactive=True),
+            "",
+        )
+
+    def cancel(self, state: StudioState | None) -> tuple[Any, ...]:
+        """``#cancel``. Outputs: progress, error."""
+        try:
+            state = _require(state)
+            response = self.client.cancel(SessionRequest(state.session_id))
+        except Exception as e:
+            return _failed(1, e, "cancelling")
+        if not response.cancelled:
+            return gr.skip(), notice_html("no render is running")
+        return notice_html("cancelling after the current chunk; finished chunks are kept"), ""
+
+    def engine_status(self, state: StudioState | None) -> str:
+        """Timer tick: the engine line (engine, device, model, cache)."""
+        try:
+            request = StatusRequest(state.session_id if state else "")
+            return engine_status_markdown(self.client.status(request))
+        except Exception as e:  # the worker may be gone; say so in the status line itself
+            return f"**Engine**: unavailable ({escape(str(e))})"
+
+    # Helpers ----------------------------------------------------------------------------------
+    def _frame_path(self, state: StudioState, index: int) -> str:
+        image = self.client.frame(FrameRequest(state.session_id, index)).image
+        return self.images.frame(state.session_id, "frame", image)
+
+    def _timeline(self, state: StudioState, current: int) -> str:
+        clip = state.clip
+        return timeline_html(
+            clip.num_frames, current, clip.iframes, state.keyframes, state.with_reference
+        )
+
+    def _gallery(self, state: StudioState) -> list[tuple[str, str]]:
+        """One thumbnail per keyframe: its Reference when it has one, else the LR frame."""
+        items = []
+        for frame in state.keyframes:
+            if frame in state.with_reference:
+                reference = self.client.reference(KeyframeRequest(state.session_id, frame))
+                image, editor = reference.image, reference.provenance.editor
+            else:
+                image = self.client.frame(FrameRequest(state.session_id, frame)).image
+                editor = None
+            thumb = _thumbnail(image)
+            path = self.images.frame(state.session_id, f"kf{frame}", thumb)
+            items.append((path, keyframe_caption(frame, editor)))
+        return items
+
+    def _reference_view(self, state: StudioState, frame: int) -> tuple[Any, str]:
+        """(LR vs Reference pair or None, provenance markdown) for keyframe ``frame``."""
+        if frame not in state.with_reference:
+            return None, "No reference yet: choose an editor and press **Make reference**."
+        reference = self.client.reference(KeyframeRequest(state.session_id, frame))
+        lr = self.client.frame(FrameRequest(state.session_id, frame)).image
+        size = (reference.image.shape[1], reference.image.shape[0])
+        pair = (
+            self.images.full(state.session_id, "ref-before", upscale_for_compare(lr, size)),
+            self.images.full(state.session_id, "ref-after", reference.image),
+        )
+        return pair, provenance_markdown(reference.provenance, reference.content_hash)
+
+
+OPEN_OUTPUTS = (
+    "state",
+    "title",
+    "scrubber",
+    "frame_view",
+    "frame_index",
+    "timeline",
+    "pin",
+    "gallery",
+    "edit_panel",
+    "guidance",
+    "preview",
+    "before_after",
+    "result_video",
+    "download",
+    "progress",
+    "engine_status",
+    "color_fix",
+    "error",
+)
+"""Outputs of every handler that opens a clip (names of the layout's components)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Pure helpers
+
+
+def _require(state: StudioState | None) -> StudioState:
+    if state is None:
+        raise NoClip("no clip is open: upload a clip or reopen a project first")
+    return state
+
+
+def _clamp(frame: float | None, state: StudioState) -> int:
+    return min(max(0, round(frame or 0)), state.last_frame)
+
+
+def _thumbnail(image: np.ndarray) -> np.ndarray:
+    if image.shape[1] <= THUMB_WIDTH:
+        return image
+    step = int(np.ceil(image.shape[1] / THUMB_WIDTH))
+    return np.ascontiguousarray(image[::step, ::step])
+
+
+def _reference_request(
+    state: StudioState,
+    frame: int,
+    editor: str,
+    task_prompt: str,
+    content_prompt: str,
+    seed: float | None,
+    upload: np.ndarray | None,
+    pixel_scale: float,
+    semantic_scale: float,
+) -> ReferenceRequest:
+    return ReferenceRequest(
+        state.session_id,
+        frame,
+        editor=editor,
+        task_prompt=(task_prompt or "").strip() or DEFAULT_TASK_PROMPT,
+        content_prompt=(content_prompt or "").strip(),
+        seed=None if seed is None or seed < 0 else int(seed),
+        upload=upload if editor == "upload" else None,
+        pixel_scale=float(pixel_scale),
+        semantic_scale=float(semantic_scale),
+    )
+
+
+def pick_keyframes(state: StudioState, mode: str, every: int, seed: int) -> tuple[int, ...]:
+    """Automatic keyframes for ``mode``: I-frames, ``uniform`` every ``every`` frames, or
+    ``random`` (``every`` = how many, reproducible from ``seed``)."""
+    total = state.clip.num_frames
+    if mode == "I-frames":
+        picked = iframe_keyframes(state.clip.iframes, total)
+        if not picked:
+            raise KeyframeError("the clip reports no I-frames; use uniform or random instead")
+        return picked
+    if mode == "uniform":
+        return uniform_keyframes(total, every)
+    if mode == "random":
+        return random_keyframes(total, count=every, seed=seed)
+    raise KeyframeError(f"unknown auto-pick mode {mode!r}; choose one of {', '.join(AUTO_MODES)}")
+
+
+def pin_label(state: StudioState, index: int) -> Any:
+    text = f"Unpin frame {index}" if index in state.keyframes else f"Pin frame {index}"
+    return gr.Button(value=text)
+
+
+def preview_label(index: int, guidance: float, live: bool) -> str:
+    kind = "live preview" if live else "full quality"
+    return f"Restored frame {index} · guidance {guidance:.2f} · {kind}"
+
+
+def editor_choices(
+    status: WorkerStatus, only: tuple[str, ...] = ()
+) -> tuple[list[tuple[str, str]], str]:
+    """Dropdown choices ``(label, value)`` and a note on the editors that cannot run here."""
+    reasons = dict(editor_reasons(status))
+    names = [n for n in status.editors if not only or n in only] or list(status.editors)
+    choices = []
+    notes = []
+    for name in names:
+        reason = reasons.get(name, "")
+        choices.append((f"{name} (unavailable)" if reason else name, name))
+        if reason:
+            notes.append(f"- **{name}** cannot run here: {escape(reason)}")
+    return choices, "\n".join(notes)
+
+
+def editor_reasons(status: WorkerStatus) -> tuple[tuple[str, str], ...]:
+    """(editor, why it cannot run) for the editors the worker reports unavailable."""
+    return tuple(
+        (entry.name, entry.reason) for entry in getattr(status, "editor_status", ()) if entry.reason
+    )
+
+
+def engine_status_markdown(status: WorkerStatus) -> str:
+    engine = status.engine
+    cache = (
+        f"{engine.cache_entries} entries, {engine.cache_bytes / 2**20:.1f} MiB"
+        if engine.cache_entries
+        else "empty"
+    )
+    parts = [
+        f"**Engine** `{engine.name}`",
+        f"**device** `{engine.device}`",
+        f"**model** {escape(engine.model or '-')}",
+        f"**cache** {cache}",
+    ]
+    if status.renders_running:
+        parts.append(f"**renders running** {status.renders_running}")
+    return " · ".join(parts)
+
+
+def provenance_markdown(provenance: Any, content_hash: str) -> str:
+    bits = [f"**{escape(provenance.editor)}**"]
+    if provenance.model:
+        bits.append(f"model `{escape(provenance.model)}`")
+    if provenance.seed is not None:
+        bits.append(f"seed {provenance.seed}")
+    if provenance.created:
+        bits.append(escape(provenance.created))
+    bits.append(f"hash `{content_hash[:12]}`")
+    text = " · ".join(bits)
+    if provenance.content_prompt:
+        text += f"\n\ncontent prompt: {escape(provenance.content_prompt)}"
+    for note in provenance.notes:
+        text += f"\n\n_{escape(note)}_"
+    return text
+
+
+class _Eta:
+    """Estimates the time left from the frames finished since the render (re)started."""
+
+    def __init__(self):
+        self.start = time.monotonic()
+        self.first: int | None = None
+
+    def eta(self, update: RenderProgress) -> str:
+        if update.stage != "render":
+            return ""
+        if self.first is None:
+            self.first = update.frames_done
+            return ""
+        done = update.frames_done - self.first
+        if done <= 0:
+            return ""
+        rate = done / (time.monotonic() - self.start)
+        left = (update.total_frames - update.frames_done) / rate
+        return f"ETA {left:.0f} s"
+
+
+STAGES = {"render": "Rendering", "assemble": "Encoding the mp4", "done": "Done"}
+
+
+def progress_html(update: RenderProgress | None, note: str = "") -> str:
+    """The ``#progress`` bar: stage, frames, chunks and ETA; ``data-stage`` for scripts."""
+    if update is None:
+        text = escape(note) if note else "Not rendered yet"
+        return (
+            f'<div class="progress" data-stage="idle"><div class="bar"><span style="width:0%">'
+            f'</span></div><div class="progress-text">{text}</div></div>'
+        )
+    percent = 100.0 * update.fraction
+    chunks = update.chunks_rendered + update.chunks_resumed
+    parts = [STAGES.get(update.stage, update.stage)]
+    parts.append(f"{update.frames_done}/{update.total_frames} frames")
+    if chunks:
+        resumed = f" ({update.chunks_resumed} resumed)" if update.chunks_resumed else ""
+        parts.append(f"{chunks} chunk{'s' if chunks != 1 else ''} done{resumed}")
+    if update.message:
+        parts.append(update.message)
+    if note:
+        parts.append(note)
+    text = escape(" · ".join(parts))
+    return (
+        f'<div class="progress" data-stage="{escape(update.stage)}"><div class="bar">'
+        f'<span style="width:{percent:.1f}%"></span></div>'
+        f'<div class="progress-text">{text}</div></div>'
+    )
+
+
+def error_progress() -> str:
+    return (
+        '<div class="progress" data-stage="failed"><div class="bar"><span style="width:0%">'
+        '</span></div><div class="progress-text">Render stopped: see the message above. '
+        "Finished chunks are kept; render again to resume.</div></div>"
+    )

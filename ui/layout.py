@@ -1,0 +1,342 @@
+"""The studio page: components with stable element ids, and which event runs which handler.
+
+Top to bottom: header (engine status), error panel, clip and timeline beside the guidance
+preview, keyframes with their edit panel, render. Element ids are a public interface (tests and
+users' own automation use them); see the issue's list.
+"""
+
+import gradio as gr
+
+from sparkvsr.engines.base import COLOR_FIXES
+from sparkvsr.keyframes import MIN_GAP
+from sparkvsr.references.base import DEFAULT_TASK_PROMPT
+from ui.callbacks import AUTO_MODES, OPEN_OUTPUTS, Studio, progress_html
+
+STATUS_REFRESH_S = 5.0
+VIDEO_TYPES = [".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".y4m"]
+
+
+def build_blocks(studio: Studio, logo_svg: str = "") -> gr.Blocks:
+    """The whole page wired to ``studio``'s handlers."""
+    with gr.Blocks(title="SparkVSR Studio", delete_cache=(600, 3600)) as blocks:
+        state = gr.State(None, delete_callback=studio.close_state)
+
+        # Header -------------------------------------------------------------------------------
+        with gr.Row(elem_id="header", equal_height=True):
+            gr.HTML(
+                f'<div class="brand">{logo_svg}<div><h1>SparkVSR Studio</h1>'
+                "<p>Pin a few keyframes, give each a high-quality reference, and propagate "
+                "them through the whole clip.</p></div></div>",
+                elem_id="brand",
+            )
+            engine_status = gr.Markdown("**Engine** starting…", elem_id="engine-status")
+        error = gr.HTML("", elem_id="error")
+        title = gr.Markdown("", elem_id="clip-title")
+        with (
+            gr.Accordion("Open a clip or a saved project", open=False, elem_id="open"),
+            gr.Row(),
+        ):
+            clip_upload = gr.File(
+                label="Upload a clip",
+                file_types=VIDEO_TYPES,
+                type="filepath",
+                elem_id="clip-upload",
+                height=120,
+                scale=3,
+            )
+            with gr.Column(scale=2):
+                reopen_name = gr.Textbox(
+                    label="Saved project name (shown after 'project' above)",
+                    elem_id="reopen-project",
+                )
+                reopen = gr.Button("Reopen", elem_id="reopen")
+
+        # Clip, timeline, preview -----------------------------------------------------------
+        with gr.Row(elem_id="workspace"):
+            with gr.Column(scale=5, elem_id="clip-column"):
+                frame_view = gr.Image(
+                    label="Input frame (low resolution)",
+                    elem_id="frame-view",
+                    interactive=False,
+                    buttons=["fullscreen"],
+                    height=300,
+                )
+                frame_index = gr.HTML("", elem_id="frame-index")
+                scrubber = gr.Slider(
+                    0,
+                    1,
+                    value=0,
+                    step=1,
+                    label="Timeline (← → one frame, shift ten)",
+                    elem_id="scrubber",
+                    interactive=False,
+                    buttons=[],
+                )
+                timeline = gr.HTML("", elem_id="timeline")
+                with gr.Row(elem_id="pin-row"):
+                    pin = gr.Button("Pin frame", elem_id="pin", variant="primary", scale=1)
+                with gr.Accordion("Auto-pick keyframes", open=False, elem_id="auto-pick-panel"):
+                    gr.Markdown(
+                        f"Replaces the pinned set (references stay with their frames). "
+                        f"Keyframes are always at least {MIN_GAP} frames apart."
+                    )
+                    with gr.Row():
+                        auto_mode = gr.Radio(
+                            list(AUTO_MODES), value="uniform", label="Mode", elem_id="auto-mode"
+                        )
+                        auto_n = gr.Number(
+                            12,
+                            precision=0,
+                            label="Every N frames (uniform) / how many (random)",
+                            elem_id="auto-n",
+                        )
+                        auto_seed = gr.Number(0, precision=0, label="Seed", elem_id="auto-seed")
+                    auto_pick = gr.Button("Pick keyframes", elem_id="auto-pick")
+
+            with gr.Column(scale=5, elem_id="preview-column"):
+                guidance = gr.Slider(
+                    0.0,
+                    2.0,
+                    value=1.0,
+                    step=0.05,
+                    label="Guidance (0 = blind, 1 = follow the keyframes, 2 = stronger)",
+                    elem_id="guidance",
+                )
+                with gr.Tabs():
+                    with gr.Tab("Preview", id="tab-preview"):
+                        preview = gr.Image(
+                            label="Restored frame",
+                            elem_id="preview",
+                            interactive=False,
+                            buttons=["fullscreen", "download"],
+                            height=340,
+                        )
+                    with gr.Tab("Before / after", id="tab-compare"):
+                        before_after = gr.ImageSlider(
+                            label="Input (bicubic) vs restored",
+                            elem_id="before-after",
+                            interactive=False,
+                            max_height=340,
+                        )
+
+        # Keyframes and the edit panel ------------------------------------------------------
+        with gr.Row(elem_id="keyframes-row"):
+            with gr.Column(scale=4):
+                gallery = gr.Gallery(
+                    label="Keyframes (select one to edit its reference)",
+                    elem_id="keyframe-gallery",
+                    columns=4,
+                    height=230,
+                    allow_preview=False,
+                    object_fit="contain",
+                    interactive=False,
+                )
+                make_all = gr.Button(
+                    "Make references for all keyframes without one", elem_id="make-all-references"
+                )
+            with gr.Column(scale=6, visible=False, elem_id="edit-panel") as edit_panel:
+                edit_title = gr.Markdown("### Keyframe", elem_id="edit-title")
+                with gr.Row():
+                    with gr.Column(scale=1):
+                        names = studio.editor_names()
+                        editor_choice = gr.Dropdown(
+                            choices=names,
+                            value=studio.config.default_editor
+                            if studio.config.default_editor in names
+                            else names[0],
+                            label="Editor",
+                            elem_id="editor-choice",
+                        )
+                        editor_note = gr.Markdown("", elem_id="editor-note")
+                        task_prompt = gr.Textbox(
+                            DEFAULT_TASK_PROMPT,
+                            lines=3,
+                            label="Task prompt",
+                            elem_id="task-prompt",
+                        )
+                        content_prompt = gr.Textbox(
+                            "",
+                            lines=2,
+                            label="Content prompt (optional: what should be in the frame)",
+                            elem_id="content-prompt",
+                        )
+                        seed = gr.Number(-1, precision=0, label="Seed (-1 = any)", elem_id="seed")
+                        with gr.Accordion("PiSA-SR", open=False, elem_id="pisa-panel"):
+                            pixel_scale = gr.Slider(
+                                0.0,
+                                2.0,
+                                1.0,
+                                step=0.05,
+                                label="Pixel (λ_pix)",
+                                elem_id="pisa-pixel",
+                            )
+                            semantic_scale = gr.Slider(
+                                0.0,
+                                2.0,
+                                1.0,
+                                step=0.05,
+                                label="Semantic (λ_sem)",
+                                elem_id="pisa-semantic",
+                            )
+                    with gr.Column(scale=1):
+                        upload = gr.Image(
+                            label="Your own edited image (editor: upload)",
+                            type="numpy",
+                            sources=["upload", "clipboard"],
+                            elem_id="reference-upload",
+                            height=160,
+                        )
+                        make_reference = gr.Button(
+                            "Make reference", elem_id="make-reference", variant="primary"
+                        )
+                        reference_compare = gr.ImageSlider(
+                            label="Input vs reference",
+                            elem_id="reference-compare",
+                            interactive=False,
+                            max_height=260,
+                        )
+                        provenance = gr.Markdown("", elem_id="reference-provenance")
+
+        # Render -----------------------------------------------------------------------------
+        with gr.Row(elem_id="render-row"):
+            with gr.Column(scale=4):
+                with gr.Row():
+                    render = gr.Button("Render clip", elem_id="render", variant="primary")
+                    cancel = gr.Button("Cancel", elem_id="cancel", variant="stop")
+                progress = gr.HTML(progress_html(None), elem_id="progress")
+                color_fix = gr.Dropdown(
+                    list(COLOR_FIXES),
+                    value="none",
+                    label="Colour correction against the input",
+                    elem_id="color-fix",
+                )
+                download = gr.DownloadButton("Download mp4", elem_id="download", interactive=False)
+            with gr.Column(scale=6):
+                result_video = gr.Video(
+                    label="Restored clip", elem_id="result-video", interactive=False, height=340
+                )
+
+        timer = gr.Timer(STATUS_REFRESH_S)
+
+        # Wiring -------------------------------------------------------------------------------
+        named = {
+            "state": state,
+            "title": title,
+            "scrubber": scrubber,
+            "frame_view": frame_view,
+            "frame_index": frame_index,
+            "timeline": timeline,
+            "pin": pin,
+            "gallery": gallery,
+            "edit_panel": edit_panel,
+            "guidance": guidance,
+            "preview": preview,
+            "before_after": before_after,
+            "result_video": result_video,
+            "download": download,
+            "progress": progress,
+            "engine_status": engine_status,
+            "color_fix": color_fix,
+            "error": error,
+        }
+        open_outputs = [named[name] for name in OPEN_OUTPUTS]
+        keyframe_outputs = [state, pin, timeline, gallery, edit_panel, error]
+        reference_inputs = [
+            state,
+            editor_choice,
+            task_prompt,
+            content_prompt,
+            seed,
+            upload,
+            pixel_scale,
+            semantic_scale,
+        ]
+        reference_outputs = [state, reference_compare, provenance, gallery, timeline, error]
+        quiet = {"show_progress": "hidden", "concurrency_limit": None}
+
+        preview_inputs = [state, scrubber, guidance]
+        preview_outputs = [preview, before_after, error]
+        blocks.load(studio.start, [state], open_outputs, concurrency_limit=None).then(
+            studio.preview_full, preview_inputs, preview_outputs, **quiet
+        ).then(studio.editor_info, [editor_choice], [editor_choice, editor_note], **quiet)
+        blocks.unload(studio.unload)
+        clip_upload.upload(studio.open_upload, [state, clip_upload], open_outputs).success(
+            studio.preview_full, preview_inputs, preview_outputs, **quiet
+        )
+        reopen.click(studio.reopen, [state, reopen_name], open_outputs).success(
+            studio.preview_full, preview_inputs, preview_outputs, **quiet
+        )
+
+        scrubber.input(
+            studio.scrub,
+            [state, scrubber],
+            [frame_view, frame_index, timeline, pin, error],
+            trigger_mode="always_last",
+            **quiet,
+        )
+        scrubber.release(
+            studio.preview_full,
+            [state, scrubber, guidance],
+            [preview, before_after, error],
+            trigger_mode="always_last",
+            **quiet,
+        )
+        # Keyframes and References change the restored frame: each refreshes the preview.
+        pin.click(studio.toggle_pin, [state, scrubber], keyframe_outputs).then(
+            studio.preview_full, preview_inputs, preview_outputs, **quiet
+        )
+        auto_pick.click(
+            studio.auto_pick, [state, auto_mode, auto_n, auto_seed, scrubber], keyframe_outputs
+        ).then(studio.preview_full, preview_inputs, preview_outputs, **quiet)
+        gallery.select(
+            studio.select_keyframe,
+            [state],
+            [
+                state,
+                edit_panel,
+                edit_title,
+                reference_compare,
+                provenance,
+                scrubber,
+                frame_view,
+                frame_index,
+                timeline,
+                pin,
+                error,
+            ],
+        ).then(studio.preview_full, preview_inputs, preview_outputs, **quiet)
+        upload.upload(lambda: "upload", None, editor_choice)
+        make_reference.click(studio.make_reference, reference_inputs, reference_outputs).then(
+            studio.preview_full, preview_inputs, preview_outputs, **quiet
+        )
+        make_all.click(studio.make_all_references, reference_inputs, reference_outputs).then(
+            studio.preview_full, preview_inputs, preview_outputs, **quiet
+        )
+
+        # The cheap preview follows the hand; the release computes the exact frame.
+        guidance.input(
+            studio.preview_live,
+            [state, scrubber, guidance],
+            [preview, error],
+            trigger_mode="always_last",
+            **quiet,
+        )
+        guidance.release(
+            studio.preview_full,
+            [state, scrubber, guidance],
+            [preview, before_after, error],
+            trigger_mode="always_last",
+            **quiet,
+        ).then(studio.remember_guidance, [state, guidance], None, **quiet)
+        color_fix.input(studio.set_color_fix, [state, color_fix], [error], **quiet)
+
+        render.click(
+            studio.render,
+            [state, guidance],
+            [progress, result_video, download, error],
+            concurrency_limit=None,
+            show_progress="hidden",
+        )
+        cancel.click(studio.cancel, [state], [progress, error], concurrency_limit=None)
+        timer.tick(studio.engine_status, [state], [engine_status], **quiet)
+    return blocks
