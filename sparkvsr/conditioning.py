@@ -260,6 +260,31 @@ def rotary_embedding(
     )
 
 
+TEXT_LENGTH = 226  # CogVideoX pads every prompt to 226 T5 tokens
+
+
+def empty_prompt_embedding(
+    tokenizer, text_encoder: torch.nn.Module, length: int = TEXT_LENGTH
+) -> torch.Tensor:
+    """T5 embedding of the empty prompt, padded as CogVideoX pads prompts: ``[1, length, D]``
+    float32 on the CPU. SparkVSR conditions on it alone, so callers compute it once per model
+    and cache it; the text encoder can be freed afterwards.
+    """
+    device = next(text_encoder.parameters()).device
+    tokens = tokenizer(
+        "",
+        padding="max_length",
+        max_length=length,
+        truncation=True,
+        add_special_tokens=True,
+        return_tensors="pt",
+    )
+    # no_grad, not inference_mode: the trainer feeds this tensor into autograd-tracked passes.
+    with torch.no_grad():
+        embeds = text_encoder(tokens.input_ids.to(device))[0]
+    return embeds.float().cpu().contiguous()
+
+
 def alpha_bar(alphas_cumprod: torch.Tensor, dtype: torch.dtype, t: int = TIMESTEP) -> torch.Tensor:
     """ᾱ_t from the scheduler's ``alphas_cumprod``, cast to the model dtype first.
 

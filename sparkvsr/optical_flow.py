@@ -30,9 +30,12 @@ class DisFlow:
     finest_scale:  pyramid level the flow is finished at: 0 = the input resolution (most precise),
                    1 = half of it (OpenCV's default for "medium", 4x cheaper). Sub-pixel precision
                    is what residual propagation lives on, so the engine refines at level 0.
+    iterations:    gradient-descent iterations per patch, or None for the preset's own.
     """
 
-    def __init__(self, preset: str = "medium", finest_scale: int = 0):
+    def __init__(
+        self, preset: str = "medium", finest_scale: int = 0, iterations: int | None = None
+    ):
         if preset not in DIS_PRESETS:
             raise ValueError(
                 f"unknown DIS preset {preset!r}; choose one of {', '.join(DIS_PRESETS)}"
@@ -43,6 +46,10 @@ class DisFlow:
         self.finest_scale = finest_scale
         self._dis = cv2.DISOpticalFlow_create(DIS_PRESETS[preset])
         self._dis.setFinestScale(finest_scale)
+        if iterations is not None:
+            if iterations < 1:
+                raise ValueError(f"iterations {iterations} must be at least 1")
+            self._dis.setGradientDescentIterations(iterations)
 
     def __call__(self, a: np.ndarray, b: np.ndarray, init: np.ndarray | None = None) -> np.ndarray:
         """Flow from gray frame ``a`` to gray frame ``b`` (both ``[H, W]`` uint8) -> ``[H, W, 2]``.
@@ -118,9 +125,9 @@ def forward_backward_mask(
     with ``beta`` in squared pixels of the flows' frames.
     """
     back = warp(flow_ba, flow_ab)
-    error = np.sum((flow_ab + back) ** 2, axis=-1)
-    bound = alpha * (np.sum(flow_ab**2, axis=-1) + np.sum(back**2, axis=-1)) + beta
-    return (error < bound).astype(np.float32)
+    error = _channel_sum(cv2.pow(cv2.add(flow_ab, back), 2))
+    bound = _channel_sum(cv2.pow(flow_ab, 2)) + _channel_sum(cv2.pow(back, 2))
+    return (error < alpha * bound + beta).astype(np.float32)
 
 
 def agreement(aligned: np.ndarray, target: np.ndarray, sigma: float, window: int) -> np.ndarray:
@@ -131,9 +138,15 @@ def agreement(aligned: np.ndarray, target: np.ndarray, sigma: float, window: int
     where the warp is right, the LR frames agree; where it is not, detail carried along would land
     in the wrong place, and it costs more than the missing detail would.
     """
-    error = np.mean((aligned - target) ** 2, axis=-1)
-    error = cv2.boxFilter(error, -1, (window, window))
-    return np.exp(-error / np.float32(sigma * sigma)).astype(np.float32)
+    squared = cv2.pow(cv2.subtract(aligned, target), 2)
+    error = cv2.boxFilter(_channel_sum(squared), -1, (window, window))
+    return cv2.exp(error * np.float32(-1.0 / (3.0 * sigma * sigma)))
+
+
+def _channel_sum(image: np.ndarray) -> np.ndarray:
+    """``[H, W, C]`` float32 -> ``[H, W]``: the sum over channels, in one OpenCV pass."""
+    summed = cv2.transform(image, np.ones((1, image.shape[-1]), np.float32))
+    return summed.reshape(image.shape[:2])
 
 
 def scene_cut_score(previous: np.ndarray, current: np.ndarray, flow: np.ndarray) -> float:

@@ -138,3 +138,17 @@ def test_reference_frame_is_encoded_as_a_single_frame_video():
         direct = vae.encode(image[:, :, None]).latent_dist.sample(torch.Generator().manual_seed(0))
     assert latent.shape == (1, 16, 1, 4, 4)
     torch.testing.assert_close(latent, direct * 0.7)
+
+
+def test_single_frame_reference_encode_equals_latent_0_of_a_static_4_frame_clip():
+    """The public inference script encodes a keyframe as 4 repeated frames and keeps latent 0;
+    the trainer (and we) encode it as one frame. For the causal CogVideoX VAE the two agree."""
+    from tests.tiny_cogvideox import tiny_vae
+
+    vae = tiny_vae()
+    image = torch.rand(1, 3, 32, 48) * 2 - 1
+    with torch.no_grad():
+        single = vae.encode(image[:, :, None]).latent_dist.mean
+        static = vae.encode(image[:, :, None].repeat(1, 1, 4, 1, 1)).latent_dist.mean
+    assert single.shape == static.shape == (1, 16, 1, 4, 6)
+    torch.testing.assert_close(single, static, atol=1e-4, rtol=0)

@@ -20,7 +20,7 @@ from sparkvsr.engines.dit import DitEngine
 from sparkvsr.errors import Cancelled, EngineError, KeyframeError
 from sparkvsr.frames import ArrayFrames
 from tests.pointwise_models import FramePackVAE, PointwiseTransformer
-from tests.tiny_cogvideox import build_tiny_pipeline
+from tests.tiny_cogvideox import TINY_TEXT_DIM, build_tiny_pipeline
 
 
 def _frames(num: int, height: int = 16, width: int = 16, seed: int = 0) -> np.ndarray:
@@ -302,6 +302,88 @@ def test_empty_prompt_embedding_is_computed_once_and_then_read_from_disk(engine,
     )
     assert again.prompt_embeds_source == "disk"
     assert torch.equal(again.prompt_embeds, engine.prompt_embeds)
+
+
+def _sentencepiece_tokenizer_folder(tiny_folder, tmp_path):
+    """A copy of the tiny pipeline whose tokenizer/ is in the CogVideoX release format:
+    ``spiece.model`` + tokenizer_config.json, no tokenizer.json (ids: pad 0, eos 1, unk 2)."""
+    import json
+
+    import sentencepiece as spm
+
+    folder = tmp_path / "spiece-pipeline"
+    shutil.copytree(tiny_folder, folder, ignore=shutil.ignore_patterns(".sparkvsr"))
+    shutil.rmtree(folder / "tokenizer")
+    (folder / "tokenizer").mkdir()
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(["a video frame", "the frame", "a toe at tea"] * 30))
+    spm.SentencePieceTrainer.train(
+        input=str(corpus),
+        model_prefix=str(tmp_path / "spiece"),
+        vocab_size=16,  # "" only uses ids 0 and 1, inside the tiny T5 vocabulary
+        hard_vocab_limit=False,
+        model_type="unigram",
+        pad_id=0,
+        eos_id=1,
+        unk_id=2,
+        bos_id=-1,
+        num_threads=1,
+        minloglevel=2,
+    )
+    shutil.move(tmp_path / "spiece.model", folder / "tokenizer" / "spiece.model")
+    config = {
+        "tokenizer_class": "T5Tokenizer",
+        "eos_token": "</s>",
+        "pad_token": "<pad>",
+        "unk_token": "<unk>",
+        "extra_ids": 0,
+        "legacy": True,
+        "model_max_length": 226,
+    }
+    (folder / "tokenizer" / "tokenizer_config.json").write_text(json.dumps(config))
+    return folder
+
+
+def test_a_sentencepiece_only_tokenizer_as_released_gives_the_same_empty_prompt(
+    engine, tiny_folder, tmp_path
+):
+    folder = _sentencepiece_tokenizer_folder(tiny_folder, tmp_path)
+    assert not (folder / "tokenizer" / "tokenizer.json").exists()
+    loaded = DitEngine(str(folder), device="cpu")
+    assert loaded.prompt_embeds_source == "computed"
+    # "" -> [eos, pad, pad, ...] with either tokenizer format: the same T5 embedding
+    assert torch.equal(loaded.prompt_embeds, engine.prompt_embeds)
+
+
+def test_a_sentencepiece_tokenizer_without_protobuf_names_the_fix(
+    tiny_folder, tmp_path, monkeypatch
+):
+    import sys
+
+    folder = _sentencepiece_tokenizer_folder(tiny_folder, tmp_path)
+    monkeypatch.setitem(sys.modules, "google.protobuf", None)  # as if not installed
+    with pytest.raises(EngineError, match="needs the protobuf package: pip install protobuf"):
+        DitEngine(str(folder), device="cpu")
+
+
+def test_a_cogvideox_1_0_transformer_is_refused_with_a_clear_error(tmp_path):
+    from diffusers import CogVideoXTransformer3DModel
+
+    old = CogVideoXTransformer3DModel(
+        num_attention_heads=2,
+        attention_head_dim=16,
+        in_channels=32,
+        out_channels=16,
+        time_embed_dim=16,
+        text_embed_dim=TINY_TEXT_DIM,
+        num_layers=1,
+        sample_width=16,
+        sample_height=16,
+        use_rotary_positional_embeddings=True,
+    )
+    folder = build_tiny_pipeline(tmp_path / "cogvideox-1.0", transformer=old)
+    with pytest.raises(EngineError, match=r"patch_size_t=None.*CogVideoX1\.5"):
+        DitEngine(str(folder), device="cpu")
 
 
 def test_missing_model_files_are_named(tiny_folder, tmp_path):

@@ -268,3 +268,36 @@ def test_scene_cuts_in_a_real_clip_stop_an_edit_from_leaking():
     red_shift = (out - frames)[..., 0].mean(axis=(1, 2))
     assert all(red_shift[t] > 15 for t in range(1, 8)), red_shift  # frames 23..29: same shot
     assert all(abs(red_shift[t]) < 0.5 for t in range(8, 14)), red_shift  # 30..35: next shot
+
+
+@pytest.mark.parametrize("upscaler", ["bicubic", "lanczos"])
+def test_back_projection_filter_equals_the_two_resizes(upscaler):
+    from sparkvsr.engines.flow import UPSCALERS, _down_up_kernel
+
+    lr = np.random.default_rng(0).random((30, 40, 3)).astype(np.float32) * 255
+    interpolation = UPSCALERS[upscaler]
+    direct = cv2.resize(
+        cv2.resize(lr, (160, 120), interpolation=interpolation),
+        (40, 30),
+        interpolation=cv2.INTER_AREA,
+    )
+    kernel = _down_up_kernel(interpolation, SCALE)
+    filtered = cv2.filter2D(lr, -1, kernel, borderType=cv2.BORDER_REPLICATE)
+    np.testing.assert_allclose(filtered, direct, atol=1e-3)
+
+
+def test_flow_helpers_follow_a_known_translation():
+    from sparkvsr import optical_flow as of
+
+    frame = texture(48, 64, seed=7)
+    moved = np.ascontiguousarray(np.roll(frame, (1, 2), axis=(0, 1)))  # content moves +2 x, +1 y
+    flow = of.DisFlow("medium", 0)(of.to_gray(moved), of.to_gray(frame))  # moved -> frame
+    inner = flow[8:-8, 8:-8]
+    np.testing.assert_allclose(inner.mean(axis=(0, 1)), [-2.0, -1.0], atol=0.1)
+    aligned = of.warp(frame.astype(np.float32), flow)
+    error = np.abs(aligned - moved.astype(np.float32))[8:-8, 8:-8].mean()
+    assert error < 3.0
+    back = of.DisFlow("medium", 0)(of.to_gray(frame), of.to_gray(moved))
+    assert of.forward_backward_mask(flow, back)[8:-8, 8:-8].mean() > 0.95
+    twice = of.compose(flow, flow)  # two steps of the same motion
+    np.testing.assert_allclose(twice[8:-8, 8:-8].mean(axis=(0, 1)), [-4.0, -2.0], atol=0.2)

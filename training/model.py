@@ -103,16 +103,7 @@ def empty_prompt_embeds(
         encoder = T5EncoderModel.from_pretrained(pretrained, subfolder="text_encoder")
     except (OSError, ValueError) as e:
         raise TrainingError(f"cannot load the T5 text encoder of {pretrained!r}: {e}") from e
-    tokens = tokenizer(
-        [""],
-        padding="max_length",
-        max_length=max_length,
-        truncation=True,
-        add_special_tokens=True,
-        return_tensors="pt",
-    )
-    with torch.no_grad():
-        embeds = encoder(tokens.input_ids)[0].float()
+    embeds = cond.empty_prompt_embedding(tokenizer, encoder, max_length)
     if cache is not None:
         Path(cache).parent.mkdir(parents=True, exist_ok=True)
         partial = Path(str(cache) + ".partial")

@@ -240,6 +240,25 @@ def folder_identity(folder: Path, components: tuple[str, ...]) -> str:
     return digest.hexdigest()[:24]
 
 
+def _check_tokenizer_dependencies(folder: Path) -> None:
+    """Refuse early, naming the fix, when the tokenizer cannot be read here.
+
+    The CogVideoX releases ship the T5 tokenizer as ``spiece.model`` only (no tokenizer.json);
+    transformers 5 converts it with protobuf, and without protobuf its error asks for tiktoken,
+    which would not help.
+    """
+    if (folder / "tokenizer.json").is_file() or not (folder / "spiece.model").is_file():
+        return
+    try:
+        import google.protobuf  # noqa: F401
+    except ImportError as e:
+        raise EngineError(
+            f"the tokenizer in {folder} is a sentencepiece model (spiece.model) and reading it "
+            "needs the protobuf package: pip install protobuf (it is only needed once: the "
+            "empty-prompt embedding is then cached on disk)"
+        ) from e
+
+
 def _writable_dir(preferred: Path) -> Path:
     for candidate in (preferred, Path.home() / ".cache" / "sparkvsr"):
         try:
@@ -391,6 +410,13 @@ class DitEngine:
                 f"transformer has in/out channels {config.in_channels}/{config.out_channels}; "
                 f"SparkVSR needs {2 * latent}/{latent} ([LR ; reference] latents)"
             )
+        if getattr(config, "patch_size_t", None) != 2:
+            # CogVideoX 1.0 (no temporal patch) needs another RoPE grid and frame layout.
+            raise EngineError(
+                f"transformer has patch_size_t={getattr(config, 'patch_size_t', None)}; SparkVSR "
+                "is a CogVideoX1.5 fine-tune with patch_size_t 2. Point --model at a SparkVSR "
+                "pipeline folder."
+            )
         if getattr(scheduler.config, "prediction_type", "v_prediction") != "v_prediction":
             raise EngineError(
                 f"scheduler predicts {scheduler.config.prediction_type!r}; SparkVSR weights are "
@@ -415,21 +441,11 @@ class DitEngine:
                 return torch.load(path, weights_only=True), "disk"
             except Exception:
                 path.unlink(missing_ok=True)  # torn write: recompute below
+        _check_tokenizer_dependencies(self.folder / "tokenizer")
         tokenizer = _load_component(self.folder, index, "tokenizer", None)
         text_encoder = _load_component(self.folder, index, "text_encoder", self.dtype)
         try:
-            with torch.inference_mode():
-                tokens = tokenizer(
-                    "",
-                    padding="max_length",
-                    max_length=length,
-                    truncation=True,
-                    add_special_tokens=True,
-                    return_tensors="pt",
-                )
-                text_encoder.to(self.device)
-                embeds = text_encoder(tokens.input_ids.to(self.device))[0]
-                embeds = embeds.float().cpu().contiguous()
+            embeds = cond.empty_prompt_embedding(tokenizer, text_encoder.to(self.device), length)
         finally:
             del text_encoder
             gc.collect()
