@@ -8,6 +8,7 @@ here holds logic the library does not already have.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from collections.abc import Callable
@@ -240,12 +241,11 @@ def _engine_config(args) -> dict:
 def _run_restore(args) -> int:
     if args.project:
         return _run_restore_in_project(args)
-    from tqdm import tqdm
-
     from sparkvsr.engines import load_engine
     from sparkvsr.keyframes import validate_keyframes
-    from sparkvsr.media import VideoWriter, open_clip
+    from sparkvsr.media import open_clip
     from sparkvsr.references.assembly import references_for_keyframes
+    from sparkvsr.render import render_clip
 
     # 1. Check everything cheap before loading a model.
     options = _restore_options(args)
@@ -258,21 +258,41 @@ def _run_restore(args) -> int:
     references = references_for_keyframes(clip, keyframes, ref_files, args.editor, options.scale)
     # 3. Restore chunk by chunk straight into the writer.
     engine = load_engine(args.engine, **_engine_config(args))
-    bar = tqdm(total=clip.num_frames, unit="frame", desc=f"restore ({args.engine})")
-    with VideoWriter.like(args.output, clip.info, crf=args.crf, lossless=args.lossless) as writer:
-        for chunk in engine.restore(clip, references, options):
-            writer.write(chunk.frames)
-            bar.update(len(chunk.frames))
-    bar.close()
-    for note in writer.notes:
+    with _progress_bar(clip.num_frames, args.engine) as show, clip:
+        result = render_clip(
+            engine,
+            clip,
+            references,
+            options,
+            args.output,
+            crf=args.crf,
+            lossless=args.lossless,
+            progress=show,
+        )
+    for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
-    print(f"wrote {args.output} ({writer.frames_written} frames, {clip.info.fps:g} fps)")
+    print(f"wrote {args.output} ({result.frames} frames, {clip.info.fps:g} fps)")
     return 0
 
 
-def _run_restore_in_project(args) -> int:
+@contextlib.contextmanager
+def _progress_bar(total: int, engine: str):
+    """A tqdm bar on stderr fed by RenderProgress updates (frames done, stage)."""
     from tqdm import tqdm
 
+    bar = tqdm(total=total, unit="frame", desc=f"restore ({engine})")
+
+    def show(update) -> None:
+        bar.n = update.frames_done
+        bar.set_postfix_str(update.stage, refresh=True)
+
+    try:
+        yield show
+    finally:
+        bar.close()
+
+
+def _run_restore_in_project(args) -> int:
     from sparkvsr.engines import load_engine
     from sparkvsr.errors import ProjectError
     from sparkvsr.keyframes import validate_keyframes
@@ -308,14 +328,8 @@ def _run_restore_in_project(args) -> int:
         editor = "upload" if index in ref_files else args.editor
         project.set_reference(index, Reference.create(image, Provenance(editor=editor)))
     # 4. Render, saving every chunk into the project; resume after the last finished one.
-    bar = tqdm(total=project.state.clip.num_frames, unit="frame", desc=f"restore ({args.engine})")
-
-    def show(update) -> None:
-        bar.n = update.frames_done
-        bar.set_postfix_str(update.stage)
-
-    result = render_project(engine, project, progress=show)
-    bar.close()
+    with _progress_bar(project.state.clip.num_frames, args.engine) as show:
+        result = render_project(engine, project, progress=show)
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
     if result.skipped:

@@ -489,6 +489,25 @@ def _mean(values: Sequence[float]) -> float:
     return float(np.mean(finite)) if finite else math.nan
 
 
+def _psnr_score(values: Sequence[float]) -> Score:
+    """Mean PSNR over the frames that differ from the GT.
+
+    A frame equal to the GT (a keyframe whose reference is the GT) has PSNR = inf, which would make
+    the whole mean inf and hide every other frame; such frames are left out and counted.
+    """
+    finite = [v for v in values if math.isfinite(v)]
+    identical = len(values) - len(finite)
+    if not finite:
+        return Score("psnr", math.inf, "every frame equals the GT")
+    note = ""
+    if identical:
+        note = (
+            f"{identical} of {len(values)} frames equal the GT (PSNR = inf) and are left out "
+            "of the mean"
+        )
+    return Score("psnr", float(np.mean(finite)), note)
+
+
 def _clip_scores(
     trace: _MethodTrace,
     request: EvalRequest,
@@ -501,7 +520,7 @@ def _clip_scores(
         if metric in unavailable:
             scores.append(unavailable[metric])
         elif metric == "psnr":
-            scores.append(Score(metric, _mean(trace.psnr)))
+            scores.append(_psnr_score(trace.psnr))
         elif metric == "ssim":
             scores.append(Score(metric, _mean(trace.ssim)))
         elif metric == "ewarp":
@@ -704,6 +723,14 @@ def render_markdown(report: EvalReport) -> str:
         for clip in report.clips:
             rows = [r for r in report.results if r.clip == clip]
             lines += ["", f"## {clip} ({rows[0].frames} frames)", "", *_markdown_rows(rows, names)]
+    notes = [
+        f"- {row.method}, {metrics.METRICS[score.metric].label}: {score.reason}"
+        for row in report.summary
+        for score in row.scores
+        if score.value is not None and score.reason
+    ]
+    if notes:
+        lines += ["", "Notes:", "", *notes]
     reasons = _unavailable_reasons(report)
     if reasons:
         lines += ["", "Unavailable metrics:", ""]
@@ -809,7 +836,12 @@ def _summarise(
                 prefix = f"on clip {rows[per_clip.index(missing)].clip}: " if len(clips) > 1 else ""
                 scores.append(Score(metric, None, prefix + missing.reason))
             else:
-                scores.append(Score(metric, float(np.mean([s.value for s in per_clip]))))
+                notes = "; ".join(
+                    f"{r.clip}: {s.reason}" if len(clips) > 1 else s.reason
+                    for r, s in zip(rows, per_clip)
+                    if s.reason
+                )
+                scores.append(Score(metric, float(np.mean([s.value for s in per_clip])), notes))
         summary.append(MethodResult(method, ALL_CLIPS, sum(r.frames for r in rows), tuple(scores)))
     return tuple(summary)
 

@@ -218,32 +218,37 @@ def render_project(
 
 def render_clip(
     engine: Engine,
-    clip_path: str | os.PathLike,
+    clip: str | os.PathLike | media.Clip,
     references: Mapping[int, np.ndarray],
     options: RestoreOptions,
     output: str | os.PathLike,
     *,
     crf: int = 18,
+    lossless: bool = False,
     progress: ProgressCallback | None = None,
     cancel: CancelFn | None = None,
 ) -> RenderResult:
     """Restore a clip without a project: chunks stream straight into the writer (no resume).
 
-    ``references``: ``{frame: [H*scale, W*scale, 3] uint8}``. ``output``: .mp4/.mov/.mkv, or a
-    folder for PNG frames. Memory depends on the chunk size, not the clip length.
+    ``clip``: a path, or a Clip already open (so it is not probed again). ``references``:
+    ``{frame: [H*scale, W*scale, 3] uint8}``. ``output``: .mp4/.mov/.mkv, or a folder for PNG
+    frames; ``lossless`` writes FFV1 (.mkv) or PNGs. Memory depends on the chunk size, not the
+    clip length.
     """
     output = Path(output)
-    with media.open_clip(clip_path) as clip:
-        total = clip.num_frames
-        check_references(clip, references, options.scale)
+    owned = not isinstance(clip, media.Clip)
+    source = media.open_clip(clip) if owned else clip
+    try:
+        total = source.num_frames
+        check_references(source, references, options.scale)
         counts = [0]
         engine_progress = _forward_engine_progress(progress, options.start, total, 0, counts)
         rendered = 0
         with media.VideoWriter.like(
-            output, clip.info, crf=crf, x264_params=DETERMINISTIC_X264
+            output, source.info, crf=crf, lossless=lossless, x264_params=DETERMINISTIC_X264
         ) as writer:
             chunks = engine.restore(
-                clip, references, options, progress=engine_progress, cancel=cancel
+                source, references, options, progress=engine_progress, cancel=cancel
             )
             try:
                 expected = options.start
@@ -257,6 +262,9 @@ def render_clip(
             finally:
                 chunks.close()
         notes = tuple(writer.notes)
+    finally:
+        if owned:
+            source.close()
     _emit(progress, RenderProgress("done", total, total, rendered, output=str(output)))
     return RenderResult(output, total - options.start, rendered, 0, options.start, notes=notes)
 

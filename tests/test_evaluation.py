@@ -216,6 +216,23 @@ def test_dataset_root_with_gt_and_lq_folders_evaluates_every_clip(tmp_path, no_p
     assert "Unavailable" not in report.table()  # only available metrics were asked for
 
 
+def test_frames_equal_to_the_gt_are_left_out_of_the_psnr_mean_and_said(tmp_path, no_pyiqa):
+    # A keyframe whose reference is the GT reproduces it exactly: PSNR = inf for that frame.
+    gt = _moving_clip(frames=6)
+    pred = _noisy(gt, 8)
+    pred[0] = gt[0]
+    gt_path = _lossless_video(tmp_path / "gt.mkv", gt)
+    pred_path = _lossless_video(tmp_path / "pred.mkv", pred)
+    report = evaluate(
+        EvalRequest(gt=gt_path, preds=(("ours", pred_path),), out_dir=tmp_path / "out")
+    )
+    score = report.summary[0].score("psnr")
+    per_frame = report.results[0].psnr_per_frame
+    assert math.isinf(per_frame[0]) and all(math.isfinite(v) for v in per_frame[1:])
+    assert score.value == pytest.approx(np.mean(per_frame[1:]))
+    assert "1 of 6 frames equal the GT" in report.table()
+
+
 def test_a_prediction_missing_a_clip_is_named(tmp_path):
     root = tmp_path / "set"
     _frames_folder(root / "GT" / "calendar", _moving_clip())
