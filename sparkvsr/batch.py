@@ -26,20 +26,14 @@ from typing import Any
 from sparkvsr import media
 from sparkvsr.engines import load_engine
 from sparkvsr.engines.base import Engine, RestoreOptions
-from sparkvsr.errors import KeyframeError, SparkVSRError
-from sparkvsr.keyframes import (
-    iframe_keyframes,
-    random_keyframes,
-    uniform_keyframes,
-    validate_keyframes,
-)
-from sparkvsr.project import ClipSummary, OutputSettings, Project
+from sparkvsr.errors import SparkVSRError
+from sparkvsr.keyframes import KeyframeSelection, select_keyframes
+from sparkvsr.project import OutputSettings, Project
 from sparkvsr.references import load_editor
 from sparkvsr.references.base import EditRequest
 from sparkvsr.render import ensure_project, render_project
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".ts")
-KEYFRAME_MODES = ("iframes", "uniform", "random", "manual", "none")
 
 
 @dataclass(frozen=True)
@@ -56,30 +50,17 @@ class BatchJob:
 class BatchOptions:
     """How every input is restored.
 
-    keyframes: "iframes" (codec I-frames), "uniform" (every ``every`` frames), "random"
-               (``count`` keyframes or ``density`` per frame, seeded), "manual" (the same
-               ``manual`` frames in every clip) or "none" (blind). A resumed project keeps its own.
+    keyframes: how each clip's keyframes are chosen (I-frames by default; "manual" uses the same
+               frames in every clip; "none" restores blind). A resumed project keeps its own.
     editor:    the editor that makes each keyframe's Reference (``classic`` needs nothing).
     """
 
     engine: str = "flow"
     engine_config: dict[str, Any] = field(default_factory=dict)
     options: RestoreOptions = field(default_factory=RestoreOptions)
-    keyframes: str = "iframes"
-    manual: tuple[int, ...] = ()
-    every: int = 32
-    count: int | None = None
-    density: float | None = None
-    seed: int = 0
+    keyframes: KeyframeSelection = field(default_factory=lambda: KeyframeSelection("iframes"))
     editor: str = "classic"
     crf: int = 18
-
-    def __post_init__(self) -> None:
-        if self.keyframes not in KEYFRAME_MODES:
-            raise KeyframeError(
-                f"keyframe mode {self.keyframes!r} is unknown; choose one of "
-                f"{', '.join(KEYFRAME_MODES)}"
-            )
 
 
 @dataclass(frozen=True)
@@ -240,8 +221,9 @@ def _run_job(job: BatchJob, options: BatchOptions, engine: Engine, rank: int) ->
     output = OutputSettings(path=str(job.output), crf=options.crf)
     project = ensure_project(job.project, job.clip, engine, options.options, output)
     # 2. keyframes (only if not chosen yet: a resumed project keeps its own)
-    if not project.state.keyframes and options.keyframes != "none":
-        project.set_keyframes(_pick_keyframes(project.state.clip, options))
+    if not project.state.keyframes and options.keyframes.mode != "none":
+        clip = project.state.clip
+        project.set_keyframes(select_keyframes(options.keyframes, clip.num_frames, clip.iframes))
     # 3. References for keyframes that have none yet
     _make_missing_references(project, options)
     # 4. render (resumes finished chunks; skips a finished project)
@@ -263,19 +245,6 @@ def _run_job(job: BatchJob, options: BatchOptions, engine: Engine, rank: int) ->
     )
 
 
-def _pick_keyframes(clip: ClipSummary, options: BatchOptions) -> tuple[int, ...]:
-    frames = clip.num_frames
-    if options.keyframes == "iframes":
-        return iframe_keyframes(clip.iframes, frames)
-    if options.keyframes == "uniform":
-        return uniform_keyframes(frames, options.every)
-    if options.keyframes == "random":
-        count = options.count if options.count is not None or options.density else 1
-        density = options.density if options.count is None else None
-        return random_keyframes(frames, count=count, density=density, seed=options.seed)
-    return validate_keyframes(options.manual, frames)
-
-
 def _make_missing_references(project: Project, options: BatchOptions) -> None:
     missing = [k for k in project.state.keyframes if project.state.reference(k) is None]
     if not missing:
@@ -288,7 +257,9 @@ def _make_missing_references(project: Project, options: BatchOptions) -> None:
     target = (state.clip.width * state.options.scale, state.clip.height * state.options.scale)
     with media.open_clip(state.clip.path) as clip:
         for frame in missing:
-            reference = editor.make(clip.frame(frame), target, EditRequest(seed=options.seed))
+            reference = editor.make(
+                clip.frame(frame), target, EditRequest(seed=options.keyframes.seed)
+            )
             project.set_reference(frame, reference)
 
 

@@ -112,21 +112,24 @@ def _add_keyframe_selection(p: argparse.ArgumentParser, default_mode: str | None
     p.add_argument("--seed", type=int, default=0, help="random: seed")
 
 
-def _select_keyframes(args, info) -> tuple[int, ...]:
-    from sparkvsr import keyframes as kf
+def _keyframe_selection(args):
+    from sparkvsr.keyframes import KeyframeSelection, parse_keyframe_list
 
     if args.keyframes:
-        return kf.validate_keyframes(kf.parse_keyframe_list(args.keyframes), info.num_frames)
-    mode = args.mode or "manual"
-    if mode == "iframes":
-        return kf.iframe_keyframes(info.iframes, info.num_frames)
-    if mode == "uniform":
-        return kf.uniform_keyframes(info.num_frames, args.every)
-    if mode == "random":
-        density = args.density if args.count is None else None
-        count = args.count if args.count is not None or density is not None else 1
-        return kf.random_keyframes(info.num_frames, count=count, density=density, seed=args.seed)
-    return ()
+        return KeyframeSelection("manual", manual=parse_keyframe_list(args.keyframes))
+    return KeyframeSelection(
+        args.mode or "manual",
+        every=args.every,
+        count=args.count,
+        density=args.density,
+        seed=args.seed,
+    )
+
+
+def _select_keyframes(args, info) -> tuple[int, ...]:
+    from sparkvsr.keyframes import select_keyframes
+
+    return select_keyframes(_keyframe_selection(args), info.num_frames, info.iframes)
 
 
 def _run_keyframes(args) -> int:
@@ -423,7 +426,6 @@ def _add_batch(commands, name: str) -> None:
 def _run_batch(args) -> int:
     from sparkvsr import batch
     from sparkvsr.errors import KeyframeError
-    from sparkvsr.keyframes import parse_keyframe_list
 
     # 1. Options and this process's share of the inputs.
     if args.ref:
@@ -432,12 +434,7 @@ def _run_batch(args) -> int:
         engine=args.engine,
         engine_config=_engine_config(args),
         options=_restore_options(args),
-        keyframes="manual" if args.keyframes else args.mode,
-        manual=parse_keyframe_list(args.keyframes) if args.keyframes else (),
-        every=args.every,
-        count=args.count,
-        density=args.density,
-        seed=args.seed,
+        keyframes=_keyframe_selection(args),
         editor=args.editor,
         crf=args.crf,
     )

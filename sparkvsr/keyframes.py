@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import itertools
 import random
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 from sparkvsr.errors import KeyframeError
 
 MIN_GAP = 4
-MODES = ("manual", "iframes", "uniform", "random")
+MODES = ("manual", "iframes", "uniform", "random", "none")
 
 
 def validate_keyframes(indices: Iterable[int], num_frames: int) -> tuple[int, ...]:
@@ -90,6 +91,45 @@ def random_keyframes(
     slack = num_frames - (count - 1) * (MIN_GAP - 1)
     picks = sorted(random.Random(seed).sample(range(slack), count))
     return tuple(p + i * (MIN_GAP - 1) for i, p in enumerate(picks))
+
+
+@dataclass(frozen=True)
+class KeyframeSelection:
+    """How to choose keyframes, built from CLI flags or UI values.
+
+    mode:    "manual" (``manual``), "iframes", "uniform" (every ``every`` frames), "random"
+             (``count`` keyframes, or ``density`` x frames; one when neither is given, seeded by
+             ``seed``) or "none" (blind restoration).
+    """
+
+    mode: str = "manual"
+    manual: tuple[int, ...] = ()
+    every: int = 32
+    count: int | None = None
+    density: float | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise KeyframeError(f"keyframe mode {self.mode!r} is unknown; choose one of {MODES}")
+
+
+def select_keyframes(
+    selection: KeyframeSelection, num_frames: int, iframes: Sequence[int] = ()
+) -> tuple[int, ...]:
+    """The keyframes ``selection`` asks for in a clip of ``num_frames`` with these I-frames."""
+    if selection.mode == "iframes":
+        return iframe_keyframes(iframes, num_frames)
+    if selection.mode == "uniform":
+        return uniform_keyframes(num_frames, selection.every)
+    if selection.mode == "random":
+        count, density = selection.count, selection.density
+        if count is None and density is None:
+            count = 1
+        return random_keyframes(num_frames, count=count, density=density, seed=selection.seed)
+    if selection.mode == "none":
+        return ()
+    return validate_keyframes(selection.manual, num_frames)
 
 
 def parse_keyframe_list(text: str) -> tuple[int, ...]:

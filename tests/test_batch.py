@@ -26,6 +26,7 @@ from sparkvsr.batch import (
 )
 from sparkvsr.engines.base import RestoreOptions
 from sparkvsr.errors import EngineError, SparkVSRError
+from sparkvsr.keyframes import KeyframeSelection
 from sparkvsr.project import Project
 from tests.project_helpers import ROOT, UpscaleEngine, decode_all, make_clip, run_module
 
@@ -97,7 +98,9 @@ class CrashingEngine(UpscaleEngine):
 def test_batch_skips_finished_resumes_interrupted_and_reports_failures(tmp_path, clips):
     (clips / "broken.mp4").write_bytes(b"not a video at all")
     jobs = plan_jobs(list_inputs(clips), tmp_path / "out")
-    options = BatchOptions(options=RestoreOptions(chunk=4, overlap=0), keyframes="uniform", every=8)
+    options = BatchOptions(
+        options=RestoreOptions(chunk=4, overlap=0), keyframes=KeyframeSelection("uniform", every=8)
+    )
 
     crashed = run_batch(jobs[:1], options, engine=CrashingEngine(after=2))
     assert crashed[0].status == "failed" and "out of GPU memory" in crashed[0].message

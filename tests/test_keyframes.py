@@ -106,3 +106,19 @@ def test_keyframes_cli(shared_data):
         text=True,
     )
     assert bad.returncode == 2 and "keyframes 0 and 2" in bad.stderr
+
+
+def test_selection_dispatches_every_mode_and_refuses_unknown_ones():
+    from sparkvsr.keyframes import KeyframeSelection, select_keyframes
+
+    iframes = (0, 76, 145, 156, 160)
+    assert select_keyframes(KeyframeSelection("iframes"), 280, iframes) == (0, 76, 145, 156, 160)
+    assert select_keyframes(KeyframeSelection("uniform", every=100), 280) == (0, 100, 200)
+    assert len(select_keyframes(KeyframeSelection("random", seed=1), 280)) == 1
+    assert len(select_keyframes(KeyframeSelection("random", count=5, seed=1), 280)) == 5
+    assert select_keyframes(KeyframeSelection("none"), 280, iframes) == ()
+    assert select_keyframes(KeyframeSelection("manual", manual=(40, 0)), 280) == (0, 40)
+    with pytest.raises(KeyframeError, match="keyframes 0 and 2"):
+        select_keyframes(KeyframeSelection("manual", manual=(0, 2)), 280)
+    with pytest.raises(KeyframeError, match="'scenes' is unknown"):
+        KeyframeSelection("scenes")
