@@ -31,10 +31,17 @@ class DisFlow:
                    1 = half of it (OpenCV's default for "medium", 4x cheaper). Sub-pixel precision
                    is what residual propagation lives on, so the engine refines at level 0.
     iterations:    gradient-descent iterations per patch, or None for the preset's own.
+    patch_stride:  pixels between neighbouring patches, or None for the preset's own (4 for
+                   "ultrafast", whose patches are 8 pixels): the finest level's cost is about
+                   proportional to the number of patches.
     """
 
     def __init__(
-        self, preset: str = "medium", finest_scale: int = 0, iterations: int | None = None
+        self,
+        preset: str = "medium",
+        finest_scale: int = 0,
+        iterations: int | None = None,
+        patch_stride: int | None = None,
     ):
         if preset not in DIS_PRESETS:
             raise ValueError(
@@ -50,6 +57,17 @@ class DisFlow:
             if iterations < 1:
                 raise ValueError(f"iterations {iterations} must be at least 1")
             self._dis.setGradientDescentIterations(iterations)
+        if patch_stride is not None:
+            if not 1 <= patch_stride <= self.patch_size:
+                raise ValueError(
+                    f"patch_stride {patch_stride} must be 1 to the patch size {self.patch_size}"
+                )
+            self._dis.setPatchStride(patch_stride)
+
+    @property
+    def patch_size(self) -> int:
+        """Side of the square patches matched at each level, in pixels."""
+        return self._dis.getPatchSize()
 
     def __call__(self, a: np.ndarray, b: np.ndarray, init: np.ndarray | None = None) -> np.ndarray:
         """Flow from gray frame ``a`` to gray frame ``b`` (both ``[H, W]`` uint8) -> ``[H, W, 2]``.
@@ -91,15 +109,27 @@ def warp_upscaled(
 ) -> np.ndarray:
     """Warp an HR ``image`` ``[H, W(, C)]`` by an LR ``flow`` ``[H / scale, W / scale, 2]``.
 
-    The same as ``warp(image, upscale_flow(flow, (W, H), scale))`` with one HR pass fewer.
+    The sampling positions are made on the LR grid (each LR pixel centre's HR coordinate plus
+    ``scale`` x its flow) and bilinearly upscaled in one HR pass: a linear function of the
+    position is reproduced exactly, so this equals ``warp(image, upscale_flow(flow, (W, H),
+    scale))`` except on the outer ``(scale - 1) / 2`` HR pixels of each side, where the upscale
+    repeats the border position instead of extrapolating it (a shift of at most that much).
     """
     height, width = image.shape[:2]
-    positions = cv2.scaleAdd(
-        cv2.resize(flow, (width, height), interpolation=cv2.INTER_LINEAR),
-        float(scale),
-        _grid(height, width),
+    positions = cv2.resize(
+        cv2.scaleAdd(flow, float(scale), _centres(flow.shape[0], flow.shape[1], scale)),
+        (width, height),
+        interpolation=cv2.INTER_LINEAR,
     )
     return cv2.remap(image, positions, None, interpolation, borderMode=cv2.BORDER_REPLICATE)
+
+
+@lru_cache(maxsize=8)
+def _centres(height: int, width: int, scale: int) -> np.ndarray:
+    """HR coordinates ``[h, w, 2]`` float32 (x, y) of the LR pixel centres, read-only."""
+    centres = (_grid(height, width) + np.float32(0.5)) * np.float32(scale) - np.float32(0.5)
+    centres.setflags(write=False)
+    return centres
 
 
 def compose(flow_ab: np.ndarray, flow_bc: np.ndarray) -> np.ndarray:

@@ -301,3 +301,32 @@ def test_flow_helpers_follow_a_known_translation():
     assert of.forward_backward_mask(flow, back)[8:-8, 8:-8].mean() > 0.95
     twice = of.compose(flow, flow)  # two steps of the same motion
     np.testing.assert_allclose(twice[8:-8, 8:-8].mean(axis=(0, 1)), [-4.0, -2.0], atol=0.2)
+
+
+def test_dis_patch_stride_is_checked_against_the_presets_patch_size():
+    assert FlowEngine(refine_patch_stride=8).settings.refine_patch_stride == 8  # 8-pixel patches
+    with pytest.raises(EngineError, match=r"refine_patch_stride 9 must be None .* 1 to 8 pixels"):
+        FlowEngine(refine_patch_stride=9)
+    with pytest.raises(EngineError, match="refine_patch_stride 0"):
+        FlowEngine(refine_patch_stride=0)
+
+
+def test_frame_to_frame_steps_keep_enough_pixels_on_small_clips():
+    from sparkvsr.engines.flow import _step_scale
+
+    assert _step_scale(2, 240) == 2  # 320x240: level 2 is 80x60
+    assert _step_scale(2, 120) == 1  # Vid4 walk 180x120: level 2 would be 45x30
+    assert _step_scale(2, 68) == 0
+    assert _step_scale(1, 2000) == 1  # never coarser than asked
+
+
+def test_hr_warp_by_an_lr_flow_equals_warping_by_the_upscaled_flow():
+    from sparkvsr import optical_flow as of
+
+    rng = np.random.default_rng(3)
+    image = texture(96, 128, seed=5).astype(np.float32)
+    flow = cv2.GaussianBlur(rng.normal(0, 2, (24, 32, 2)).astype(np.float32), (0, 0), 3)
+    direct = of.warp_upscaled(image, flow, SCALE)
+    reference = of.warp(image, of.upscale_flow(flow, (128, 96), SCALE))
+    # the same up to float rounding, but for the outer (scale - 1) / 2 pixels of each side
+    np.testing.assert_allclose(direct[2:-2, 2:-2], reference[2:-2, 2:-2], atol=0.05)

@@ -11,12 +11,20 @@ What it does to frame ``t`` (``U`` = upscale, ``R_k`` = the Reference of keyfram
    with sub-pixel alignment, and drift does not add up along the chain.
 4. Each contribution is weighted per pixel by a forward-backward consistency mask (occlusions), by
    how well the warped LR keyframe agrees locally with ``LR_t`` (misplaced detail costs more than
-   missing detail), and by ``1 / |t - k|``; ``D~_t`` is their weighted mean.
+   missing detail), and by ``1 / |t - k|``; ``D~_t`` is their weighted mean (normalised per HR
+   pixel, in one pass over one-channel weight maps).
 5. Back-projection makes ``U(LR_t) + D~_t`` consistent with ``LR_t`` plus the LR part the editor
    changed on purpose (``area_down(R_k) - LR_k``, carried along the same way), which removes the
    low-frequency error of imperfect alignment without undoing colour edits.
-6. ``Output_t(s) = U(LR_t) + s * (BP result - U(LR_t))``, rounded. Exactly the plain upscale at
-   ``s = 0``; exactly ``R_k`` at a keyframe with ``s = 1`` (steps 2-5 are skipped there).
+6. ``Output_t(s) = U(LR_t) + s * (BP result - U(LR_t)) = U(LR_t + s * C_t) + s * D~_t``, rounded,
+   where ``C_t`` is back-projection's LR correction: the upscale is linear, so the correction
+   rides along with the base in one HR resize. Exactly the plain upscale at ``s = 0``; exactly
+   ``R_k`` at a keyframe with ``s = 1`` (steps 2-5 are skipped there).
+
+Speed: the LR half of a frame (reads, flows, weights: ``_Propagation.plan``) is stateful and runs
+in order on a helper thread, one frame ahead of the HR half (warps, blend, back-projection,
+rounding: ``_Propagation.render`` and ``_finish``), which is pure. OpenCV's DIS runs on one core,
+so the two halves share a 2-core machine.
 
 Memory is bounded by ``chunk + reach`` LR frames, ``reach`` LR flow states and two keyframes'
 residuals, whatever the clip's length. ``RestoreOptions.overlap``, ``tile`` and ``color_fix`` do not
@@ -29,6 +37,7 @@ from __future__ import annotations
 import bisect
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -63,8 +72,9 @@ class FlowSettings:
     refine_preset: str = "ultrafast"
     refine_finest_scale: int = 0
     refine_iterations: int = 8
+    refine_patch_stride: int | None = 6
     step_preset: str = "ultrafast"
-    step_finest_scale: int = 1
+    step_finest_scale: int = 2
     agreement_sigma: float = 4.0
     agreement_window: int = 5
     back_projection: int = 2
@@ -88,6 +98,12 @@ class FlowSettings:
             raise EngineError("DIS finest scales must be 0 (full resolution) or more")
         if self.refine_iterations < 1:
             raise EngineError(f"refine_iterations {self.refine_iterations} must be at least 1")
+        patch = of.DisFlow(self.refine_preset).patch_size
+        if self.refine_patch_stride is not None and not 1 <= self.refine_patch_stride <= patch:
+            raise EngineError(
+                f"refine_patch_stride {self.refine_patch_stride} must be None (the preset's) "
+                f"or 1 to {patch} pixels (the {self.refine_preset!r} patch size)"
+            )
         if self.agreement_sigma <= 0 or self.agreement_window < 1:
             raise EngineError(
                 f"agreement_sigma {self.agreement_sigma} must be > 0 and agreement_window "
@@ -112,7 +128,14 @@ class FlowEngine:
                          ``t -> keyframe`` refinement. Measured on Vid4 walk (x4): finishing at
                          level 0 (full LR resolution) instead of 1 is worth about +0.9 dB;
                          "ultrafast" with 8 gradient steps there is as good as "medium".
+    refine_patch_stride: pixels between DIS patches in that refinement (None = the preset's 4).
+                         6 costs about 0.1 dB on walk and halves the patches (a 320x240 refine:
+                         10.5 -> 5.4 ms).
     step_preset / step_finest_scale:     DIS settings of the frame-to-frame steps (seed + occlusion).
+                         The level is made finer on small clips until its short side keeps 48
+                         pixels (``_step_scale``): level 2 for 320x240, 1 for walk's 180x120.
+                         Level 2 instead of 1 cost about 0.3 dB on walk (before this rule) and makes
+                         a step 2.5 -> 0.55 ms.
     agreement_sigma:     LR intensity error (0-255) at which a contribution's weight falls to 1/e.
     agreement_window:    side of the LR window the agreement is averaged over.
     back_projection:     back-projection iterations (0 = off).
@@ -132,8 +155,9 @@ class FlowEngine:
         refine_preset: str = "ultrafast",
         refine_finest_scale: int = 0,
         refine_iterations: int = 8,
+        refine_patch_stride: int | None = 6,
         step_preset: str = "ultrafast",
-        step_finest_scale: int = 1,
+        step_finest_scale: int = 2,
         agreement_sigma: float = 4.0,
         agreement_window: int = 5,
         back_projection: int = 2,
@@ -146,6 +170,7 @@ class FlowEngine:
             refine_preset=refine_preset,
             refine_finest_scale=refine_finest_scale,
             refine_iterations=refine_iterations,
+            refine_patch_stride=refine_patch_stride,
             step_preset=step_preset,
             step_finest_scale=step_finest_scale,
             agreement_sigma=agreement_sigma,
@@ -156,9 +181,7 @@ class FlowEngine:
         )
         # preview state: the guidance-independent parts of recent frames, and the propagation
         # (flows, keyframe residuals) of the clip last previewed, so scrubbing reuses its flows.
-        self._preview_frames: OrderedDict[tuple, tuple[np.ndarray, np.ndarray | None]] = (
-            OrderedDict()
-        )
+        self._preview_frames: OrderedDict[tuple, _Parts] = OrderedDict()
         self._preview_propagation: _Propagation | None = None
         self._preview_propagation_key: tuple | None = None
 
@@ -187,28 +210,37 @@ class FlowEngine:
             )
         propagation = _Propagation(source, keys, options.scale, self.settings, options.chunk)
         starts = range(options.start, num_frames, options.chunk)
-        # 2. chunk by chunk: render, hand over, forget
-        for done, first in enumerate(starts):
-            raise_if_cancelled(cancel)
-            last = min(first + options.chunk, num_frames)
-            frames = None
-            for t in range(first, last):
-                frame = _finish(*propagation.frame(t, references, _same_version), options)
-                if frames is None:  # filled in place: a chunk is never held twice
-                    frames = np.empty((last - first, *frame.shape), np.uint8)
-                frames[t - first] = frame
-            if progress is not None:
-                progress(Progress(done + 1, len(starts), "chunks", f"frames {first}-{last - 1}"))
-            yield RestoredChunk(first, frames)
+        # 2. chunk by chunk: render, hand over, forget. A helper thread plans frame t + 1 (LR
+        #    flows; OpenCV's DIS runs on one core) while this one renders frame t (HR). It stops
+        #    at each chunk's end: nothing reads the source or the References while a chunk is out.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="flow-plan") as planner:
+            for done, first in enumerate(starts):
+                raise_if_cancelled(cancel)
+                last = min(first + options.chunk, num_frames)
+                width, height = options.output_size or propagation.hr_size
+                # each frame is finished straight into its chunk: a chunk is never held twice
+                frames = np.empty((last - first, height, width, 3), np.uint8)
+                pending = planner.submit(propagation.plan, first, references, _same_version)
+                for t in range(first, last):
+                    plan = pending.result()
+                    if t + 1 < last:
+                        pending = planner.submit(propagation.plan, t + 1, references, _same_version)
+                    parts = propagation.render(plan)
+                    _finish(parts, options, self.settings.upscaler, out=frames[t - first])
+                if progress is not None:
+                    progress(
+                        Progress(done + 1, len(starts), "chunks", f"frames {first}-{last - 1}")
+                    )
+                yield RestoredChunk(first, frames)
 
     def preview(
         self, source: FrameSource, references: References, frame: int, options: RestoreOptions
     ) -> np.ndarray:
         """Output frame ``frame`` as ``restore`` would yield it: ``[H, W, 3]`` uint8.
 
-        Everything but the final ``U + s * D`` is cached per clip identity, frame and the hashes
-        of the References that reach the frame, so moving the guidance slider costs an add and a
-        clip.
+        Everything but the final ``U(LR + s * C) + s * D`` is cached per clip identity, frame and
+        the hashes of the References that reach the frame, so moving the guidance slider costs one
+        upscale and one add.
         """
         keys = check_references(source, references, options.scale)
         if not 0 <= frame < source.num_frames:
@@ -224,7 +256,7 @@ class FlowEngine:
             tuple(sorted(ref_hashes.items())),
             self.settings,
         )
-        parts = self._preview_frames.get(cache_key)
+        parts: _Parts | None = self._preview_frames.get(cache_key)
         if parts is None:
             propagation = self._propagation_for_preview(source, keys, options)
             parts = propagation.frame(frame, references, ref_hashes.__getitem__)
@@ -233,10 +265,15 @@ class FlowEngine:
                 self._preview_frames.popitem(last=False)
         else:
             self._preview_frames.move_to_end(cache_key)
-        return _finish(*parts, options)
+        return _finish(parts, options, self.settings.upscaler)
 
     def status(self) -> EngineStatus:
-        cached = [a for parts in self._preview_frames.values() for a in parts if a is not None]
+        cached = [
+            a
+            for parts in self._preview_frames.values()
+            for a in (parts.lr, parts.residual, parts.correction)
+            if a is not None
+        ]
         s = self.settings
         return EngineStatus(
             name=self.name,
@@ -273,20 +310,74 @@ def _neighbours(keys: list[int], t: int) -> list[int]:
     return keys[max(i - 1, 0) : i] + keys[i : i + 1]
 
 
-def _finish(base: np.ndarray, residual: np.ndarray | None, options: RestoreOptions) -> np.ndarray:
-    """``U + s * D`` rounded (half to even) and clipped to uint8 ``[H, W, 3]``, then resized to
-    ``options.output_size``. One OpenCV pass; the rounding equals ``np.rint`` then ``np.clip``.
+@dataclass(frozen=True)
+class _Parts:
+    """Frame ``t`` for any guidance ``s``: ``Output(s) = U(lr + s * correction) + s * residual``.
+
+    ``U(lr + s * C) = U(lr) + s * U(C)`` because the upscale is linear, so the back-projection
+    correction rides along with the base upscale: one HR resize per frame instead of two, and no
+    HR buffer that depends on ``s``.
+    """
+
+    lr: np.ndarray  # [h, w, 3] float32 in [0, 255]: LR_t
+    residual: np.ndarray | None  # [H, W, 3] float32: the propagated residual (a keyframe's D_k)
+    correction: np.ndarray | None  # [h, w, 3] float32: back-projection's LR correction, or None
+
+
+def _finish(
+    parts: _Parts, options: RestoreOptions, upscaler: str, out: np.ndarray | None = None
+) -> np.ndarray:
+    """``U(lr + s * C) + s * D`` rounded (half to even) and clipped to uint8 ``[H, W, 3]``, then
+    resized to ``options.output_size``; written into ``out`` (that final size) when given.
+
+    At ``s = 0`` this is ``U(lr)`` rounded, the plain upscale; at a keyframe with ``s = 1`` it is
+    ``U(lr) + (R - U(lr))``, the same float sum that rebuilds ``R`` exactly. The rounding equals
+    ``np.rint`` then ``np.clip``.
     """
     s = float(options.guidance)
+    residual = parts.residual
+    lr = parts.lr
     if residual is None or s == 0:
-        residual, s = base, 0.0
-    frame = cv2.addWeighted(base, 1.0, residual, s, 0.0, dtype=cv2.CV_8U)
-    if options.output_size is not None and options.output_size != (frame.shape[1], frame.shape[0]):
-        shrink = options.output_size[0] < frame.shape[1]
+        s = 0.0
+    elif parts.correction is not None:
+        lr = cv2.scaleAdd(parts.correction, s, lr)
+    height, width = lr.shape[:2]
+    hr_size = (width * options.scale, height * options.scale)
+    base = cv2.resize(lr, hr_size, interpolation=UPSCALERS[upscaler])
+    if residual is None or s == 0:
+        residual = base
+    resized = options.output_size is not None and options.output_size != hr_size
+    frame = cv2.addWeighted(
+        base, 1.0, residual, s, 0.0, dst=None if resized else out, dtype=cv2.CV_8U
+    )
+    if resized:
+        shrink = options.output_size[0] < hr_size[0]
         frame = cv2.resize(
-            frame, options.output_size, interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC
+            frame,
+            options.output_size,
+            dst=out,
+            interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC,
         )
     return frame
+
+
+@dataclass(frozen=True)
+class _Contribution:
+    """One keyframe's part in frame ``t``: its prepared Reference, flow and LR weight."""
+
+    keyframe: _Keyframe
+    to_key: np.ndarray  # [h, w, 2] flow t -> keyframe
+    weight: np.ndarray  # [h, w] float32 >= 0
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """The LR half of frame ``t``; ``_Propagation.render`` turns it into ``_Parts``."""
+
+    lr: np.ndarray  # [h, w, 3] float32: LR_t
+    contributions: tuple[_Contribution, ...]  # empty at a keyframe or where nothing reaches
+    target: np.ndarray | None  # [h, w, 3] float32: LR_t + offset - down(up(LR_t)), with them
+    residual: np.ndarray | None  # [H, W, 3] float32: a keyframe's own D_k, without them
 
 
 @dataclass(frozen=True)
@@ -346,9 +437,14 @@ class _Propagation:
         self.hr_size = (width * scale, height * scale)
         self.read_block = max(1, min(read_block, 64))
         self.refine = of.DisFlow(
-            settings.refine_preset, settings.refine_finest_scale, settings.refine_iterations
+            settings.refine_preset,
+            settings.refine_finest_scale,
+            settings.refine_iterations,
+            patch_stride=settings.refine_patch_stride,
         )
-        self.step = of.DisFlow(settings.step_preset, settings.step_finest_scale)
+        self.step = of.DisFlow(
+            settings.step_preset, _step_scale(settings.step_finest_scale, min(width, height))
+        )
         reach = settings.reach
         self._frames = _Lru(capacity=2 * reach + self.read_block + 4)
         self._grays = _Lru(capacity=reach + self.read_block + 4)
@@ -361,63 +457,69 @@ class _Propagation:
 
     # -- the product
 
-    def frame(
-        self, t: int, references: References, ref_version: Callable[[int], str]
-    ) -> tuple[np.ndarray, np.ndarray | None]:
-        """``(U(LR_t), D_t)``: the base ``[H, W, 3]`` float32 and the s = 1 residual (or None).
+    def frame(self, t: int, references: References, ref_version: Callable[[int], str]) -> _Parts:
+        """Frame ``t``'s guidance-independent parts (see ``_Parts``): ``render(plan(t))``."""
+        return self.render(self.plan(t, references, ref_version))
 
+    def plan(self, t: int, references: References, ref_version: Callable[[int], str]) -> _Plan:
+        """The LR half of frame ``t``: flows, weights and the editor's LR offset (see ``_Plan``).
+
+        Everything stateful (reads, caches, tracks) happens here, in order; ``render`` is pure,
+        so ``restore`` runs it for one frame while this runs for the next.
         ``ref_version(k)`` tags keyframe ``k``'s Reference (its content hash in previews), so a
         cached keyframe is rebuilt when its Reference changes.
         """
-        base = self._upscale(self._lr(t))
+        lr = self._lr(t)
         contributors = _neighbours(self.keys, t)
         if contributors == [t]:
-            keyframe = self._keyframe(t, references, ref_version)
-            return base, keyframe.residual
-        return base, self._propagated_residual(t, base, contributors, references, ref_version)
-
-    def _propagated_residual(
-        self,
-        t: int,
-        base: np.ndarray,
-        contributors: list[int],
-        references: References,
-        ref_version: Callable[[int], str],
-    ) -> np.ndarray | None:
-        # 1. the contributions that reach t, with their per-pixel LR weights
+            return _Plan(lr, (), None, self._keyframe(t, references, ref_version).residual)
+        # 1. the contributions that reach t, with their per-pixel LR weights, scaled by 10:
+        #    blendLinear's fixed 1e-5 regulariser then weighs like 1e-6 on unscaled weights
+        #    (unscaled, it pulls weak contributions towards 0: -0.12 dB on Vid4 walk)
         reached = []
         for k in contributors:
             state = self._state(k, t)
             if state is not None:
-                weight = state.confidence * np.float32(1.0 / abs(t - k))
-                reached.append((self._keyframe(k, references, ref_version), state, weight))
+                weight = state.confidence * np.float32(10.0 / abs(t - k))
+                reached.append(
+                    _Contribution(self._keyframe(k, references, ref_version), state.to_key, weight)
+                )
         if not reached:
-            return None
-        # 2. weighted mean of the warped residuals (HR) and of the editor's LR offsets
-        total = sum(weight for _, _, weight in reached) + np.float32(1e-6)
-        residual: np.ndarray | None = None
-        offset = np.zeros_like(reached[0][0].lr_offset)
-        for keyframe, state, weight in reached:
-            share = cv2.merge([weight / total] * 3)  # [h, w, 3]: cv2 multiplies like channels
-            # bilinear, not bicubic: as sharp after back-projection on Vid4 and 2x cheaper
-            warped = of.warp_upscaled(keyframe.residual, state.to_key, self.scale)
-            if residual is None:
-                residual = cv2.multiply(warped, self._upscale_linear(share), dst=warped)
-            else:
-                cv2.accumulateProduct(warped, self._upscale_linear(share), residual)
-            offset += share * of.warp(keyframe.lr_offset, state.to_key)
-        # 3. back-projection towards LR_t + the intended offset, solved on the LR grid: a step
+            return _Plan(lr, (), None, None)
+        # 2. the weighted mean of the editor's LR offsets, carried along the same flows
+        total = sum(c.weight for c in reached) + np.float32(1e-5)
+        offset = np.zeros_like(lr)
+        for c in reached:
+            share = cv2.merge([c.weight / total] * 3)  # [h, w, 3]: cv2 multiplies like channels
+            offset += share * of.warp(c.keyframe.lr_offset, c.to_key)
+        target = lr + offset - self._down_up(lr)
+        return _Plan(lr, tuple(reached), target, None)
+
+    def render(self, plan: _Plan) -> _Parts:
+        """The HR half of a frame (pure: reads only ``plan`` and fixed settings)."""
+        if not plan.contributions:
+            return _Parts(plan.lr, plan.residual, None)
+        # 3. the warped residuals (HR): one blendLinear pass weights, adds and normalises (by
+        #    the weights' sum + 1e-5) from one-channel weight maps; a lone contribution is
+        #    blended with itself: D * w / (w + 5e-6), all of it where trusted, none where not.
+        #    bilinear warps, not bicubic: as sharp after back-projection on Vid4 and 2x cheaper
+        warped = [
+            of.warp_upscaled(c.keyframe.residual, c.to_key, self.scale) for c in plan.contributions
+        ]
+        weights = [self._upscale_linear(c.weight) for c in plan.contributions]
+        residual = cv2.blendLinear(warped[0], warped[-1], weights[0], weights[-1])
+        # 4. back-projection towards LR_t + the intended offset, solved on the LR grid: a step
         #    X += up(e) changes the LR error e = target - down(X) by -A e, where A = down(up(.))
-        #    is a fixed small filter; so n steps add up(e_0 + ... + e_{n-1}) in one HR pass.
-        lr = self._lr(t)
-        error = lr + offset - self._down_up(lr) - self._downscale(residual)
+        #    is a fixed small filter; so n steps add up(e_0 + ... + e_{n-1}), which _finish
+        #    upscales together with LR_t (one HR pass for both).
+        if not self.settings.back_projection:
+            return _Parts(plan.lr, residual, None)
+        error = plan.target - self._downscale(residual)
         correction = np.zeros_like(error)
         for _ in range(self.settings.back_projection):
             correction += error
             error -= self._down_up(error)
-        if self.settings.back_projection:
-            cv2.add(residual, self._upscale(correction), dst=residual)
-        return residual
+        return _Parts(plan.lr, residual, correction)
 
     # -- tracks
 
@@ -542,6 +644,16 @@ class _Propagation:
 
     def _downscale(self, image: np.ndarray) -> np.ndarray:
         return cv2.resize(image, self.lr_size, interpolation=cv2.INTER_AREA)
+
+
+def _step_scale(finest_scale: int, short_side: int, min_side: int = 48) -> int:
+    """The DIS level the frame-to-frame steps finish at: ``finest_scale``, made finer until that
+    level's short side has ``min_side`` LR pixels (a dozen rows of 8-pixel patches). Level 2 of
+    a 320x240 clip is 80x60; on a 160x68 one it would be 40x17, too few patches to follow motion.
+    """
+    while finest_scale > 0 and short_side >> finest_scale < min_side:
+        finest_scale -= 1
+    return finest_scale
 
 
 @lru_cache(maxsize=8)
