@@ -20,16 +20,18 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from sparkvsr.errors import KeyframeError, MediaError
 from sparkvsr.project import ClipSummary
-from ui.callbacks import StudioConfig, pick_keyframes, progress_html
+from ui.callbacks import StudioConfig, cancelled_note, pick_keyframes, progress_html
 from ui.messages import error_html
 from ui.state import StudioState
 from ui.timeline import frame_label, frame_time, timeline_html
 
 ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / ".." / "shared" / "data"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -100,6 +102,9 @@ def test_progress_bar_reports_frames_and_chunks():
     assert 'data-stage="render"' in html and "width:50.0%" in html
     assert "30/60 frames" in html and "2 chunks done (1 resumed)" in html
     assert 'data-stage="idle"' in progress_html(None)
+    kept = cancelled_note(RenderProgress("render", 66, 100, chunks_rendered=1, chunks_resumed=1))
+    assert "2 finished chunks (66 of 100 frames) kept" in kept and "resume" in kept
+    assert "before its first chunk" in cancelled_note(None)
 
 
 def test_studio_state_is_a_frozen_dataclass_per_session():
@@ -419,6 +424,22 @@ def test_an_invalid_upload_shows_a_readable_error_and_the_page_keeps_working(
         assert "This file cannot be used" in message
         assert "holiday" in message
         assert "Traceback" not in message and 'File "' not in message
+        # A picture and an empty file: each refused in words, under the name the user gave it.
+        picture = tmp_path / "poster.png"
+        from sparkvsr.media import write_image
+
+        write_image(picture, np.full((40, 60, 3), 128, np.uint8))
+        empty = tmp_path / "empty.mp4"
+        empty.write_bytes(b"")
+        for upload, expected in (
+            (picture, "poster.png is a picture"),
+            (empty, "empty.mp4 is empty"),
+        ):
+            page.set_input_files("#clip-upload input[type=file]", str(upload))
+            page.wait_for_function(_text_has("#error", expected))
+            message = page.inner_text("#error")
+            assert "This file cannot be used" in message and "/tmp" not in message
+        steps.shot("picture-and-empty")
         # Still on the demo clip, and still working.
         assert "demo_lr.mp4" in page.inner_text("#clip-title")
         before = _src(page, "#frame-view img")
@@ -426,5 +447,67 @@ def test_an_invalid_upload_shows_a_readable_error_and_the_page_keeps_working(
         assert _wait_src_change(page, "#frame-view img", before) != before
         _pin_current(page, 30)
         steps.shot("still-working")
+    finally:
+        context.close()
+
+
+@pytest.mark.browser
+def test_render_pressed_right_after_cancel_resumes_from_the_kept_chunks(studio, browser, tmp_path):
+    from sparkvsr import media
+
+    clip = DATA / "zhengchen1999_006.mp4"  # 100 frames: four chunks, each a few seconds
+    if not clip.exists():
+        pytest.skip(f"{clip} is absent (real clips live in ../shared/data)")
+    context, page = _open(browser, studio)
+    steps = Steps(page, tmp_path)
+    try:
+        page.click("#open")
+        page.set_input_files("#clip-upload input[type=file]", str(clip))
+        page.wait_for_function(_text_has("#clip-title", clip.name))
+        page.locator("#render").scroll_into_view_if_needed()
+        page.click("#render")
+        page.wait_for_function(_text_has("#progress", "1 chunk done"), timeout=RENDER_TIMEOUT_MS)
+        page.click("#cancel")
+        # The cancel has been heard: "cancelling…", or already "Render cancelled: … kept".
+        page.wait_for_function(
+            "() => /cancel/i.test(document.querySelector('#progress').innerText)"
+        )
+        steps.shot("cancelling")
+        # Pressed at once, while the cancelled render still finishes its chunk: not dropped.
+        page.click("#render")
+        page.wait_for_selector('#progress [data-stage="done"]', timeout=RENDER_TIMEOUT_MS)
+        text = page.inner_text("#progress")
+        steps.shot("resumed")
+        assert "100/100 frames" in text
+        resumed = re.search(r"\((\d+) resumed\)", text)
+        assert resumed and int(resumed.group(1)) >= 1, text
+        assert page.locator("#error .err-box").count() == 0
+
+        with page.expect_download() as download:
+            page.click("#download")
+        saved = tmp_path / "restored.mp4"
+        download.value.save_as(saved)
+        source, result = media.probe(clip), media.probe(saved)
+        assert result.num_frames == source.num_frames
+        assert result.fps == pytest.approx(source.fps, rel=1e-3)
+        assert (result.width, result.height) == (source.width * 4, source.height * 4)
+    finally:
+        context.close()
+
+
+@pytest.mark.browser
+def test_a_reload_reopens_the_project_with_its_keyframes(studio, browser, tmp_path):
+    context, page = _open(browser, studio)
+    try:
+        project = page.inner_text("#clip-title").rsplit("project", 1)[-1].strip()
+        _scrub_to(page, 16)
+        _pin_current(page, 16)
+        page.reload()
+        page.wait_for_function(_text_has("#frame-index", "Frame 0 /"))
+        page.wait_for_selector('#timeline .tl-track .tl-key[data-frame="16"]')
+        Steps(page, tmp_path).shot("reloaded")
+        assert project in page.inner_text("#clip-title")
+        assert page.locator("#keyframe-gallery button.thumbnail-item").count() == 1
+        assert page.locator("#error .err-box").count() == 0
     finally:
         context.close()

@@ -12,14 +12,15 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from html import escape
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
 import numpy as np
 
-from sparkvsr.errors import Cancelled, KeyframeError, SparkVSRError
+from sparkvsr.errors import Cancelled, KeyframeError, MediaError, SparkVSRError
 from sparkvsr.keyframes import (
     iframe_keyframes,
     random_keyframes,
@@ -28,6 +29,7 @@ from sparkvsr.keyframes import (
 from sparkvsr.references.base import DEFAULT_TASK_PROMPT
 from sparkvsr.render import RenderProgress
 from sparkvsr.worker import (
+    AccessDenied,
     FileRequest,
     FrameRequest,
     KeyframeRequest,
@@ -35,6 +37,7 @@ from sparkvsr.worker import (
     PreviewRequest,
     ReferenceRequest,
     RenderRequest,
+    SessionInfo,
     SessionRequest,
     SettingsRequest,
     StatusRequest,
@@ -52,6 +55,10 @@ OUTPUT_FILE = "restored.mp4"
 """The render's file inside the project folder (what ``#download`` hands out)."""
 AUTO_MODES = ("I-frames", "uniform", "random")
 THUMB_WIDTH = 320
+REOPEN_WAIT_S = 5.0
+"""How long a reloaded page waits for its old tab to release the project it reopens."""
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
+"""Uploads with these suffixes are pictures: the page says where a picture belongs instead."""
 
 
 @dataclass(frozen=True)
@@ -82,6 +89,15 @@ class NoClip(SparkVSRError):
     """The page has no clip open yet."""
 
 
+@dataclass
+class _RenderRun:
+    """One ``#render`` handler in flight for a worker session: ``done`` is set when it ends
+    (the worker's job has finished, failed or stopped), ``cancelled`` once the user asked."""
+
+    done: threading.Event = field(default_factory=threading.Event)
+    cancelled: bool = False
+
+
 class Studio:
     """The event handlers of one studio page (shared by all browser sessions; per-session data
     lives in each session's ``StudioState``).
@@ -100,6 +116,9 @@ class Studio:
         # guidance): a live preview that finishes after it must not replace the full one.
         self._full_asked: dict[str, tuple[int, int, float]] = {}
         self._order = itertools.count()
+        # The render handler running per worker session: a Render pressed right after Cancel
+        # waits for the cancelled one to finish its chunk instead of being refused unseen.
+        self._renders: dict[str, _RenderRun] = {}
 
     # Sessions ---------------------------------------------------------------------------------
     def close_state(self, state: StudioState | None) -> None:
@@ -124,14 +143,45 @@ class Studio:
             with contextlib.suppress(SparkVSRError):
                 self.client.close_session(SessionRequest(session_id))
 
-    def start(self, state: StudioState | None, request: gr.Request) -> tuple[Any, ...]:
-        """Page load: open the configured clip or project. Outputs: see ``OPEN_OUTPUTS``."""
+    def start(
+        self, state: StudioState | None, remembered: str | None, request: gr.Request
+    ) -> tuple[Any, ...]:
+        """Page load: reopen this browser's last project (``remembered``, kept in the browser's
+        storage, so a reload loses nothing), else open the configured clip or project.
+        Outputs: see ``OPEN_OUTPUTS``."""
         if state is not None:
             return self._opened(state, notice="")
+        remembered = (remembered or "").strip()
+        note = ""
+        if remembered and not self.config.project:
+            try:
+                info = self._open_remembered(remembered)
+            except Exception as e:
+                held = isinstance(e, AccessDenied) and "another session" in str(e)
+                why = "it is open in another tab" if held else str(e)
+                later = " Reopen it by name once that tab is closed." if held else ""
+                note = notice_html(
+                    f"Your last project {remembered} was not reopened ({why}); a new project "
+                    f"was started here.{later}"
+                )
+            else:
+                return self._session_opened(state, info, request, "")
         if not (self.config.clip or self.config.project):
-            return self._no_clip()
+            return (*self._no_clip()[:-1], note or self._no_clip()[-1])
         opening = OpenClipRequest(clip_path=self.config.clip, project=self.config.project)
-        return self._open(state, opening, "opening the clip", request)
+        return self._open(state, opening, "opening the clip", request, notice=note)
+
+    def _open_remembered(self, name: str) -> SessionInfo:
+        """Open project ``name``; on a reload the old tab may still hold it for a moment (its
+        session closes when the server notices the tab left), so a refusal is retried."""
+        deadline = time.monotonic() + REOPEN_WAIT_S
+        while True:
+            try:
+                return self.client.open_clip(OpenClipRequest(project=name))
+            except AccessDenied:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.25)
 
     def open_upload(
         self, state: StudioState | None, upload: Any, request: gr.Request
@@ -140,13 +190,22 @@ class Studio:
         path = upload if isinstance(upload, str) else getattr(upload, "name", None)
         if not path:
             return _failed(len(OPEN_OUTPUTS) - 1, NoClip("no file was received"), "uploading")
+        name = Path(str(path)).name
+        if Path(name).suffix.lower() in IMAGE_SUFFIXES:
+            error = MediaError(
+                f"{name} is a picture, not a video clip: upload a clip here (mp4, mkv, mov, "
+                "avi, webm). To use a picture as a keyframe's reference, pin the frame, select "
+                "it in the gallery and drop the picture on 'Your own edited image'."
+            )
+            return _failed(len(OPEN_OUTPUTS) - 1, error, f"opening {name}")
         try:
             # In process this is the file itself; a remote worker receives a copy.
             stored = self.client.upload_clip(str(path))
         except Exception as e:
             return _failed(len(OPEN_OUTPUTS) - 1, e, "sending the upload to the worker")
         opening = OpenClipRequest(clip_path=stored.clip_path)
-        return self._open(state, opening, "opening the upload", request)
+        opened = self._open(state, opening, f"opening {name}", request)
+        return _name_not_path(opened, {str(path): name, stored.clip_path: name})
 
     def reopen(self, state: StudioState | None, name: str, request: gr.Request) -> tuple[Any, ...]:
         """Reopen a saved project by name."""
@@ -164,19 +223,29 @@ class Studio:
         opening: OpenClipRequest,
         action: str,
         request: gr.Request | None,
+        notice: str = "",
     ) -> tuple[Any, ...]:
         try:
             info = self.client.open_clip(opening)
         except Exception as e:
             # The previous session stays open: the user keeps working on what they had.
             return _failed(len(OPEN_OUTPUTS) - 1, e, action)
+        return self._session_opened(state, info, request, notice)
+
+    def _session_opened(
+        self,
+        state: StudioState | None,
+        info: SessionInfo,
+        request: gr.Request | None,
+        notice: str,
+    ) -> tuple[Any, ...]:
         self.close_state(state)
         if request is not None and request.session_hash:
             with self._tabs_lock:
                 self._tabs[request.session_hash] = info.session_id
         return self._opened(
             StudioState.from_session(info),
-            notice="",
+            notice=notice,
             guidance=info.guidance,
             color_fix=info.options.color_fix,
         )
@@ -220,6 +289,7 @@ class Studio:
             progress_html(None) if not result else notice_html("the last render is below"),
             engine_status_markdown(status),
             color_fix if color_fix is not None else gr.skip(),
+            state.project,
             notice,
         )
 
@@ -496,10 +566,8 @@ class Studio:
             lr = self.client.frame(FrameRequest(state.session_id, index)).image
             path = self.images.full(state.session_id, "full", response.image)
             before = upscale_for_compare(lr, (response.image.shape[1], response.image.shape[0]))
-            pair = (
-                self.images.full(state.session_id, "before", before),
-                self.images.full(state.session_id, "after", response.image),
-            )
+            # The "after" side is the same file: at 4x of 720p one JPEG costs a second.
+            pair = (self.images.full(state.session_id, "before", before), path)
         except Exception as e:
             return _failed(2, e, "previewing")
         label = preview_label(index, response.guidance, live=False)
@@ -522,17 +590,48 @@ class Studio:
         Outputs: progress, result video, download button, error."""
         try:
             state = _require(state)
+        except Exception as e:
+            yield error_progress(), gr.skip(), gr.skip(), error_html(e, "rendering")
+            return
+        run = _RenderRun()
+        with self._tabs_lock:
+            previous = self._renders.get(state.session_id)
+            if previous is not None and not previous.done.is_set() and not previous.cancelled:
+                busy = "a render is already running; press Cancel first to start over"
+                yield gr.skip(), gr.skip(), gr.skip(), notice_html(busy)
+                return
+            self._renders[state.session_id] = run
+        try:
+            if previous is not None and not previous.done.is_set():
+                # Cancel stops after the current chunk; start once it has, so the new render
+                # resumes from every chunk the cancelled one finished.
+                yield (
+                    progress_html(None, "waiting for the cancelled render to finish its chunk"),
+                    gr.skip(),
+                    gr.skip(),
+                    "",
+                )
+                previous.done.wait()
+            yield from self._render_steps(state, guidance)
+        finally:
+            run.done.set()
+            with self._tabs_lock:
+                if self._renders.get(state.session_id) is run:
+                    del self._renders[state.session_id]
+
+    def _render_steps(self, state: StudioState, guidance: float) -> Iterator[tuple[Any, ...]]:
+        last = None
+        try:
             steps = self.client.render(
                 RenderRequest(state.session_id, guidance=guidance, output=OUTPUT_FILE)
             )
             clock = _Eta()
-            last = None
             yield progress_html(None, "starting the render"), gr.skip(), gr.skip(), ""
             for last in steps:
                 yield progress_html(last, clock.eta(last)), gr.skip(), gr.skip(), ""
             path = self.client.get_file(FileRequest(state.session_id, OUTPUT_FILE)).local_path
-        except Cancelled as e:
-            yield notice_html(str(e)), gr.skip(), gr.skip(), ""
+        except Cancelled:
+            yield notice_html(cancelled_note(last)), gr.skip(), gr.skip(), ""
             return
         except Exception as e:
             yield error_progress(), gr.skip(), gr.skip(), error_html(e, "rendering")
@@ -553,6 +652,10 @@ class Studio:
             return _failed(1, e, "cancelling")
         if not response.cancelled:
             return gr.skip(), notice_html("no render is running")
+        with self._tabs_lock:
+            run = self._renders.get(state.session_id)
+            if run is not None:
+                run.cancelled = True
         return notice_html("cancelling after the current chunk; finished chunks are kept"), ""
 
     def engine_status(self, state: StudioState | None) -> str:
@@ -621,6 +724,7 @@ OPEN_OUTPUTS = (
     "progress",
     "engine_status",
     "color_fix",
+    "remembered",
     "error",
 )
 """Outputs of every handler that opens a clip (names of the layout's components)."""
@@ -628,6 +732,28 @@ OPEN_OUTPUTS = (
 
 # ---------------------------------------------------------------------------------------------
 # Pure helpers
+
+
+def cancelled_note(last: RenderProgress | None) -> str:
+    """What a cancelled render kept, from the last progress it reported."""
+    if last is None or not (last.chunks_rendered + last.chunks_resumed):
+        return "Render cancelled before its first chunk finished. Press Render to start again."
+    done = last.chunks_rendered + last.chunks_resumed
+    return (
+        f"Render cancelled: {done} finished chunk{'s' if done != 1 else ''} "
+        f"({last.frames_done} of {last.total_frames} frames) kept. Press Render to resume."
+    )
+
+
+def _name_not_path(outputs: tuple[Any, ...], paths: dict[str, str]) -> tuple[Any, ...]:
+    """``outputs`` with the uploads' temporary paths in the error panel shown as file names."""
+    message = outputs[-1]
+    if not isinstance(message, str):
+        return outputs
+    for path, name in paths.items():
+        if path:
+            message = message.replace(escape(path), escape(name))
+    return (*outputs[:-1], message)
 
 
 def _require(state: StudioState | None) -> StudioState:

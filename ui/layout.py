@@ -13,13 +13,18 @@ from sparkvsr.references.base import DEFAULT_TASK_PROMPT
 from ui.callbacks import AUTO_MODES, OPEN_OUTPUTS, Studio, progress_html
 
 STATUS_REFRESH_S = 5.0
-VIDEO_TYPES = [".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".y4m"]
 
 
 def build_blocks(studio: Studio, logo_svg: str = "") -> gr.Blocks:
     """The whole page wired to ``studio``'s handlers."""
     with gr.Blocks(title="SparkVSR Studio", delete_cache=(600, 3600)) as blocks:
         state = gr.State(None, delete_callback=studio.close_state)
+        # The project this browser worked on last (its name only, in localStorage): a reload
+        # reopens it instead of starting over (a second tab, while the first holds
+        # it, starts a new project and says so).
+        remembered = gr.BrowserState(
+            "", storage_key="sparkvsr-studio-project", secret="sparkvsr-studio"
+        )
 
         # Header -------------------------------------------------------------------------------
         with gr.Row(elem_id="header", equal_height=True):
@@ -36,9 +41,10 @@ def build_blocks(studio: Studio, logo_svg: str = "") -> gr.Blocks:
             gr.Accordion("Open a clip or a saved project", open=False, elem_id="open"),
             gr.Row(),
         ):
+            # No file_types filter: Gradio refuses other types with a bare "Error" badge;
+            # the studio reads the file and says in words why it cannot be used.
             clip_upload = gr.File(
-                label="Upload a clip",
-                file_types=VIDEO_TYPES,
+                label="Upload a clip (mp4, mkv, mov, avi, webm…)",
                 type="filepath",
                 elem_id="clip-upload",
                 height=120,
@@ -137,7 +143,8 @@ def build_blocks(studio: Studio, logo_svg: str = "") -> gr.Blocks:
             with gr.Column(scale=6, visible=False, elem_id="edit-panel") as edit_panel:
                 edit_title = gr.Markdown("### Keyframe", elem_id="edit-title")
                 with gr.Row():
-                    with gr.Column(scale=1):
+                    # 220 px, not Gradio's 320: the two columns stay side by side on a laptop.
+                    with gr.Column(scale=1, min_width=220):
                         names = studio.editor_names()
                         editor_choice = gr.Dropdown(
                             choices=names,
@@ -178,7 +185,7 @@ def build_blocks(studio: Studio, logo_svg: str = "") -> gr.Blocks:
                                 label="Semantic (λ_sem)",
                                 elem_id="pisa-semantic",
                             )
-                    with gr.Column(scale=1):
+                    with gr.Column(scale=1, min_width=220):
                         upload = gr.Image(
                             label="Your own edited image (editor: upload)",
                             type="numpy",
@@ -237,6 +244,7 @@ def build_blocks(studio: Studio, logo_svg: str = "") -> gr.Blocks:
             "progress": progress,
             "engine_status": engine_status,
             "color_fix": color_fix,
+            "remembered": remembered,
             "error": error,
         }
         open_outputs = [named[name] for name in OPEN_OUTPUTS]
@@ -253,19 +261,30 @@ def build_blocks(studio: Studio, logo_svg: str = "") -> gr.Blocks:
         ]
         reference_outputs = [state, reference_compare, provenance, gallery, timeline, error]
         quiet = {"show_progress": "hidden", "concurrency_limit": None}
+        # A full-quality frame can take seconds (a new frame at 4x of 720p on the flow engine):
+        # a small timer on the preview says it is coming, without covering the picture.
+        computing = {
+            "show_progress": "minimal",
+            "show_progress_on": [preview],
+            "concurrency_limit": None,
+        }
 
         preview_inputs = [state, scrubber, guidance]
         preview_outputs = [preview, before_after, error]
-        blocks.load(studio.start, [state], open_outputs, concurrency_limit=None).then(
-            studio.preview_full, preview_inputs, preview_outputs, **quiet
+        blocks.load(studio.start, [state, remembered], open_outputs, concurrency_limit=None).then(
+            studio.preview_full, preview_inputs, preview_outputs, **computing
         ).then(studio.editor_info, [editor_choice], [editor_choice, editor_note], **quiet)
         blocks.unload(studio.unload)
-        clip_upload.upload(studio.open_upload, [state, clip_upload], open_outputs).success(
-            studio.preview_full, preview_inputs, preview_outputs, **quiet
+        opened = clip_upload.upload(
+            studio.open_upload, [state, clip_upload], open_outputs, show_progress_on=[frame_view]
         )
-        reopen.click(studio.reopen, [state, reopen_name], open_outputs).success(
-            studio.preview_full, preview_inputs, preview_outputs, **quiet
-        )
+        opened.success(studio.preview_full, preview_inputs, preview_outputs, **computing)
+        # Empty the box again, good file or bad: the title names the open clip, and the next
+        # file can be dropped straight away (a filled box hides its drop area).
+        opened.then(lambda: None, None, clip_upload, **quiet)
+        reopen.click(
+            studio.reopen, [state, reopen_name], open_outputs, show_progress_on=[frame_view]
+        ).success(studio.preview_full, preview_inputs, preview_outputs, **computing)
 
         scrubber.input(
             studio.scrub,
@@ -279,15 +298,18 @@ def build_blocks(studio: Studio, logo_svg: str = "") -> gr.Blocks:
             [state, scrubber, guidance],
             [preview, before_after, error],
             trigger_mode="always_last",
-            **quiet,
+            **computing,
         )
         # Keyframes and References change the restored frame: each refreshes the preview.
         pin.click(studio.toggle_pin, [state, scrubber], keyframe_outputs).then(
-            studio.preview_full, preview_inputs, preview_outputs, **quiet
+            studio.preview_full, preview_inputs, preview_outputs, **computing
         )
         auto_pick.click(
-            studio.auto_pick, [state, auto_mode, auto_n, auto_seed, scrubber], keyframe_outputs
-        ).then(studio.preview_full, preview_inputs, preview_outputs, **quiet)
+            studio.auto_pick,
+            [state, auto_mode, auto_n, auto_seed, scrubber],
+            keyframe_outputs,
+            show_progress_on=[gallery],
+        ).then(studio.preview_full, preview_inputs, preview_outputs, **computing)
         gallery.select(
             studio.select_keyframe,
             [state],
@@ -304,14 +326,21 @@ def build_blocks(studio: Studio, logo_svg: str = "") -> gr.Blocks:
                 pin,
                 error,
             ],
-        ).then(studio.preview_full, preview_inputs, preview_outputs, **quiet)
+        ).then(studio.preview_full, preview_inputs, preview_outputs, **computing)
         upload.upload(lambda: "upload", None, editor_choice)
-        make_reference.click(studio.make_reference, reference_inputs, reference_outputs).then(
-            studio.preview_full, preview_inputs, preview_outputs, **quiet
-        )
-        make_all.click(studio.make_all_references, reference_inputs, reference_outputs).then(
-            studio.preview_full, preview_inputs, preview_outputs, **quiet
-        )
+        # Progress shows once, where the reference will appear (not over every output).
+        make_reference.click(
+            studio.make_reference,
+            reference_inputs,
+            reference_outputs,
+            show_progress_on=[reference_compare],
+        ).then(studio.preview_full, preview_inputs, preview_outputs, **computing)
+        make_all.click(
+            studio.make_all_references,
+            reference_inputs,
+            reference_outputs,
+            show_progress_on=[gallery],
+        ).then(studio.preview_full, preview_inputs, preview_outputs, **computing)
 
         # The cheap preview follows the hand; the release computes the exact frame.
         guidance.input(
@@ -326,16 +355,20 @@ def build_blocks(studio: Studio, logo_svg: str = "") -> gr.Blocks:
             [state, scrubber, guidance],
             [preview, before_after, error],
             trigger_mode="always_last",
-            **quiet,
+            **computing,
         ).then(studio.remember_guidance, [state, guidance], None, **quiet)
         color_fix.input(studio.set_color_fix, [state, color_fix], [error], **quiet)
 
+        # "multiple": Render pressed right after Cancel must reach the server (the default
+        # "once" drops clicks while the cancelled render finishes its chunk); the handler
+        # then waits for that chunk and resumes, or says a render is already running.
         render.click(
             studio.render,
             [state, guidance],
             [progress, result_video, download, error],
             concurrency_limit=None,
             show_progress="hidden",
+            trigger_mode="multiple",
         )
         cancel.click(studio.cancel, [state], [progress, error], concurrency_limit=None)
         timer.tick(studio.engine_status, [state], [engine_status], **quiet)
