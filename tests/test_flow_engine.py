@@ -330,3 +330,22 @@ def test_hr_warp_by_an_lr_flow_equals_warping_by_the_upscaled_flow():
     reference = of.warp(image, of.upscale_flow(flow, (128, 96), SCALE))
     # the same up to float rounding, but for the outer (scale - 1) / 2 pixels of each side
     np.testing.assert_allclose(direct[2:-2, 2:-2], reference[2:-2, 2:-2], atol=0.05)
+
+
+def test_preview_cache_stays_within_its_byte_budget_and_keeps_the_newest_frame(clip):
+    _, lr, references = clip
+    source = ArrayFrames(lr)
+    options = RestoreOptions(scale=4, guidance=1.0)
+    probe_engine = FlowEngine()
+    probe_engine.preview(source, references, 5, options)
+    one_frame = probe_engine.status().cache_bytes  # a propagated frame's parts
+    assert one_frame > 0
+    engine = FlowEngine(preview_cache=4, preview_cache_bytes=int(2.5 * one_frame))
+    for frame in (3, 5, 6, 7):
+        newest = engine.preview(source, references, frame, options)
+    status = engine.status()
+    assert status.cache_entries == 2 and status.cache_bytes <= int(2.5 * one_frame)
+    assert np.array_equal(engine.preview(source, references, 7, options), newest)
+    tight = FlowEngine(preview_cache_bytes=0)
+    tight.preview(source, references, 5, options)
+    assert tight.status().cache_entries == 1  # the newest frame is always kept

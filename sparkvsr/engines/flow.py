@@ -80,6 +80,7 @@ class FlowSettings:
     back_projection: int = 2
     cut_threshold: float = 0.6
     preview_cache: int = 4
+    preview_cache_bytes: int = 512 << 20
 
     def __post_init__(self) -> None:
         if self.upscaler not in UPSCALERS:
@@ -117,6 +118,8 @@ class FlowSettings:
             )
         if self.preview_cache < 1:
             raise EngineError(f"preview_cache {self.preview_cache} must be at least 1 frame")
+        if self.preview_cache_bytes < 0:
+            raise EngineError(f"preview_cache_bytes {self.preview_cache_bytes} must be 0 or more")
 
 
 class FlowEngine:
@@ -142,7 +145,8 @@ class FlowEngine:
     cut_threshold:       motion-compensated error between neighbouring frames, relative to their
                          contrast, that counts as a scene cut (``optical_flow.scene_cut_score``:
                          0.1-0.3 within a shot, about 1 or more across a cut); propagation stops.
-    preview_cache:       frames whose guidance-independent parts ``preview`` keeps.
+    preview_cache:       frames whose guidance-independent parts ``preview`` keeps...
+    preview_cache_bytes: ...within this many bytes (the newest frame is always kept).
     """
 
     name = "flow"
@@ -163,6 +167,7 @@ class FlowEngine:
         back_projection: int = 2,
         cut_threshold: float = 0.6,
         preview_cache: int = 4,
+        preview_cache_bytes: int = 512 << 20,
     ):
         self.settings = FlowSettings(
             upscaler=upscaler,
@@ -178,6 +183,7 @@ class FlowEngine:
             back_projection=back_projection,
             cut_threshold=cut_threshold,
             preview_cache=preview_cache,
+            preview_cache_bytes=preview_cache_bytes,
         )
         # preview state: the guidance-independent parts of recent frames, and the propagation
         # (flows, keyframe residuals) of the clip last previewed, so scrubbing reuses its flows.
@@ -261,26 +267,27 @@ class FlowEngine:
             propagation = self._propagation_for_preview(source, keys, options)
             parts = propagation.frame(frame, references, ref_hashes.__getitem__)
             self._preview_frames[cache_key] = parts
-            while len(self._preview_frames) > self.settings.preview_cache:
+            # Bounded by count and by bytes: at x4 of 720p one frame's parts are ~180 MB.
+            while len(self._preview_frames) > self.settings.preview_cache or (
+                len(self._preview_frames) > 1
+                and self._preview_bytes() > self.settings.preview_cache_bytes
+            ):
                 self._preview_frames.popitem(last=False)
         else:
             self._preview_frames.move_to_end(cache_key)
         return _finish(parts, options, self.settings.upscaler)
 
+    def _preview_bytes(self) -> int:
+        return sum(_parts_bytes(parts) for parts in self._preview_frames.values())
+
     def status(self) -> EngineStatus:
-        cached = [
-            a
-            for parts in self._preview_frames.values()
-            for a in (parts.lr, parts.residual, parts.correction)
-            if a is not None
-        ]
         s = self.settings
         return EngineStatus(
             name=self.name,
             device="cpu",
             model=f"DIS optical flow ({s.refine_preset}) + {s.upscaler} upscale",
             cache_entries=len(self._preview_frames),
-            cache_bytes=int(sum(a.nbytes for a in cached)),
+            cache_bytes=self._preview_bytes(),
             detail=f"reach {s.reach} frames, back-projection x{s.back_projection}",
         )
 
@@ -308,6 +315,11 @@ def _neighbours(keys: list[int], t: int) -> list[int]:
     if i < len(keys) and keys[i] == t:
         return [t]
     return keys[max(i - 1, 0) : i] + keys[i : i + 1]
+
+
+def _parts_bytes(parts: _Parts) -> int:
+    arrays = (parts.lr, parts.residual, parts.correction)
+    return sum(a.nbytes for a in arrays if a is not None)
 
 
 @dataclass(frozen=True)
