@@ -110,7 +110,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     app = build_studio(
         client,
-        StudioConfig(clip=clip, project=reopen, default_editor=args.editor),
+        StudioConfig(
+            clip=clip, clip_named=bool(args.clip), project=reopen, default_editor=args.editor
+        ),
         allowed_paths=() if args.worker else (projects,),
     )
     # SIGTERM (service managers, test harnesses) ends the server like Ctrl-C, so the cleanup

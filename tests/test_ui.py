@@ -511,3 +511,37 @@ def test_a_reload_reopens_the_project_with_its_keyframes(studio, browser, tmp_pa
         assert page.locator("#error .err-box").count() == 0
     finally:
         context.close()
+
+
+def test_a_clip_named_on_the_command_line_wins_over_the_remembered_project(tmp_path):
+    """The browser remembers its last project; a clip the user named at start still opens."""
+    from types import SimpleNamespace
+
+    from sparkvsr.worker import InProcessClient, OpenClipRequest, SessionRequest, WorkerConfig
+    from tests.conftest import moving_frames, write_test_video
+    from ui.callbacks import Studio
+    from ui.images import ViewImages
+
+    first = write_test_video(tmp_path / "first.mp4", moving_frames(9, 32, 24))
+    second = write_test_video(tmp_path / "second.mp4", moving_frames(9, 32, 24, seed=1))
+    client = InProcessClient(config=WorkerConfig(projects_root=tmp_path / "projects"))
+    try:
+        info = client.open_clip(OpenClipRequest(clip_path=str(first)))
+        client.close_session(SessionRequest(info.session_id))
+        remembered = info.project
+        tab = SimpleNamespace(session_hash="tab")
+
+        def opened(config: StudioConfig) -> str:
+            studio = Studio(client, config, ViewImages(tmp_path / "views"))
+            state = studio.start(None, remembered, tab)[0]
+            studio.close_state(state)
+            return state.clip.path
+
+        demo_default = StudioConfig(clip=str(second))
+        assert opened(demo_default) == str(first)  # the remembered project wins over the demo
+        named = StudioConfig(clip=str(second), clip_named=True)
+        assert opened(named) == str(second)  # ...but not over a clip the user named
+        same = StudioConfig(clip=str(first), clip_named=True)
+        assert opened(same) == str(first)
+    finally:
+        client.close()

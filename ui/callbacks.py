@@ -66,11 +66,14 @@ class StudioConfig:
     """What the studio opens and offers.
 
     clip:           clip opened in every new browser session ("" = none; the user uploads).
+    clip_named:     the user named ``clip`` on the command line (not the demo default): a
+                    browser's remembered project is reopened only if it works on that clip.
     project:        project name to reopen at start instead ("" = a new project per session).
     default_editor: editor preselected in the edit panel.
     """
 
     clip: str = ""
+    clip_named: bool = False
     project: str = ""
     default_editor: str = "classic"
     editors: tuple[str, ...] = ()
@@ -165,11 +168,20 @@ class Studio:
                     f"was started here.{later}"
                 )
             else:
-                return self._session_opened(state, info, request, "")
+                if not self._other_clip_named(info):
+                    return self._session_opened(state, info, request, "")
+                # The user asked for another clip by name: that wins over the remembered project.
+                with contextlib.suppress(SparkVSRError):
+                    self.client.close_session(SessionRequest(info.session_id))
         if not (self.config.clip or self.config.project):
             return (*self._no_clip()[:-1], note or self._no_clip()[-1])
         opening = OpenClipRequest(clip_path=self.config.clip, project=self.config.project)
         return self._open(state, opening, "opening the clip", request, notice=note)
+
+    def _other_clip_named(self, info: SessionInfo) -> bool:
+        if not self.config.clip_named:
+            return False
+        return Path(info.clip.path).resolve() != Path(self.config.clip).resolve()
 
     def _open_remembered(self, name: str) -> SessionInfo:
         """Open project ``name``; on a reload the old tab may still hold it for a moment (its
