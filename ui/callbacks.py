@@ -21,11 +21,7 @@ import gradio as gr
 import numpy as np
 
 from sparkvsr.errors import Cancelled, KeyframeError, MediaError, SparkVSRError
-from sparkvsr.keyframes import (
-    iframe_keyframes,
-    random_keyframes,
-    uniform_keyframes,
-)
+from sparkvsr.keyframes import KeyframeSelection, select_keyframes
 from sparkvsr.references.base import DEFAULT_TASK_PROMPT
 from sparkvsr.render import RenderProgress
 from sparkvsr.worker import (
@@ -53,7 +49,9 @@ log = logging.getLogger("sparkvsr.ui")
 
 OUTPUT_FILE = "restored.mp4"
 """The render's file inside the project folder (what ``#download`` hands out)."""
-AUTO_MODES = ("I-frames", "uniform", "random")
+# UI labels of the auto-pick modes -> sparkvsr.keyframes modes.
+_AUTO_MODE = {"I-frames": "iframes", "uniform": "uniform", "random": "random"}
+AUTO_MODES = tuple(_AUTO_MODE)
 THUMB_WIDTH = 320
 REOPEN_WAIT_S = 5.0
 """How long a reloaded page waits for its old tab to release the project it reopens."""
@@ -812,17 +810,15 @@ def _reference_request(
 def pick_keyframes(state: StudioState, mode: str, every: int, seed: int) -> tuple[int, ...]:
     """Automatic keyframes for ``mode``: I-frames, ``uniform`` every ``every`` frames, or
     ``random`` (``every`` = how many, reproducible from ``seed``)."""
-    total = state.clip.num_frames
-    if mode == "I-frames":
-        picked = iframe_keyframes(state.clip.iframes, total)
-        if not picked:
-            raise KeyframeError("the clip reports no I-frames; use uniform or random instead")
-        return picked
-    if mode == "uniform":
-        return uniform_keyframes(total, every)
-    if mode == "random":
-        return random_keyframes(total, count=every, seed=seed)
-    raise KeyframeError(f"unknown auto-pick mode {mode!r}; choose one of {', '.join(AUTO_MODES)}")
+    if mode not in _AUTO_MODE:
+        raise KeyframeError(
+            f"unknown auto-pick mode {mode!r}; choose one of {', '.join(AUTO_MODES)}"
+        )
+    selection = KeyframeSelection(_AUTO_MODE[mode], every=every, count=every, seed=seed)
+    picked = select_keyframes(selection, state.clip.num_frames, state.clip.iframes)
+    if mode == "I-frames" and not picked:
+        raise KeyframeError("the clip reports no I-frames; use uniform or random instead")
+    return picked
 
 
 def pin_label(state: StudioState, index: int) -> Any:
