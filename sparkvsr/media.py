@@ -12,13 +12,14 @@ keyframe before a window and decode forward: a read costs O(window + GOP), never
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import logging
 import os
 import re
 import statistics
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -108,8 +109,18 @@ def probe(path: str | os.PathLike) -> ClipInfo:
     _check_exists(path)
     if path.is_dir():
         return _probe_folder(path)
-    if path.stat().st_size == 0:
+    stat = path.stat()
+    if stat.st_size == 0:
         raise MediaError(f"{path} is empty (0 bytes): the copy or download did not finish")
+    # Probing decodes every frame, and opening a clip, a project and a render each need it:
+    # the result is kept per file identity, so a changed file is probed afresh.
+    info = _probe_file(path.resolve(), (stat.st_size, stat.st_mtime_ns, stat.st_ino))
+    return info if info.path == str(path) else replace(info, path=str(path))
+
+
+@functools.lru_cache(maxsize=64)
+def _probe_file(path: Path, identity: tuple[int, int, int]) -> ClipInfo:
+    """Probe an absolute ``path``; ``identity`` (size, mtime, inode) is only the cache key."""
     container = _open_container(path)
     try:
         stream = _video_stream(container, path)

@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
+from sparkvsr import media
 from sparkvsr.errors import MediaError
 from sparkvsr.media import VideoWriter, open_clip, probe
 from tests.conftest import moving_frames, shared_clip, write_test_video
@@ -265,3 +266,18 @@ def test_cli_errors_are_one_line_and_exit_2(tmp_path):
     assert done.returncode == 2
     assert done.stderr.strip().count("\n") == 0 and "Traceback" not in done.stderr
     assert str(text) in done.stderr
+
+
+def test_probe_decodes_a_file_once_until_it_changes(tmp_path, monkeypatch):
+    path = write_test_video(tmp_path / "clip.mp4", moving_frames(6, 32, 24))
+    decodes = []
+    real_scan = media._scan_frames
+    monkeypatch.setattr(media, "_scan_frames", lambda *a: decodes.append(1) or real_scan(*a))
+    first = probe(path)
+    monkeypatch.chdir(tmp_path)
+    again = probe("clip.mp4")  # the same file by another name: no second decode
+    assert len(decodes) == 1
+    assert again.path == "clip.mp4" and again.num_frames == first.num_frames == 6
+    assert open_clip("clip.mp4").frame(5).shape == (24, 32, 3)
+    write_test_video(path, moving_frames(9, 32, 24))  # rewritten: probed afresh
+    assert probe(path).num_frames == 9 and len(decodes) == 2
