@@ -29,7 +29,7 @@ from sparkvsr.engines.base import Engine, RestoreOptions
 from sparkvsr.errors import SparkVSRError
 from sparkvsr.keyframes import KeyframeSelection, select_keyframes
 from sparkvsr.project import OutputSettings, Project
-from sparkvsr.references import load_editor
+from sparkvsr.references.assembly import references_for_keyframes
 from sparkvsr.references.base import EditRequest
 from sparkvsr.render import ensure_project, render_project
 
@@ -246,21 +246,17 @@ def _run_job(job: BatchJob, options: BatchOptions, engine: Engine, rank: int) ->
 
 
 def _make_missing_references(project: Project, options: BatchOptions) -> None:
-    missing = [k for k in project.state.keyframes if project.state.reference(k) is None]
+    state = project.state
+    missing = [k for k in state.keyframes if state.reference(k) is None]
     if not missing:
         return
-    editor = load_editor(options.editor)
-    reason = editor.availability()
-    if reason is not None:
-        raise SparkVSRError(f"editor {options.editor!r} cannot run here: {reason}")
-    state = project.state
-    target = (state.clip.width * state.options.scale, state.clip.height * state.options.scale)
+    request = EditRequest(seed=options.keyframes.seed)
     with media.open_clip(state.clip.path) as clip:
-        for frame in missing:
-            reference = editor.make(
-                clip.frame(frame), target, EditRequest(seed=options.keyframes.seed)
-            )
-            project.set_reference(frame, reference)
+        made = references_for_keyframes(
+            clip, missing, {}, options.editor, state.options.scale, request
+        )
+    for frame, reference in made.items():
+        project.set_reference(frame, reference)
 
 
 def _is_frame_folder(path: Path) -> bool:

@@ -258,7 +258,8 @@ def _run_restore(args) -> int:
         set(_select_keyframes(args, clip.info)) | set(ref_files), clip.num_frames
     )
     # 2. References: given images fitted to the target size, the editor for the rest.
-    references = references_for_keyframes(clip, keyframes, ref_files, args.editor, options.scale)
+    made = references_for_keyframes(clip, keyframes, ref_files, args.editor, options.scale)
+    references = {index: reference.image for index, reference in made.items()}
     # 3. Restore chunk by chunk straight into the writer.
     engine = load_engine(args.engine, **_engine_config(args))
     with _progress_bar(clip.num_frames, args.engine) as show, clip:
@@ -302,7 +303,6 @@ def _run_restore_in_project(args) -> int:
     from sparkvsr.media import open_clip
     from sparkvsr.project import OutputSettings
     from sparkvsr.references.assembly import references_for_keyframes
-    from sparkvsr.references.base import Provenance, Reference
     from sparkvsr.render import ensure_project, render_project
 
     # 1. Check everything cheap before loading a model.
@@ -326,10 +326,9 @@ def _run_restore_in_project(args) -> int:
     todo = [k for k in keyframes if k in ref_files or project.state.reference(k) is None]
     with open_clip(args.input) as clip:
         given = {k: ref_files[k] for k in todo if k in ref_files}
-        images = references_for_keyframes(clip, todo, given, args.editor, options.scale)
-    for index, image in images.items():
-        editor = "upload" if index in ref_files else args.editor
-        project.set_reference(index, Reference.create(image, Provenance(editor=editor)))
+        made = references_for_keyframes(clip, todo, given, args.editor, options.scale)
+    for index, reference in made.items():
+        project.set_reference(index, reference)
     # 4. Render, saving every chunk into the project; resume after the last finished one.
     with _progress_bar(project.state.clip.num_frames, args.engine) as show:
         result = render_project(engine, project, progress=show)

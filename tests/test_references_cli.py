@@ -94,3 +94,29 @@ def test_nano_banana_through_the_sdk_base_url_variable(clip, tmp_path, capsys, m
         assert code == 2 and "IMAGE_SAFETY" in stderr
         assert key not in stderr
         assert fake.problems == [] and len(fake.requests) == 2
+
+
+def test_restore_into_a_project_keeps_each_editors_provenance(clip, tmp_path, capsys):
+    from sparkvsr.project import Project
+
+    mine = tmp_path / "mine.png"
+    Image.fromarray(np.full((60, 128, 3), 128, np.uint8)).save(mine)  # 32:15, not the clip's 4:3
+    project = tmp_path / "project"
+    argv = ["restore", clip, "-o", tmp_path / "out.mp4", "--project", project]
+    argv += ["--keyframes", "0,8", "--ref", f"8={mine}", "--editor", "classic"]
+    code, _, stderr = run(argv, capsys)
+    assert code == 0, stderr
+    state = Project.open(project).state
+    classic, upload = state.reference(0).provenance, state.reference(8).provenance
+    assert (classic.editor, classic.model) == ("classic", "lanczos") and classic.created
+    assert upload.editor == "upload" and any("crop" in note for note in upload.notes)
+
+
+def test_an_editor_that_cannot_run_is_refused_before_any_work(clip, tmp_path, capsys, monkeypatch):
+    for variable in ("GEMINI_API_KEY", "GOOGLE_API_KEY", "GOOGLE_GENAI_USE_VERTEXAI"):
+        monkeypatch.delenv(variable, raising=False)
+    out = tmp_path / "out.mp4"
+    argv = ["restore", clip, "-o", out, "--keyframes", "0", "--editor", "nano-banana-pro"]
+    code, _, stderr = run(argv, capsys)
+    assert code == 2 and "cannot run here" in stderr and "GEMINI_API_KEY" in stderr
+    assert not out.exists()

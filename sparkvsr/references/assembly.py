@@ -6,12 +6,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-import numpy as np
-
-from sparkvsr.errors import KeyframeError
+from sparkvsr.errors import EditorError, KeyframeError
 from sparkvsr.frames import FrameSource
 from sparkvsr.references import load_editor
-from sparkvsr.references.base import EditRequest
+from sparkvsr.references.base import Editor, EditRequest, Reference
 
 
 def references_for_keyframes(
@@ -20,10 +18,13 @@ def references_for_keyframes(
     images: Mapping[int, Path],
     editor_name: str,
     scale: int,
-) -> dict[int, np.ndarray]:
-    """``{keyframe: HR image [H*scale, W*scale, 3] uint8}`` for every keyframe.
+    request: EditRequest = EditRequest(),  # noqa: B008 - frozen, shared safely
+) -> dict[int, Reference]:
+    """``{keyframe: Reference}`` with images ``[H*scale, W*scale, 3]`` uint8 and the editor's
+    provenance, for every keyframe.
 
-    ``images`` maps keyframes to image files the user made; the rest come from ``editor_name``.
+    ``images`` maps keyframes to image files the user made; the rest come from ``editor_name``
+    with ``request``. An editor that cannot run here is refused before any work, with the reason.
     """
     from sparkvsr.media import read_image
 
@@ -33,15 +34,23 @@ def references_for_keyframes(
         raise KeyframeError(f"--ref given for frames {stray} that are not keyframes")
     width, height = source.size
     target = (width * scale, height * scale)
-    editors = {}
+    editors: dict[str, Editor] = {}
     references = {}
     for index in keyframes:
-        lr_frame = source.read(index, index + 1)[0]
         if index in images:
-            name, request = "upload", EditRequest(upload=read_image(images[index]))
+            name, edit = "upload", EditRequest(upload=read_image(images[index]))
         else:
-            name, request = editor_name, EditRequest()
+            name, edit = editor_name, request
         if name not in editors:
-            editors[name] = load_editor(name)
-        references[index] = editors[name].make(lr_frame, target, request).image
+            editors[name] = _ready_editor(name)
+        lr_frame = source.read(index, index + 1)[0]
+        references[index] = editors[name].make(lr_frame, target, edit)
     return references
+
+
+def _ready_editor(name: str) -> Editor:
+    editor = load_editor(name)
+    reason = editor.availability()
+    if reason is not None:
+        raise EditorError(f"editor {name!r} cannot run here: {reason}")
+    return editor
