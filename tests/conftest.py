@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from fractions import Fraction
 from pathlib import Path
 
@@ -25,6 +27,18 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"{SHARED_DATA} is absent (real clips live in ../shared/data)")
     return SHARED_DATA
+
+
+@pytest.fixture
+def fake_pyiqa(monkeypatch):
+    """tests/fake_pyiqa.py (pyiqa's call shape), freshly loaded and installed as ``pyiqa``."""
+    spec = importlib.util.spec_from_file_location(
+        "pyiqa", Path(__file__).with_name("fake_pyiqa.py")
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setitem(sys.modules, "pyiqa", module)
+    return module
 
 
 def moving_frames(num_frames: int, width: int, height: int, seed: int = 0) -> np.ndarray:

@@ -22,16 +22,6 @@ from sparkvsr.media import VideoWriter, read_image, write_image
 DATA = Path(__file__).parents[1] / ".." / "shared" / "data"
 
 
-def load_as_pyiqa():
-    """tests/fake_pyiqa.py (a stand-in with pyiqa's call shape) imported under the name pyiqa."""
-    spec = importlib.util.spec_from_file_location(
-        "pyiqa", Path(__file__).with_name("fake_pyiqa.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _texture(height: int, width: int, seed: int) -> np.ndarray:
     noise = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
     return cv2.GaussianBlur(noise, (0, 0), 1.5)
@@ -282,8 +272,7 @@ def test_frames_stream_in_chunks_and_are_read_once(tmp_path, no_pyiqa, monkeypat
     assert report.summary[0].score("ewarp").value == pytest.approx(np.mean(whole))
 
 
-def test_pyiqa_metrics_are_reported_when_the_extra_is_installed(tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "pyiqa", load_as_pyiqa())
+def test_pyiqa_metrics_are_reported_when_the_extra_is_installed(fake_pyiqa, tmp_path):
     gt = _moving_clip(frames=5)
     pred = _noisy(gt, 10)
     request = EvalRequest(

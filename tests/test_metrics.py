@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import math
 import sys
@@ -16,16 +15,6 @@ from sparkvsr import metrics
 from sparkvsr.errors import EvaluationError
 
 DATA = Path(__file__).parents[1] / ".." / "shared" / "data"
-
-
-def load_as_pyiqa():
-    """tests/fake_pyiqa.py (a stand-in with pyiqa's call shape) imported under the name pyiqa."""
-    spec = importlib.util.spec_from_file_location(
-        "pyiqa", Path(__file__).with_name("fake_pyiqa.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 C1 = (0.01 * 255) ** 2
@@ -251,8 +240,7 @@ def test_pyiqa_missing_is_reported_with_the_reason(monkeypatch):
         metrics.PyiqaScorer("lpips")
 
 
-def test_pyiqa_adapter_scores_batches_through_the_library(monkeypatch):
-    monkeypatch.setitem(sys.modules, "pyiqa", load_as_pyiqa())
+def test_pyiqa_adapter_scores_batches_through_the_library(fake_pyiqa):
     rng = np.random.default_rng(0)
     gt = rng.integers(0, 256, (3, 12, 14, 3), dtype=np.uint8)
     pred = rng.integers(0, 256, (3, 12, 14, 3), dtype=np.uint8)
