@@ -144,12 +144,14 @@ def test_video_plan_is_deterministic_and_seed_dependent(seed: int) -> None:
     assert np.abs(first - other).max() > 0
 
 
-def test_image_plan_is_deterministic() -> None:
+def test_image_plan_is_deterministic_and_seed_dependent() -> None:
     hr = clip(frames=1, height=32, width=48)
     config = image_degradation_config()
     first = D.degrade_image(hr, 4, config, 7)
     assert first.shape == (1, 8, 12, 3) and first.dtype == np.float32
+    assert first.min() >= 0 and first.max() <= 1
     np.testing.assert_array_equal(first, D.degrade_image(hr, 4, config, 7))
+    assert np.abs(first - D.degrade_image(hr, 4, config, 8)).max() > 0, "the seed matters"
 
 
 def test_published_ranges_are_the_defaults() -> None:

@@ -24,6 +24,8 @@ from training.data import Batch, build_index
 from training.export import METADATA, export_checkpoint
 from training.loop import STATE_FILE, TrainingState, train
 from training.stage1 import latent_objective
+from training.stage1 import main as stage1_main
+from training.stage2 import main as stage2_main
 from training.stage2 import train_stage2
 
 from .tiny_cogvideox import build_tiny_pipeline
@@ -151,7 +153,8 @@ def test_stage1_lowers_the_latent_loss(stage1_run) -> None:
 
 
 def test_reference_latents_follow_the_sampled_keyframes(pipeline: Path) -> None:
-    """Keyframes at 0 and 4 fill latent slots 0 and 1 (f // 4), nothing else; none: all zeros."""
+    """Keyframes 4 and 8 fill latent slots 1 and 2 (f // 4), keyframe 0 slot 0; none: all zeros."""
+    from sparkvsr.conditioning import alpha_bar
     from training.model import ConfiguredModel, Restorer, load_components
 
     parts = load_components(pipeline, None, torch.device("cpu"), torch.float32)
@@ -159,29 +162,30 @@ def test_reference_latents_follow_the_sampled_keyframes(pipeline: Path) -> None:
         ConfiguredModel(parts.transformer, parts.transformer.config),
         parts.vae,
         parts.prompt_embeds,
-        parts.alphas_cumprod[399],
+        alpha_bar(parts.alphas_cumprod, torch.float32),
         torch.float32,
     )
-    references = torch.rand(2, 3, 32, 32) * 2 - 1
+    references = torch.rand(3, 3, 32, 32) * 2 - 1
     batch = Batch(
-        hr=torch.zeros(2, 3, 9, 32, 32),
-        lr=torch.rand(2, 3, 9, 8, 8),
-        references=(references, torch.zeros(0, 3, 32, 32)),
-        keyframes=((4, 8), ()),
+        hr=torch.zeros(3, 3, 9, 32, 32),
+        lr=torch.rand(3, 3, 9, 8, 8),
+        references=(references[:2], torch.zeros(0, 3, 32, 32), references[2:]),
+        keyframes=((4, 8), (), (0,)),
         is_image=False,
-        draws=(0, 1),
+        draws=(0, 1, 2),
     )
     generator = torch.Generator().manual_seed(0)
     lr_latent = model.lr_latent(batch.lr, generator)
-    assert lr_latent.shape == (2, 16, 3, 4, 4)
+    assert lr_latent.shape == (3, 16, 3, 4, 4)
+    # One VAE pass encodes the keyframes of the whole batch; each lands in its own sample.
     reference = model.reference_latent(lr_latent, batch, generator)
     filled = reference.abs().sum(dim=(1, 3, 4)) > 0
-    assert filled.tolist() == [[False, True, True], [False, False, False]]
+    assert filled.tolist() == [[False, True, True], [False, False, False], [True, False, False]]
     x0 = model.predict_x0(lr_latent, reference)
     assert x0.shape == lr_latent.shape
     pixels = model.decode_aligned(x0, 9)
-    assert pixels.shape == (2, 3, 9, 32, 32)
-    assert model.decode_aligned(x0[:, :, :1], 1).shape == (2, 3, 1, 32, 32)
+    assert pixels.shape == (3, 3, 9, 32, 32)
+    assert model.decode_aligned(x0[:, :, :1], 1).shape == (3, 3, 1, 32, 32)
     with pytest.raises(TrainingError, match="not the 8 of the target clip"):
         model.decode_aligned(x0, 8)
 
@@ -293,6 +297,16 @@ def test_export_loads_in_the_dit_engine_and_restores(
         export_checkpoint(result.checkpoint, out)
 
 
+@pytest.mark.parametrize("main", [stage1_main, stage2_main], ids=["stage1", "stage2"])
+def test_stage_command_lines_report_bad_settings(main, tmp_path: Path, capsys) -> None:
+    """A bad setting stops the command with status 2 and names the setting; nothing is written."""
+    out = tmp_path / "never"
+    assert main(["--set", "optim.learning_rate=1", "--output-dir", str(out)]) == 2
+    captured = capsys.readouterr()
+    assert "error: unknown setting 'optim.learning_rate'" in captured.err
+    assert "finished" not in captured.out and not out.exists()
+
+
 def test_accelerate_launch_on_two_cpu_processes_with_gloo(
     pipeline: Path, dataset: Path, tmp_path: Path
 ) -> None:
@@ -319,6 +333,7 @@ def test_accelerate_launch_on_two_cpu_processes_with_gloo(
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
+    assert "stage 1 finished at step 5" in done.stdout
     logged = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [entry["step"] for entry in logged] == [1, 2, 3, 4, 5], "one line per step, main only"
     state = TrainingState.read(out / "checkpoints" / "step-000005")

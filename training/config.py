@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -420,8 +419,6 @@ def _coerce(hint: Any, value: Any, name: str) -> Any:
         return int(value)
     if hint in (int, float, str, bool) and not isinstance(value, hint):
         raise TrainingError(f"setting {name!r} needs a {hint.__name__}, got {value!r}")
-    if origin in (typing.Union, types.UnionType):
-        return value
     return value
 
 

@@ -15,12 +15,12 @@ uninterrupted run would, without replaying the data loader.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import os
 import sys
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 import torch
 
+from sparkvsr.conditioning import unit_to_signed
 from sparkvsr.errors import MediaError
 from sparkvsr.media import IMAGE_SUFFIXES, Clip, ClipInfo, probe, read_image
 from training.config import DataConfig, DegradationConfig, ReferenceAugmentConfig, TrainingError
@@ -44,7 +45,7 @@ _PICK, _DEGRADE, _KEYFRAMES, _REFERENCE, _KIND = range(5)
 # The index
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class IndexEntry:
     """One training source: a video (with its stored probe) or a single image."""
 
@@ -56,13 +57,7 @@ class IndexEntry:
     info: ClipInfo | None = None
 
     def to_json(self) -> str:
-        data = {
-            "kind": self.kind,
-            "path": self.path,
-            "num_frames": self.num_frames,
-            "width": self.width,
-            "height": self.height,
-        }
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "info"}
         if self.info is not None:
             data["info"] = _info_to_json(self.info)
         return json.dumps(data, sort_keys=True)
@@ -70,10 +65,9 @@ class IndexEntry:
     @staticmethod
     def from_json(line: str) -> IndexEntry:
         data = json.loads(line)
-        info = _info_from_json(data["info"]) if "info" in data else None
-        return IndexEntry(
-            data["kind"], data["path"], data["num_frames"], data["width"], data["height"], info
-        )
+        if "info" in data:
+            data["info"] = _info_from_json(data["info"])
+        return IndexEntry(**data)
 
 
 def _info_to_json(info: ClipInfo) -> dict:
@@ -181,7 +175,7 @@ def list_hash(list_file: str | os.PathLike) -> str:
 # Samples
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Sample:
     """One training example.
 
@@ -200,7 +194,7 @@ class Sample:
     draw: int
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Batch:
     """Samples stacked: ``hr [B, 3, F, H, W]`` in [-1, 1], ``lr [B, 3, F, h, w]`` in [0, 1]."""
 
@@ -333,7 +327,9 @@ def _sample(
         if references
         else torch.zeros(0, 3, height, width)
     )
-    return Sample(video(hr) * 2 - 1, video(lr), refs * 2 - 1, keyframes, is_image, draw)
+    return Sample(
+        unit_to_signed(video(hr)), video(lr), unit_to_signed(refs), keyframes, is_image, draw
+    )
 
 
 def _read_window(entry: IndexEntry, start: int, count: int) -> np.ndarray:

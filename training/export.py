@@ -17,6 +17,8 @@ import shutil
 import sys
 from pathlib import Path
 
+from sparkvsr.engines.dit import resolve_model_folder
+from sparkvsr.errors import EngineError
 from training.config import TrainingError
 from training.loop import TrainingState
 
@@ -26,18 +28,10 @@ COMPONENTS = ("vae", "scheduler", "text_encoder", "tokenizer")
 
 def resolve_pipeline(pretrained: str) -> Path:
     """A local pipeline folder for ``pretrained`` (a folder, or a hub id in the local cache)."""
-    path = Path(pretrained)
-    if path.is_dir():
-        return path
     try:
-        from huggingface_hub import snapshot_download
-
-        return Path(snapshot_download(pretrained))
-    except Exception as e:
-        raise TrainingError(
-            f"the checkpoint's base pipeline {pretrained!r} is neither a folder nor a "
-            f"downloadable hub repository: {e}"
-        ) from e
+        return resolve_model_folder(pretrained)
+    except EngineError as e:
+        raise TrainingError(f"the checkpoint's base pipeline cannot be found: {e}") from e
 
 
 def export_checkpoint(

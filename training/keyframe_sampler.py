@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import random
 
+from sparkvsr.errors import KeyframeError
 from sparkvsr.keyframes import MIN_GAP, max_keyframes, random_keyframes
 
 
@@ -23,9 +24,11 @@ def sample_keyframes(num_frames: int, seed: int, no_keyframe_prob: float = 0.1) 
     ``(num_frames - 1) // 4 + 1`` indices.
     """
     if num_frames < 1:
-        raise ValueError(f"a clip needs at least one frame to sample keyframes; got {num_frames}")
+        raise KeyframeError(
+            f"a clip needs at least one frame to sample keyframes; got {num_frames}"
+        )
     if not 0.0 <= no_keyframe_prob <= 1.0:
-        raise ValueError(f"no_keyframe_prob {no_keyframe_prob} must be in [0, 1]")
+        raise KeyframeError(f"no_keyframe_prob {no_keyframe_prob} must be in [0, 1]")
     rng = random.Random(seed)
     if rng.random() < no_keyframe_prob:
         return ()

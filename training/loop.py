@@ -14,19 +14,29 @@ and TensorBoard logs in ``logs/`` when tensorboard is installed.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import math
 import shutil
+import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from training.config import DataConfig, OptimConfig, TrainConfig, TrainingError, config_to_dict
+from sparkvsr.conditioning import alpha_bar
+from sparkvsr.errors import SparkVSRError
+from training.config import (
+    DataConfig,
+    OptimConfig,
+    TrainConfig,
+    TrainingError,
+    config_from_args,
+    config_to_dict,
+)
 from training.data import Batch, TrainingSet, build_index, collate, list_hash, load_index
 from training.model import ConfiguredModel, Restorer, load_components
 
@@ -39,7 +49,7 @@ Objective = Callable[[Restorer, Batch, torch.Generator], tuple[torch.Tensor, dic
 """(model, batch, seeded generator) -> (loss to minimise, its parts as floats for logging)."""
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class StepLog:
     """What one optimiser step reports (also a line of metrics.jsonl)."""
 
@@ -51,25 +61,19 @@ class StepLog:
     parts: tuple[tuple[str, float], ...] = ()
 
     def to_json(self) -> str:
-        data = {
-            "step": self.step,
-            "loss": self.loss,
-            "lr": self.lr,
-            "clips_per_s": self.clips_per_s,
-            "frames_per_s": self.frames_per_s,
-        }
-        data.update(dict(self.parts))
+        data = dataclasses.asdict(self)
+        data.update(data.pop("parts"))  # loss parts sit beside the loss, one key each
         return json.dumps(data)
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class TrainResult:
     step: int
     checkpoint: Path | None
     logs: tuple[StepLog, ...]
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class TrainingState:
     """``training_state.json`` of a checkpoint: enough to resume, export and audit it."""
 
@@ -244,7 +248,7 @@ def train(config: TrainConfig, make_objective: Callable[[torch.device], Objectiv
         ConfiguredModel(transformer, transformer_config),
         parts.vae,
         parts.prompt_embeds,
-        _alpha_bar(parts.alphas_cumprod, weight_dtype),
+        alpha_bar(parts.alphas_cumprod, weight_dtype),
         weight_dtype,
     )
     objective = make_objective(accelerator.device)
@@ -337,12 +341,6 @@ def train(config: TrainConfig, make_objective: Callable[[torch.device], Objectiv
     return TrainResult(max(start, optim.max_steps), checkpoint, tuple(logs))
 
 
-def _alpha_bar(alphas_cumprod: torch.Tensor, weight_dtype: torch.dtype) -> torch.Tensor:
-    from sparkvsr.conditioning import alpha_bar
-
-    return alpha_bar(alphas_cumprod, weight_dtype)
-
-
 def _batches(
     dataset: TrainingSet, config: TrainConfig, start: int, rank: int, world: int
 ) -> Iterator[Batch]:
@@ -389,3 +387,19 @@ def save_checkpoint(
             shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()
     return folder
+
+
+def stage_main(
+    stage: int, argv: list[str] | None, run: Callable[[TrainConfig], TrainResult]
+) -> int:
+    """The command line of ``training.stage{stage}``: parse the settings, ``run`` them, report.
+
+    Returns the exit status: 0 when training finished, 2 (message on stderr) on a SparkVSRError.
+    """
+    try:
+        result = run(config_from_args(stage, argv))
+    except SparkVSRError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"stage {stage} finished at step {result.step}; last checkpoint: {result.checkpoint}")
+    return 0

@@ -170,14 +170,17 @@ class Restorer:
     ) -> torch.Tensor:
         """Per sample: its augmented keyframes, each encoded as a single frame, at slot f // 4.
 
+        Every keyframe of the batch goes through the VAE in one pass (not one pass per sample).
         Samples without keyframes (10% of clips, and every image) get the zero reference.
         """
+        counts = [len(keyframes) for keyframes in batch.keyframes]
+        encoded: tuple[torch.Tensor, ...] = ()
+        if sum(counts):
+            frames = torch.cat(batch.references)[:, :, None]  # [sum K, 3, 1, H, W]
+            encoded = self.encode(frames, generator).split(counts)  # [K, 16, 1, h, w] each
         per_sample = []
-        for index, (keyframes, references) in enumerate(zip(batch.keyframes, batch.references)):
-            latents = {}
-            if keyframes:
-                encoded = self.encode(references[:, :, None], generator)  # [K, 16, 1, h, w]
-                latents = {f: encoded[k : k + 1] for k, f in enumerate(keyframes)}
+        for index, keyframes in enumerate(batch.keyframes):
+            latents = {f: encoded[index][k : k + 1] for k, f in enumerate(keyframes)}
             per_sample.append(cond.build_reference_latent(lr_latent[index : index + 1], latents))
         return torch.cat(per_sample, dim=0)
 

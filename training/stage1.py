@@ -13,10 +13,9 @@ import sys
 
 import torch
 
-from sparkvsr.errors import SparkVSRError
-from training.config import config_from_args
+from training.config import TrainConfig
 from training.data import Batch
-from training.loop import train
+from training.loop import TrainResult, stage_main, train
 from training.losses import latent_mse
 from training.model import Restorer
 
@@ -32,15 +31,13 @@ def latent_objective(
     return loss, {"latent_mse": float(loss.detach())}
 
 
+def train_stage1(config: TrainConfig) -> TrainResult:
+    """Run stage 1 (latent MSE) for ``config``."""
+    return train(config, lambda device: latent_objective)
+
+
 def main(argv: list[str] | None = None) -> int:
-    try:
-        config = config_from_args(1, argv)
-        result = train(config, lambda device: latent_objective)
-    except SparkVSRError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(f"stage 1 finished at step {result.step}; last checkpoint: {result.checkpoint}")
-    return 0
+    return stage_main(1, argv, train_stage1)
 
 
 if __name__ == "__main__":

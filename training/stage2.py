@@ -15,10 +15,9 @@ import sys
 import torch
 
 from sparkvsr.conditioning import signed_to_unit
-from sparkvsr.errors import SparkVSRError
-from training.config import LossConfig, TrainConfig, config_from_args
+from training.config import LossConfig, TrainConfig
 from training.data import Batch
-from training.loop import TrainResult, train
+from training.loop import TrainResult, stage_main, train
 from training.losses import Perceptual, load_perceptual, pixel_loss
 from training.model import Restorer
 
@@ -60,13 +59,7 @@ def train_stage2(config: TrainConfig, perceptual: Perceptual | None = None) -> T
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        result = train_stage2(config_from_args(2, argv))
-    except SparkVSRError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(f"stage 2 finished at step {result.step}; last checkpoint: {result.checkpoint}")
-    return 0
+    return stage_main(2, argv, train_stage2)
 
 
 if __name__ == "__main__":
