@@ -86,8 +86,14 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def job(kind: str, clip_path: Path, output: Path, config: dict) -> dict:
-    """One pipeline run in this process: ``bicubic`` or ``flow``. Returns seconds and peak RSS."""
+def job(kind: str, clip_path: Path, output: Path, config: dict, on_demand: bool) -> dict:
+    """One pipeline run in this process: ``bicubic`` or ``flow``. Returns seconds and peak RSS.
+
+    The flow run makes its References inside the timed region (as a CLI restore with automatic
+    keyframes does), each once; ``on_demand`` makes them whenever the engine reads one instead,
+    holding none (the memory test: the engine checks every Reference up front, then reads each
+    again when it prepares it, so on demand they are made twice).
+    """
     from sparkvsr.media import VideoWriter, open_clip
 
     started = time.perf_counter()
@@ -99,6 +105,8 @@ def job(kind: str, clip_path: Path, output: Path, config: dict) -> dict:
         else:
             keys = uniform_keyframes(clip.num_frames, EVERY)
             references = EditorReferences(clip_path, keys)
+            if not on_demand:
+                references = {k: references[k] for k in references}
             engine = FlowEngine(**config)
             for chunk in engine.restore(clip, references, RestoreOptions(scale=SCALE)):
                 writer.write(chunk.frames)
@@ -114,10 +122,12 @@ def job(kind: str, clip_path: Path, output: Path, config: dict) -> dict:
     }
 
 
-def run_job(kind: str, clip_path: Path, output: Path, config: dict) -> dict:
+def run_job(
+    kind: str, clip_path: Path, output: Path, config: dict, on_demand: bool = False
+) -> dict:
     """Run ``job`` in a fresh interpreter so its peak RSS is its own."""
     command = [sys.executable, __file__, "--job", kind, "--clip", str(clip_path), "-o", str(output)]
-    command += ["--config", json.dumps(config)]
+    command += ["--config", json.dumps(config)] + ["--on-demand"] * on_demand
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise RuntimeError(f"{kind} job failed:\n{result.stderr}")
@@ -211,7 +221,7 @@ def memory(clip_path: Path, workdir: Path, config: dict) -> None:
     peaks = []
     for num_frames in (100, 800):
         clip = looped_clip(clip_path, num_frames, workdir / f"loop{num_frames}.mkv", shrink=2)
-        row = run_job("flow", clip, workdir / f"loop{num_frames}.mp4", config)
+        row = run_job("flow", clip, workdir / f"loop{num_frames}.mp4", config, on_demand=True)
         peaks.append(row["peak_rss_mb"])
         print(
             f"| {row['frames']} | {row['seconds']:.1f} | {row['frames'] / row['seconds']:.1f} | "
@@ -227,6 +237,7 @@ def main() -> int:
     parser.add_argument("--preview-clip", type=Path, default=DATA / "imageio_cockatoo.mp4")
     parser.add_argument("--job", choices=("bicubic", "flow"), help=argparse.SUPPRESS)
     parser.add_argument("-o", "--output", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--on-demand", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--only", choices=("e2e", "preview", "memory"), help="run one section")
     parser.add_argument("--repeat", type=int, default=3, help="end-to-end runs of each pipeline")
     parser.add_argument(
@@ -237,7 +248,7 @@ def main() -> int:
     )
     args = parser.parse_args()
     if args.job:
-        print(json.dumps(job(args.job, args.clip, args.output, args.config)))
+        print(json.dumps(job(args.job, args.clip, args.output, args.config, args.on_demand)))
         return 0
     for path in (args.clip, args.preview_clip):
         if not path.exists():

@@ -580,6 +580,7 @@ class VideoWriter:
         self._encoder: ThreadPoolExecutor | None = None
         self._in_flight: Future | None = None  # the chunk being encoded
         self._stopping = False  # set by abort: the encoder stops between frames
+        self._encoded = 0  # frames the encoder thread has finished (frames_written: handed over)
 
     @classmethod
     def like(cls, path: str | os.PathLike, info: ClipInfo, **options) -> VideoWriter:
@@ -629,6 +630,7 @@ class VideoWriter:
         if self._encoder is None:
             self._encoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="video-writer")
         self._in_flight = self._encoder.submit(self._encode, frames)
+        self.frames_written += len(frames)
 
     def _encode(self, frames: np.ndarray) -> None:
         """The encoder thread's work for one chunk; the only code that touches the container
@@ -725,10 +727,10 @@ class VideoWriter:
         self._audio_packets = source.demux(*source.streams.audio)
 
     def _write_one(self, frame: np.ndarray) -> None:
-        index = self.frames_written
+        index = self._encoded
         if self.mode == "png":
             write_image(self.path / f"{index:06d}.png", frame)
-            self.frames_written += 1
+            self._encoded += 1
             return
         assert self._video is not None and self._container is not None
         if self.mode == "h264" and (frame.shape[0] % 2 or frame.shape[1] % 2):
@@ -741,7 +743,7 @@ class VideoWriter:
             video_frame.pts = index
         for packet in self._video.encode(video_frame):
             self._container.mux(packet)
-        self.frames_written += 1
+        self._encoded += 1
         self._mux_audio_until(self._frame_time(index + 1))
 
     def _frame_time(self, index: int) -> float:
