@@ -545,3 +545,36 @@ def test_a_clip_named_on_the_command_line_wins_over_the_remembered_project(tmp_p
         assert opened(same) == str(first)
     finally:
         client.close()
+
+
+def test_make_all_references_fills_every_pinned_keyframe_once(tmp_path):
+    """The "all keyframes" button makes one Reference per keyframe without one, then says so."""
+    from types import SimpleNamespace
+
+    from sparkvsr.worker import InProcessClient, KeyframeRequest, WorkerConfig
+    from tests.conftest import moving_frames, write_test_video
+    from ui.callbacks import Studio
+    from ui.images import ViewImages
+
+    clip = write_test_video(tmp_path / "clip.mp4", moving_frames(16, 32, 24))
+    client = InProcessClient(config=WorkerConfig(projects_root=tmp_path / "projects"))
+    try:
+        studio = Studio(
+            client, StudioConfig(clip=str(clip), clip_named=True), ViewImages(tmp_path / "v")
+        )
+        state = studio.start(None, None, SimpleNamespace(session_hash="tab"))[0]
+        for frame in (0, 5, 12):
+            state = studio.toggle_pin(state, frame)[0]
+        editor_inputs = ("classic", "", "", -1, None, 1.0, 1.0)
+        quiet = lambda *args, **kwargs: None  # noqa: E731 (Gradio's progress callable)
+        state, *_, error = studio.make_all_references(state, *editor_inputs, progress=quiet)
+        assert error == ""
+        assert sorted(state.with_reference) == [0, 5, 12]
+        for frame in (0, 5, 12):  # the worker holds each one, made from its own frame
+            made = client.reference(KeyframeRequest(state.session_id, frame))
+            assert made.frame == frame and made.provenance.editor == "classic"
+        *_, error = studio.make_all_references(state, *editor_inputs, progress=quiet)
+        assert "every pinned keyframe already has a reference" in error
+        studio.close_state(state)
+    finally:
+        client.close()

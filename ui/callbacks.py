@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -510,22 +510,22 @@ class Studio:
         except Exception as e:
             return _failed(5, e, "making references")
         error = ""
+        # the editor inputs are read once; each keyframe's request differs only in its frame
+        request = _reference_request(
+            state,
+            todo[0],
+            editor,
+            task_prompt,
+            content_prompt,
+            seed,
+            upload,
+            pixel_scale,
+            semantic_scale,
+        )
         for n, frame in enumerate(todo):
             progress(n / len(todo), desc=f"{editor}: frame {frame} ({n + 1} of {len(todo)})")
             try:
-                self.client.make_reference(
-                    _reference_request(
-                        state,
-                        frame,
-                        editor,
-                        task_prompt,
-                        content_prompt,
-                        seed,
-                        upload,
-                        pixel_scale,
-                        semantic_scale,
-                    )
-                )
+                self.client.make_reference(replace(request, frame=frame))
             except Exception as e:
                 error = error_html(e, f"making the reference for frame {frame} with {editor}")
                 break
