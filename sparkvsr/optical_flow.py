@@ -127,7 +127,7 @@ def warp_upscaled(
     """
     height, width = image.shape[:2]
     positions = cv2.resize(
-        cv2.scaleAdd(flow, float(scale), _centres(flow.shape[0], flow.shape[1], scale)),
+        hr_positions(flow, scale),
         (width, height),
         dst=positions,
         interpolation=cv2.INTER_LINEAR,
@@ -135,6 +135,13 @@ def warp_upscaled(
     return cv2.remap(
         image, positions, None, interpolation, dst=out, borderMode=cv2.BORDER_REPLICATE
     )
+
+
+def hr_positions(flow: np.ndarray, scale: int) -> np.ndarray:
+    """Where each LR pixel centre samples an HR image warped by the LR ``flow`` ``[h, w, 2]``:
+    ``[h, w, 2]`` float32 HR coordinates (x, y), the LR grid of ``warp_upscaled``'s positions.
+    """
+    return cv2.scaleAdd(flow, float(scale), _centres(flow.shape[0], flow.shape[1], scale))
 
 
 @lru_cache(maxsize=8)

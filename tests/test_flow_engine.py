@@ -286,6 +286,36 @@ def test_back_projection_filter_equals_the_two_resizes(upscaler):
     np.testing.assert_allclose(filtered, direct, atol=1e-3)
 
 
+@pytest.mark.parametrize("interpolation", [cv2.INTER_LINEAR, cv2.INTER_CUBIC, cv2.INTER_LANCZOS4])
+@pytest.mark.parametrize("channels", [1, 2, 3, 4])
+def test_banded_upscale_equals_the_whole_frame_resize(interpolation, channels):
+    from sparkvsr.engines.flow import _bands, _Scratch, _upscale_rows
+
+    image = np.random.default_rng(channels).random((23, 17, channels)).astype(np.float32)
+    image = image.squeeze(-1) if channels == 1 else image
+    whole = cv2.resize(image, (17 * SCALE, 23 * SCALE), interpolation=interpolation)
+    for band in (1, 3, 7, 23):
+        scratch = _Scratch()
+        rows = [
+            _upscale_rows(image, first, last, SCALE, interpolation, scratch, "up").copy()
+            for first, last in _bands(23, band)
+        ]
+        np.testing.assert_array_equal(np.concatenate(rows), whole)
+
+
+@pytest.mark.parametrize("upscaler", ["bicubic", "lanczos"])
+def test_the_band_height_does_not_change_a_single_output_value(clip, upscaler, monkeypatch):
+    from sparkvsr.engines import flow
+
+    _, lr, references = clip
+    outputs = []
+    for band in (1, 5, 24):
+        monkeypatch.setattr(flow, "BAND_ROWS", band)
+        outputs.append(restore_all(FlowEngine(upscaler=upscaler), lr, references, guidance=0.7))
+    np.testing.assert_array_equal(outputs[0], outputs[1])
+    np.testing.assert_array_equal(outputs[0], outputs[2])
+
+
 def test_flow_helpers_follow_a_known_translation():
     from sparkvsr import optical_flow as of
 

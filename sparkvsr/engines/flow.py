@@ -22,9 +22,11 @@ What it does to frame ``t`` (``U`` = upscale, ``R_k`` = the Reference of keyfram
    ``R_k`` at a keyframe with ``s = 1`` (steps 2-5 are skipped there).
 
 Speed: the LR half of a frame (reads, flows, weights: ``_Propagation.plan``) is stateful and runs
-in order on a helper thread, one frame ahead of the HR half (warps, blend, back-projection,
+in order on a helper thread, a few frames ahead of the HR half (warps, blend, back-projection,
 rounding: ``_Propagation.render`` and ``_finish``), which is pure. OpenCV's DIS runs on one core,
-so the two halves share a 2-core machine.
+so the two halves share a 2-core machine. The HR half is memory-bound beside a video encoder: it
+warps 4-channel images (OpenCV's vector path) band by band, so its intermediates stay in the
+cache.
 
 Memory is bounded by ``chunk + reach`` LR frames, ``reach`` LR flow states and two keyframes'
 residuals, whatever the clip's length. ``RestoreOptions.overlap``, ``tile`` and ``color_fix`` do not
@@ -35,7 +37,7 @@ the LR frame (plus the editor's intended change).
 from __future__ import annotations
 
 import bisect
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -61,6 +63,12 @@ from sparkvsr.frames import FrameSource
 from sparkvsr.references.base import image_hash
 
 UPSCALERS = {"bicubic": cv2.INTER_CUBIC, "lanczos": cv2.INTER_LANCZOS4}
+# Frames the LR half may be planned ahead of the HR half: the first frame after a keyframe
+# walks the next keyframe's whole backward chain (~15 DIS refinements at 16 frames apart), and
+# a few planned frames keep the HR half busy meanwhile.
+PLAN_AHEAD = 4
+# LR rows per band of the HR half (see _bands)
+BAND_ROWS = 8
 
 
 @dataclass(frozen=True)
@@ -218,9 +226,10 @@ class FlowEngine:
         propagation = _Propagation(source, keys, options.scale, self.settings, options.chunk)
         starts = range(options.start, num_frames, options.chunk)
         scratch = _Scratch()  # HR buffers reused frame after frame: each part is used at once
-        # 2. chunk by chunk: render, hand over, forget. A helper thread plans frame t + 1 (LR
-        #    flows; OpenCV's DIS runs on one core) while this one renders frame t (HR). It stops
-        #    at each chunk's end: nothing reads the source or the References while a chunk is out.
+        # 2. chunk by chunk: render, hand over, forget. A helper thread plans up to PLAN_AHEAD
+        #    frames ahead (LR flows; OpenCV's DIS runs on one core) while this one renders frame
+        #    t (HR). It stops at each chunk's end: nothing reads the source or the References
+        #    while a chunk is out.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="flow-plan") as planner:
             for done, first in enumerate(starts):
                 raise_if_cancelled(cancel)
@@ -228,11 +237,15 @@ class FlowEngine:
                 width, height = options.output_size or propagation.hr_size
                 # each frame is finished straight into its chunk: a chunk is never held twice
                 frames = np.empty((last - first, height, width, 3), np.uint8)
-                pending = planner.submit(propagation.plan, first, references, _same_version)
+                pending = deque()
+                queued = first
                 for t in range(first, last):
-                    plan = pending.result()
-                    if t + 1 < last:
-                        pending = planner.submit(propagation.plan, t + 1, references, _same_version)
+                    while queued < min(t + PLAN_AHEAD + 1, last):
+                        pending.append(
+                            planner.submit(propagation.plan, queued, references, _same_version)
+                        )
+                        queued += 1
+                    plan = pending.popleft().result()
                     parts = propagation.render(plan, scratch)
                     _finish(
                         parts,
@@ -362,25 +375,26 @@ def _finish(
     residual = parts.residual
     lr = parts.lr
     if residual is None or s == 0:
-        s = 0.0
+        s, residual = 0.0, None
     elif parts.correction is not None:
         lr = cv2.scaleAdd(parts.correction, s, lr)
-    height, width = lr.shape[:2]
-    hr_size = (width * options.scale, height * options.scale)
+    height, width = lr.shape[0] * options.scale, lr.shape[1] * options.scale
     base = cv2.resize(
         lr,
-        hr_size,
-        dst=None if scratch is None else scratch.array("base", (hr_size[1], hr_size[0], 3)),
+        (width, height),
+        dst=None if scratch is None else scratch.array("base", (height, width, 3)),
         interpolation=UPSCALERS[upscaler],
     )
-    if residual is None or s == 0:
-        residual = base
-    resized = options.output_size is not None and options.output_size != hr_size
-    frame = cv2.addWeighted(
-        base, 1.0, residual, s, 0.0, dst=None if resized else out, dtype=cv2.CV_8U
-    )
+    resized = options.output_size is not None and options.output_size != (width, height)
+    dst = None if resized else out
+    if residual is None:
+        frame = cv2.addWeighted(base, 1.0, base, 0.0, 0.0, dst=dst, dtype=cv2.CV_8U)
+    elif s == 1:
+        frame = cv2.add(base, residual, dst=dst, dtype=cv2.CV_8U)  # 2x addWeighted's speed
+    else:
+        frame = cv2.addWeighted(base, 1.0, residual, s, 0.0, dst=dst, dtype=cv2.CV_8U)
     if resized:
-        shrink = options.output_size[0] < hr_size[0]
+        shrink = options.output_size[0] < width
         frame = cv2.resize(
             frame,
             options.output_size,
@@ -388,6 +402,22 @@ def _finish(
             interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC,
         )
     return frame
+
+
+def _unpadded(image: np.ndarray) -> np.ndarray:
+    """``[H, W, 4]`` -> ``[H, W, 3]``: drop ``_padded``'s 4th channel."""
+    return cv2.cvtColor(image, cv2.COLOR_RGBA2RGB)
+
+
+def _padded(image: np.ndarray) -> np.ndarray:
+    """``[H, W, 3]`` float32 -> ``[H, W, 4]``: the HR half works on 4-channel images.
+
+    OpenCV 5's remap has vector paths for 1 and 4 channels, not 3 (a 1280x960 float remap:
+    6.5 ms with 3 channels, 4.2 ms with 4); the rest (area downscale, adds) is faster with 3,
+    so the warps and their blend work on 4 and drop the 4th at once. It is padding, never
+    read: 1.0 in a padded image, about 0 in a residual (a padded image minus a padded upscale).
+    """
+    return cv2.cvtColor(image, cv2.COLOR_RGB2RGBA)
 
 
 @dataclass(frozen=True)
@@ -406,7 +436,9 @@ class _Plan:
     lr: np.ndarray  # [h, w, 3] float32: LR_t
     contributions: tuple[_Contribution, ...]  # empty at a keyframe or where nothing reaches
     target: np.ndarray | None  # [h, w, 3] float32: LR_t + offset - down(up(LR_t)), with them
-    residual: np.ndarray | None  # [H, W, 3] float32: a keyframe's own D_k, without them
+    residual: (
+        np.ndarray | None
+    )  # [H, W, 4] float32 (4th: padding): a keyframe's own D_k, without them
 
 
 @dataclass(frozen=True)
@@ -416,7 +448,7 @@ class _Keyframe:
     index: int
     lr: np.ndarray  # [h, w, 3] float32 in [0, 255]
     gray: np.ndarray  # [h, w] uint8
-    residual: np.ndarray  # [H, W, 3] float32: R_k - U(LR_k)
+    residual: np.ndarray  # [H, W, 4] float32: R_k - U(LR_k), 4th channel padding (see _padded)
     lr_offset: (
         np.ndarray
     )  # [h, w, 3] float32: area_down(R_k) - LR_k, the LR part the editor changed
@@ -532,47 +564,69 @@ class _Propagation:
         preview cache keeps them).
         """
         if not plan.contributions:
-            return _Parts(plan.lr, plan.residual, None)
+            residual = None if plan.residual is None else _unpadded(plan.residual)
+            return _Parts(plan.lr, residual, None)
         fresh = scratch is None
-        scratch = _Scratch() if fresh else scratch
-        hr_shape = (self.hr_size[1], self.hr_size[0])
-        # 3. the warped residuals (HR): one blendLinear pass weights, adds and normalises (by
-        #    the weights' sum + 1e-5) from one-channel weight maps; a lone contribution is
-        #    blended with itself: D * w / (w + 5e-6), all of it where trusted, none where not.
-        #    bilinear warps, not bicubic: as sharp after back-projection on Vid4 and 2x cheaper
-        warped, weights = [], []
-        for i, c in enumerate(plan.contributions):
-            warped.append(
-                of.warp_upscaled(
-                    c.keyframe.residual,
-                    c.to_key,
-                    self.scale,
-                    out=scratch.array(f"warped{i}", (*hr_shape, 3)),
-                    positions=scratch.array(f"positions{i}", (*hr_shape, 2)),
-                )
-            )
-            weights.append(
-                cv2.resize(
-                    c.weight,
-                    self.hr_size,
-                    dst=scratch.array(f"weight{i}", hr_shape),
-                    interpolation=cv2.INTER_LINEAR,
-                )
-            )
-        residual = cv2.blendLinear(
-            warped[0],
-            warped[-1],
-            weights[0],
-            weights[-1],
-            dst=None if fresh else scratch.array("residual", (*hr_shape, 3)),
+        scratch = _Scratch() if scratch is None else scratch
+        width, height = self.hr_size
+        lr_width, lr_height = self.lr_size
+        scale = self.scale
+        # the parts own their residual unless a scratch was given (then it is reused)
+        residual = (
+            np.empty((height, width, 3), np.float32)
+            if fresh
+            else scratch.array("residual", (height, width, 3))
         )
+        down = np.empty((lr_height, lr_width, 3), np.float32)
+        # 3. the warped residuals (HR), band by band so every intermediate stays in the cache:
+        #    sampling positions bilinearly upscaled from the LR grid, bilinear warps (as sharp
+        #    after back-projection on Vid4 as bicubic, and 2x cheaper), and one blendLinear
+        #    pass that weights, adds and normalises (by the weights' sum + 1e-5) from
+        #    one-channel weight maps; a lone contribution is blended with itself:
+        #    D * w / (w + 5e-6), all of it where trusted, none where not. Each band's area
+        #    downscale feeds back-projection.
+        positions = [of.hr_positions(c.to_key, scale) for c in plan.contributions]
+        for first, last in _bands(lr_height):
+            band = (last - first) * scale
+            warped, weights = [], []
+            for i, c in enumerate(plan.contributions):
+                warped.append(
+                    cv2.remap(
+                        c.keyframe.residual,
+                        _upscale_rows(
+                            positions[i], first, last, scale, cv2.INTER_LINEAR, scratch, f"at{i}"
+                        ),
+                        None,
+                        cv2.INTER_LINEAR,
+                        dst=scratch.array(f"warped{i}", (band, width, 4)),
+                        borderMode=cv2.BORDER_REPLICATE,
+                    )
+                )
+                weights.append(
+                    _upscale_rows(
+                        c.weight, first, last, scale, cv2.INTER_LINEAR, scratch, f"weight{i}"
+                    )
+                )
+            blended = cv2.blendLinear(
+                warped[0],
+                warped[-1],
+                weights[0],
+                weights[-1],
+                dst=scratch.array("blended", (band, width, 4)),
+            )
+            rows = cv2.cvtColor(
+                blended, cv2.COLOR_RGBA2RGB, dst=residual[first * scale : last * scale]
+            )
+            cv2.resize(
+                rows, (lr_width, last - first), dst=down[first:last], interpolation=cv2.INTER_AREA
+            )
         # 4. back-projection towards LR_t + the intended offset, solved on the LR grid: a step
         #    X += up(e) changes the LR error e = target - down(X) by -A e, where A = down(up(.))
         #    is a fixed small filter; so n steps add up(e_0 + ... + e_{n-1}), which _finish
         #    upscales together with LR_t (one HR pass for both).
         if not self.settings.back_projection:
             return _Parts(plan.lr, residual, None)
-        error = plan.target - self._downscale(residual)
+        error = plan.target - down
         correction = np.zeros_like(error)
         for _ in range(self.settings.back_projection):
             correction += error
@@ -658,7 +712,7 @@ class _Propagation:
                 index=k,
                 lr=lr,
                 gray=self._gray(k),
-                residual=reference - self._upscale(lr),
+                residual=_padded(reference) - self._upscale(_padded(lr)),
                 lr_offset=self._downscale(reference) - lr,
             )
             self._keyframes.put(cache_key, keyframe)
@@ -711,6 +765,52 @@ def _step_scale(finest_scale: int, short_side: int, min_side: int = 48) -> int:
     return finest_scale
 
 
+# LR rows each side that an integer upscale's taps reach (bilinear 2 taps, bicubic 4, Lanczos 8)
+_TAP_REACH = {cv2.INTER_LINEAR: 1, cv2.INTER_CUBIC: 2, cv2.INTER_LANCZOS4: 4}
+
+
+def _bands(lr_rows: int, band: int | None = None) -> list[tuple[int, int]]:
+    """LR row ranges ``[first, last)`` covering ``lr_rows`` rows, ``band`` rows each (the last
+    may be shorter). The HR half works band by band: at 8 LR rows x4 of a 1280-wide frame, a
+    band's buffers (~3 MB) stay in the cache instead of streaming 15 MB arrays through memory
+    several times per frame.
+    """
+    band = BAND_ROWS if band is None else band
+    return [(first, min(first + band, lr_rows)) for first in range(0, lr_rows, band)]
+
+
+def _upscale_rows(
+    image: np.ndarray,
+    first: int,
+    last: int,
+    scale: int,
+    interpolation: int,
+    scratch: _Scratch,
+    name: str,
+) -> np.ndarray:
+    """Rows ``[first * scale, last * scale)`` of ``cv2.resize(image, x scale)``, from LR rows
+    ``[first, last)`` plus the few around them the taps reach: ``[(last - first) * scale, W, C]``.
+
+    Equal to the same rows of the whole-frame resize: an integer upscale applies the same taps
+    to every row, and the frame's own top and bottom rows are the edges either way. The result
+    is a view into ``scratch``'s buffer ``name``.
+    """
+    # one row more than the taps reach: from a source of fewer rows than taps (a 1-row band at
+    # the frame's edge), OpenCV's bicubic differs from the whole frame's by ~1e-7
+    reach = _TAP_REACH[interpolation] + 1
+    top, bottom = max(first - reach, 0), min(last + reach, image.shape[0])
+    height, width = (bottom - top) * scale, image.shape[1] * scale
+    channels = image.shape[2:]
+    up = cv2.resize(
+        image[top:bottom],
+        (width, height),
+        dst=scratch.array(name, (height, width, *channels)),
+        interpolation=interpolation,
+    )
+    skip = (first - top) * scale
+    return up[skip : skip + (last - first) * scale]
+
+
 @lru_cache(maxsize=8)
 def _down_up_kernel(interpolation: int, scale: int) -> np.ndarray:
     """The 2-D filter equal to area-``downscale(upscale(.))`` on the LR grid: odd square float32.
@@ -747,11 +847,11 @@ class _Scratch:
     def __init__(self) -> None:
         self._arrays: dict[str, np.ndarray] = {}
 
-    def array(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
-        """The buffer ``name`` with ``shape`` (contents undefined)."""
+    def array(self, name: str, shape: tuple[int, ...], dtype: type = np.float32) -> np.ndarray:
+        """The buffer ``name`` with ``shape`` and ``dtype`` (contents undefined)."""
         array = self._arrays.get(name)
-        if array is None or array.shape != shape:
-            array = self._arrays[name] = np.empty(shape, np.float32)
+        if array is None or array.shape != shape or array.dtype != dtype:
+            array = self._arrays[name] = np.empty(shape, dtype)
         return array
 
 
