@@ -509,6 +509,7 @@ class _Propagation:
         reach = settings.reach
         self._frames = _Lru(capacity=2 * reach + self.read_block + 4)
         self._grays = _Lru(capacity=reach + self.read_block + 4)
+        self._floats = _Lru(capacity=4)  # frame t and the keyframes it is aligned to
         # a keyframe's backward chain is walked ahead of the forward one: keep its steps for it
         self._steps = _Lru(capacity=2 * reach + 6)
         self._cuts = _Lru(capacity=2 * reach + 6)
@@ -547,12 +548,10 @@ class _Propagation:
                 )
         if not reached:
             return _Plan(lr, (), None, None)
-        # 2. the weighted mean of the editor's LR offsets, carried along the same flows
-        total = sum(c.weight for c in reached) + np.float32(1e-5)
-        offset = np.zeros_like(lr)
-        for c in reached:
-            share = cv2.merge([c.weight / total] * 3)  # [h, w, 3]: cv2 multiplies like channels
-            offset += share * of.warp(c.keyframe.lr_offset, c.to_key)
+        # 2. the weighted mean of the editor's LR offsets, carried along the same flows and
+        #    blended like the HR residuals
+        shifted = [of.warp(c.keyframe.lr_offset, c.to_key) for c in reached]
+        offset = cv2.blendLinear(shifted[0], shifted[-1], reached[0].weight, reached[-1].weight)
         target = lr + offset - self._down_up(lr)
         return _Plan(lr, tuple(reached), target, None)
 
@@ -724,7 +723,9 @@ class _Propagation:
                 lr=lr,
                 gray=self._gray(k),
                 residual=residual,
-                lr_offset=self._downscale(reference.astype(np.float32)) - lr,
+                # area_down(R) - LR_k = area_down(D_k) + area_down(U(LR_k)) - LR_k, the second
+                # term on the LR grid: no float copy of R at HR
+                lr_offset=self._downscale(residual)[..., :3] + self._down_up(lr) - lr,
             )
             self._keyframes.put(cache_key, keyframe)
         return keyframe
@@ -745,7 +746,12 @@ class _Propagation:
                 self._frames.put(missing[0] + offset, np.ascontiguousarray(item))
 
     def _lr(self, t: int) -> np.ndarray:
-        return self._lr_u8(t).astype(np.float32)
+        frame = self._floats.get(t)
+        if frame is None:
+            frame = self._lr_u8(t).astype(np.float32)
+            frame.setflags(write=False)  # shared by plans, keyframes and cached previews
+            self._floats.put(t, frame)
+        return frame
 
     def _gray(self, t: int) -> np.ndarray:
         gray = self._grays.get(t)
