@@ -5,7 +5,8 @@ Three measurements, each printed as a table:
 1. End-to-end x4 restore of a real clip (default ``zhengchen1999_006.mp4``, 320x240 -> 1280x960,
    100 frames, keyframes every 16 frames with ``classic`` References): decode -> flow engine ->
    H.264 encode (``sparkvsr.media``), beside decode -> bicubic -> the same encode, each in its own
-   process so peak RSS is its own. Target: flow time / bicubic time <= 1.6.
+   process so peak RSS is its own, the two interleaved. Target: flow time / bicubic time <= 1.6,
+   judged on the median over back-to-back pairs (the ratio of the best runs is printed too).
 2. Preview of one 1280x720 output frame (LR 320x180 made from ``imageio_cockatoo.mp4``, GT frames
    as References): median over guidance changes on a frame already shown (the live slider; target
    <= 150 ms), and median over frames not shown before (scrubbing, flows computed on demand).
@@ -44,6 +45,7 @@ from sparkvsr.engines.flow import FlowEngine, plain_upscale  # noqa: E402
 from sparkvsr.frames import ArrayFrames  # noqa: E402
 from sparkvsr.keyframes import uniform_keyframes  # noqa: E402
 from sparkvsr.references import load_editor  # noqa: E402
+from sparkvsr.references.assembly import references_for_keyframes  # noqa: E402
 from sparkvsr.references.base import EditRequest  # noqa: E402
 
 DATA = ROOT / ".." / "shared" / "data"
@@ -89,8 +91,9 @@ def cpu_seconds() -> float:
 def job(kind: str, clip_path: Path, output: Path, config: dict, on_demand: bool) -> dict:
     """One pipeline run in this process: ``bicubic`` or ``flow``. Returns seconds and peak RSS.
 
-    The flow run makes its References inside the timed region (as a CLI restore with automatic
-    keyframes does), each once; ``on_demand`` makes them whenever the engine reads one instead,
+    The flow run makes its References inside the timed region, each once, from the clip it
+    restores (as a CLI restore with automatic keyframes does); ``on_demand`` makes them from a
+    second reader of the clip whenever the engine reads one instead,
     holding none (the memory test: the engine checks every Reference up front, then reads each
     again when it prepares it, so on demand they are made twice).
     """
@@ -104,9 +107,11 @@ def job(kind: str, clip_path: Path, output: Path, config: dict, on_demand: bool)
                 writer.write(np.stack([plain_upscale(f, SCALE) for f in frames]))
         else:
             keys = uniform_keyframes(clip.num_frames, EVERY)
-            references = EditorReferences(clip_path, keys)
-            if not on_demand:
-                references = {k: references[k] for k in references}
+            if on_demand:
+                references = EditorReferences(clip_path, keys)
+            else:  # as `python -m sparkvsr restore` makes them: from the clip it restores
+                made = references_for_keyframes(clip, keys, {}, "classic", SCALE)
+                references = {k: reference.image for k, reference in made.items()}
             engine = FlowEngine(**config)
             for chunk in engine.restore(clip, references, RestoreOptions(scale=SCALE)):
                 writer.write(chunk.frames)
@@ -154,9 +159,16 @@ def end_to_end(clip_path: Path, workdir: Path, repeat: int, config: dict) -> Non
             f"{row['frames'] / row['seconds']:.1f} | {every} | {row['cpu_seconds']:.1f} | "
             f"{row['peak_rss_mb']:.0f} |"
         )
-    ratio = best["flow"]["seconds"] / best["bicubic"]["seconds"]
+    best_ratio = best["flow"]["seconds"] / best["bicubic"]["seconds"]
+    # each flow run against the bicubic run just before it: the two share the machine's load
+    # of that moment, where the best of each may come from different moments
+    paired = [f["seconds"] / b["seconds"] for f, b in zip(runs["flow"], runs["bicubic"])]
+    ratio = statistics.median(paired)
+    print(f"\nflow / bicubic time ratio, best runs: {best_ratio:.2f}")
     print(
-        f"\nflow / bicubic time ratio: {ratio:.2f} (target <= 1.6: {'yes' if ratio <= 1.6 else 'NO'})"
+        f"flow / bicubic time ratio, median of the {len(paired)} back-to-back pairs "
+        f"({', '.join(f'{r:.2f}' for r in paired)}): {ratio:.2f} "
+        f"(target <= 1.6: {'yes' if ratio <= 1.6 else 'NO'})"
     )
     # on a shared machine the wall clock swings with other people's load; CPU time much less so
     cpu_ratio = best["flow"]["cpu_seconds"] / best["bicubic"]["cpu_seconds"]
@@ -239,7 +251,7 @@ def main() -> int:
     parser.add_argument("-o", "--output", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--on-demand", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--only", choices=("e2e", "preview", "memory"), help="run one section")
-    parser.add_argument("--repeat", type=int, default=3, help="end-to-end runs of each pipeline")
+    parser.add_argument("--repeat", type=int, default=5, help="end-to-end runs of each pipeline")
     parser.add_argument(
         "--config",
         type=json.loads,
