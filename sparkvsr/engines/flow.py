@@ -23,10 +23,9 @@ What it does to frame ``t`` (``U`` = upscale, ``R_k`` = the Reference of keyfram
 
 Speed: the LR half of a frame (reads, flows, weights: ``_Propagation.plan``) is stateful and runs
 in order on a helper thread, a few frames ahead of the HR half (warps, blend, back-projection,
-rounding: ``_Propagation.render`` and ``_finish``), which is pure. OpenCV's DIS runs on one core,
-so the two halves share a 2-core machine. The HR half is memory-bound beside a video encoder: it
-warps 4-channel images (OpenCV's vector path) band by band, so its intermediates stay in the
-cache.
+rounding: ``_Propagation.render`` and ``_finish``), which is pure, so two threads render frames
+side by side. The HR half is memory-bound beside a video encoder: it warps 4-channel images
+(OpenCV's vector path) band by band, so its intermediates stay in the cache.
 
 Memory is bounded by ``chunk + reach`` LR frames, ``reach`` LR flow states and two keyframes'
 residuals, whatever the clip's length. ``RestoreOptions.overlap``, ``tile`` and ``color_fix`` do not
@@ -37,9 +36,10 @@ the LR frame (plus the editor's intended change).
 from __future__ import annotations
 
 import bisect
+import threading
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -67,6 +67,10 @@ UPSCALERS = {"bicubic": cv2.INTER_CUBIC, "lanczos": cv2.INTER_LANCZOS4}
 # walks the next keyframe's whole backward chain (~15 DIS refinements at 16 frames apart), and
 # a few planned frames keep the HR half busy meanwhile.
 PLAN_AHEAD = 4
+# Threads rendering frames (the HR half) side by side: beside a running encoder the engine then
+# gets its share of the two cores (the 100-frame benchmark restore, decode to encode, measured in
+# interleaved pairs: 5.8-6.3 s with two, 6.6-7.1 s with one; three measured like two)
+RENDERERS = 2
 # LR rows per band of the HR half (see _bands)
 BAND_ROWS = 16
 
@@ -225,35 +229,43 @@ class FlowEngine:
             )
         propagation = _Propagation(source, keys, options.scale, self.settings, options.chunk)
         starts = range(options.start, num_frames, options.chunk)
-        scratch = _Scratch()  # HR buffers reused frame after frame: each part is used at once
         # 2. chunk by chunk: render, hand over, forget. A helper thread plans up to PLAN_AHEAD
-        #    frames ahead (LR flows; OpenCV's DIS runs on one core) while this one renders frame
-        #    t (HR). It stops at each chunk's end: nothing reads the source or the References
-        #    while a chunk is out.
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="flow-plan") as planner:
+        #    frames ahead, in order (LR flows; OpenCV's DIS runs on one core), and RENDERERS
+        #    threads render and finish frames (HR) straight into the chunk. The planner stops at
+        #    each chunk's end: nothing reads the source or the References while a chunk is out.
+        scratches = threading.local()  # each render thread reuses its HR buffers frame to frame
+
+        def render_into(plan: Future, out: np.ndarray) -> None:
+            scratch = getattr(scratches, "scratch", None)
+            if scratch is None:
+                scratch = scratches.scratch = _Scratch()
+            parts = propagation.render(plan.result(), scratch)
+            _finish(parts, options, self.settings.upscaler, out=out, scratch=scratch)
+
+        with (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="flow-plan") as planner,
+            ThreadPoolExecutor(max_workers=RENDERERS, thread_name_prefix="flow-render") as painter,
+        ):
             for done, first in enumerate(starts):
                 raise_if_cancelled(cancel)
                 last = min(first + options.chunk, num_frames)
                 width, height = options.output_size or propagation.hr_size
                 # each frame is finished straight into its chunk: a chunk is never held twice
                 frames = np.empty((last - first, height, width, 3), np.uint8)
-                pending = deque()
-                queued = first
+                plans: deque[Future] = deque()
+                renders: deque[Future] = deque()
+                planned = first
                 for t in range(first, last):
-                    while queued < min(t + PLAN_AHEAD + 1, last):
-                        pending.append(
-                            planner.submit(propagation.plan, queued, references, _same_version)
+                    while planned < min(t + PLAN_AHEAD + 1, last):
+                        plans.append(
+                            planner.submit(propagation.plan, planned, references, _same_version)
                         )
-                        queued += 1
-                    plan = pending.popleft().result()
-                    parts = propagation.render(plan, scratch)
-                    _finish(
-                        parts,
-                        options,
-                        self.settings.upscaler,
-                        out=frames[t - first],
-                        scratch=scratch,
-                    )
+                        planned += 1
+                    renders.append(painter.submit(render_into, plans.popleft(), frames[t - first]))
+                    while len(renders) > RENDERERS:
+                        renders.popleft().result()
+                while renders:
+                    renders.popleft().result()
                 if progress is not None:
                     progress(
                         Progress(done + 1, len(starts), "chunks", f"frames {first}-{last - 1}")
