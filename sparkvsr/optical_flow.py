@@ -104,42 +104,15 @@ def warp(image: np.ndarray, flow: np.ndarray, interpolation: int = cv2.INTER_LIN
     return cv2.remap(image, positions, None, interpolation, borderMode=cv2.BORDER_REPLICATE)
 
 
-def warp_upscaled(
-    image: np.ndarray,
-    flow: np.ndarray,
-    scale: int,
-    interpolation: int = cv2.INTER_LINEAR,
-    *,
-    out: np.ndarray | None = None,
-    positions: np.ndarray | None = None,
-) -> np.ndarray:
-    """Warp an HR ``image`` ``[H, W(, C)]`` by an LR ``flow`` ``[H / scale, W / scale, 2]``.
-
-    The sampling positions are made on the LR grid (each LR pixel centre's HR coordinate plus
-    ``scale`` x its flow) and bilinearly upscaled in one HR pass: a linear function of the
-    position is reproduced exactly, so this equals ``warp(image, upscale_flow(flow, (W, H),
-    scale))`` except on the outer ``(scale - 1) / 2`` HR pixels of each side, where the upscale
-    repeats the border position instead of extrapolating it (a shift of at most that much).
-
-    ``out`` (like ``image``) and ``positions`` (``[H, W, 2]`` float32) are optional buffers to
-    write into: a caller warping frame after frame reuses them instead of faulting in fresh
-    pages for every HR array.
-    """
-    height, width = image.shape[:2]
-    positions = cv2.resize(
-        hr_positions(flow, scale),
-        (width, height),
-        dst=positions,
-        interpolation=cv2.INTER_LINEAR,
-    )
-    return cv2.remap(
-        image, positions, None, interpolation, dst=out, borderMode=cv2.BORDER_REPLICATE
-    )
-
-
 def hr_positions(flow: np.ndarray, scale: int) -> np.ndarray:
     """Where each LR pixel centre samples an HR image warped by the LR ``flow`` ``[h, w, 2]``:
-    ``[h, w, 2]`` float32 HR coordinates (x, y), the LR grid of ``warp_upscaled``'s positions.
+    ``[h, w, 2]`` float32 HR coordinates (x, y), ``scale`` x the LR pixel's centre plus its flow.
+
+    Upscaled bilinearly to the HR size, these are the sampling positions of warping an HR image
+    by the LR flow: a linear function of the position is reproduced exactly, so they equal the
+    HR grid plus ``upscale_flow(flow)`` except on the outer ``(scale - 1) / 2`` HR pixels of each
+    side, where the upscale repeats the border position instead of extrapolating it (a shift of
+    at most that much). The flow engine upscales them band by band, just before each warp.
     """
     return cv2.scaleAdd(flow, float(scale), _centres(flow.shape[0], flow.shape[1], scale))
 

@@ -448,9 +448,7 @@ class _Plan:
     lr: np.ndarray  # [h, w, 3] float32: LR_t
     contributions: tuple[_Contribution, ...]  # empty at a keyframe or where nothing reaches
     target: np.ndarray | None  # [h, w, 3] float32: LR_t + offset - down(up(LR_t)), with them
-    residual: (
-        np.ndarray | None
-    )  # [H, W, 4] float32 (4th: padding): a keyframe's own D_k, without them
+    residual: np.ndarray | None  # [H, W, 4] float32: a keyframe's own D_k, without them
 
 
 @dataclass(frozen=True)
