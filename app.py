@@ -90,6 +90,9 @@ def build_client(args: argparse.Namespace, projects: Path):
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    from sparkvsr.runtime import configure_process
+
+    configure_process()  # before anything imports cv2 (see sparkvsr/runtime.py)
 
     from sparkvsr.demo import ensure_demo
     from sparkvsr.errors import SparkVSRError

@@ -34,11 +34,15 @@ import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-import cv2
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere
+
+from sparkvsr.runtime import configure_process  # noqa: E402
+
+configure_process()  # as the CLI and the studio do, before cv2 loads
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
 
 from sparkvsr.engines.base import RestoreOptions  # noqa: E402
 from sparkvsr.engines.flow import FlowEngine, plain_upscale  # noqa: E402
