@@ -27,8 +27,9 @@ rounding: ``_Propagation.render`` and ``_finish``), which is pure, so two thread
 side by side. The HR half is memory-bound beside a video encoder: it warps 4-channel images
 (OpenCV's vector path) band by band, so its intermediates stay in the cache.
 
-Memory is bounded by ``chunk + reach`` LR frames, ``reach`` LR flow states and two keyframes'
-residuals, whatever the clip's length. ``RestoreOptions.overlap``, ``tile`` and ``color_fix`` do not
+Memory is bounded by ``chunk + reach`` LR frames, ``reach`` LR flow states, ``PLAN_AHEAD`` planned
+frames (LR), three keyframes' residuals and each render thread's HR buffers, whatever the clip's
+length. ``RestoreOptions.overlap``, ``tile`` and ``color_fix`` do not
 apply here: frames are independent given their flows, and back-projection already ties colour to
 the LR frame (plus the editor's intended change).
 """
