@@ -160,6 +160,31 @@ def test_restore_streams_without_reading_the_whole_clip_first():
     assert source.frames_read <= 2 * 60, source.frames_read
 
 
+def test_a_read_failure_mid_restore_reaches_the_caller_after_the_chunks_before_it():
+    from sparkvsr.errors import MediaError
+
+    class FailingFrames(ArrayFrames):
+        """A clip whose file turns unreadable at frame 23 (a truncated download, say)."""
+
+        def read(self, start: int, stop: int) -> np.ndarray:
+            if stop > 23:
+                raise MediaError("frame 23 cannot be decoded: the file ends early")
+            return super().read(start, stop)
+
+    hr = moving_scene(40, seed=4)
+    job = FlowEngine(reach=8).restore(
+        FailingFrames(degrade(hr)), {0: hr[0], 16: hr[16]}, RestoreOptions(chunk=5, overlap=0)
+    )
+    finished = []
+    with pytest.raises(MediaError, match="frame 23"):
+        for chunk in job:
+            finished.append(chunk.start)
+    # the planner reads ahead of the render threads, so the failure may surface a chunk early,
+    # but never after a chunk that needed the unreadable frame
+    assert finished and finished == list(range(0, 5 * len(finished), 5))
+    assert finished[-1] + 5 <= 23
+
+
 def test_propagation_stops_at_a_scene_cut():
     scene_a = moving_scene(6, seed=1)
     scene_b = moving_scene(6, seed=2, step=(1, 3))
