@@ -110,9 +110,9 @@ def hr_positions(flow: np.ndarray, scale: int) -> np.ndarray:
 
     Upscaled bilinearly to the HR size, these are the sampling positions of warping an HR image
     by the LR flow: a linear function of the position is reproduced exactly, so they equal the
-    HR grid plus ``upscale_flow(flow)`` except on the outer ``(scale - 1) / 2`` HR pixels of each
-    side, where the upscale repeats the border position instead of extrapolating it (a shift of
-    at most that much). The flow engine upscales them band by band, just before each warp.
+    HR grid plus the flow upscaled (bilinear, times ``scale``) except on the outer
+    ``(scale - 1) / 2`` HR pixels of each side, where the upscale repeats the border position
+    instead of extrapolating it (a shift of at most that much). The flow engine upscales them band by band, just before each warp.
     """
     return cv2.scaleAdd(flow, float(scale), _centres(flow.shape[0], flow.shape[1], scale))
 
@@ -128,15 +128,6 @@ def _centres(height: int, width: int, scale: int) -> np.ndarray:
 def compose(flow_ab: np.ndarray, flow_bc: np.ndarray) -> np.ndarray:
     """Flow a -> c from a -> b and b -> c (all ``[H, W, 2]``): follow a's pixel to b, then on to c."""
     return flow_ab + warp(flow_bc, flow_ab)
-
-
-def upscale_flow(flow: np.ndarray, size: tuple[int, int], scale: int) -> np.ndarray:
-    """LR flow ``[h, w, 2]`` -> HR flow ``[H, W, 2]`` in HR pixels for an HR ``size`` = (W, H).
-
-    Pixel centres line up (HR pixel X sits at LR (X + 0.5) / scale - 0.5), which bilinear
-    resizing with OpenCV's half-pixel convention gives; displacements grow by ``scale``.
-    """
-    return cv2.resize(flow, size, interpolation=cv2.INTER_LINEAR) * np.float32(scale)
 
 
 def forward_backward_mask(

@@ -383,7 +383,9 @@ def test_hr_warp_by_an_lr_flow_equals_warping_by_the_upscaled_flow():
     flow = cv2.GaussianBlur(rng.normal(0, 2, (24, 32, 2)).astype(np.float32), (0, 0), 3)
     positions = cv2.resize(of.hr_positions(flow, SCALE), (128, 96), interpolation=cv2.INTER_LINEAR)
     direct = cv2.remap(image, positions, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    reference = of.warp(image, of.upscale_flow(flow, (128, 96), SCALE))
+    # the direct definition: the LR flow upscaled to HR, displacements grown by the scale
+    hr_flow = cv2.resize(flow, (128, 96), interpolation=cv2.INTER_LINEAR) * np.float32(SCALE)
+    reference = of.warp(image, hr_flow)
     # the same up to float rounding, but for the outer (scale - 1) / 2 pixels of each side
     np.testing.assert_allclose(direct[2:-2, 2:-2], reference[2:-2, 2:-2], atol=0.05)
 

@@ -876,11 +876,11 @@ class _Scratch:
     def __init__(self) -> None:
         self._arrays: dict[str, np.ndarray] = {}
 
-    def array(self, name: str, shape: tuple[int, ...], dtype: type = np.float32) -> np.ndarray:
-        """The buffer ``name`` with ``shape`` and ``dtype`` (contents undefined)."""
+    def array(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
+        """The float32 buffer ``name`` with ``shape`` (contents undefined)."""
         array = self._arrays.get(name)
-        if array is None or array.shape != shape or array.dtype != dtype:
-            array = self._arrays[name] = np.empty(shape, dtype)
+        if array is None or array.shape != shape:
+            array = self._arrays[name] = np.empty(shape, np.float32)
         return array
 
 
