@@ -1,0 +1,271 @@
+"""The worker's request and response types, its configuration and its two error classes.
+
+Every worker method takes one frozen request dataclass and returns one frozen response
+dataclass; the same types travel over HTTP (``sparkvsr.worker.wire``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sparkvsr.engines.base import EngineStatus, RestoreOptions
+from sparkvsr.errors import ProjectError
+from sparkvsr.project import ClipSummary
+from sparkvsr.references.base import DEFAULT_TASK_PROMPT, Provenance
+from sparkvsr.render import RenderProgress
+
+
+class SessionNotFound(ProjectError):
+    """No open session has this id (closed, expired, or never existed)."""
+
+
+class AccessDenied(ProjectError):
+    """The request names something this session may not touch."""
+
+
+# Requests and responses
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """How a worker is built.
+
+    engine / engine_config: name from ``ENGINES`` and its keyword configuration.
+    projects_root:   folder holding one sub-folder per project.
+    options:         restore options for new projects (guidance, chunking, tiling...).
+    preview_interval: seconds between two preview computations of one session (coalescing).
+    clip_roots:      folders clips may be opened from (empty: anywhere on this machine);
+                     uploaded clips (``upload_clip``) are always allowed.
+    """
+
+    engine: str = "flow"
+    engine_config: dict[str, Any] = field(default_factory=dict)
+    projects_root: Path = Path("projects")
+    options: RestoreOptions = field(default_factory=RestoreOptions)
+    preview_interval: float = 0.5
+    clip_roots: tuple[Path, ...] = ()
+
+
+@dataclass(frozen=True)
+class OpenClipRequest:
+    """Open a clip in a new session.
+
+    clip_path: the clip on the worker's machine (a video file or a folder of images); may be
+               empty when ``project`` names an existing project (its clip is used). Naming an
+               existing project whose clip has moved relinks it to ``clip_path`` (same frame
+               count and size required).
+    project:   a project name (a folder under the worker's projects root): reopened when it
+               exists, created otherwise. Empty: a new project named after the clip.
+    """
+
+    clip_path: str = ""
+    project: str = ""
+
+
+@dataclass(frozen=True)
+class SessionRequest:
+    session_id: str
+
+
+@dataclass(frozen=True)
+class ReferenceInfo:
+    """A saved Reference, without its pixels."""
+
+    frame: int
+    content_hash: str
+    provenance: Provenance
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    """An open session: its project, clip, keyframes, References and render settings.
+
+    output_size: (width, height) of References and restored frames; options: the engine
+    options renders use (``options.guidance`` equals ``guidance``).
+    """
+
+    session_id: str
+    project: str
+    clip: ClipSummary
+    keyframes: tuple[int, ...]
+    references: tuple[ReferenceInfo, ...]
+    guidance: float
+    scale: int
+    output_size: tuple[int, int]
+    options: RestoreOptions
+    crf: int
+
+
+@dataclass(frozen=True)
+class SettingsRequest:
+    """Change a session's render settings; None leaves a setting as it is.
+
+    guidance: s for the render; chunk / overlap / tile / tile_overlap / color_fix: engine
+    options (see RestoreOptions); crf: H.264 quality of the output (lower is better).
+    """
+
+    session_id: str
+    guidance: float | None = None
+    chunk: int | None = None
+    overlap: int | None = None
+    tile: int | None = None
+    tile_overlap: int | None = None
+    color_fix: str | None = None
+    crf: int | None = None
+
+
+@dataclass(frozen=True)
+class FrameRequest:
+    session_id: str
+    index: int
+
+
+@dataclass(frozen=True)
+class FrameResponse:
+    """An LR frame as displayed: ``image`` is ``[H, W, 3]`` uint8 RGB."""
+
+    index: int
+    image: np.ndarray = field(repr=False)
+
+
+@dataclass(frozen=True)
+class KeyframeRequest:
+    session_id: str
+    frame: int
+
+
+@dataclass(frozen=True)
+class KeyframesResponse:
+    """Pinned keyframes (sorted) and which of them have a Reference."""
+
+    keyframes: tuple[int, ...]
+    with_reference: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class ReferenceRequest:
+    """Make a Reference for pinned keyframe ``frame`` with ``editor``.
+
+    upload: the user's own image for the ``upload`` editor, ``[H, W, 3]`` uint8 RGB.
+    """
+
+    session_id: str
+    frame: int
+    editor: str = "classic"
+    task_prompt: str = DEFAULT_TASK_PROMPT
+    content_prompt: str = ""
+    seed: int | None = None
+    upload: np.ndarray | None = field(default=None, repr=False)
+    pixel_scale: float = 1.0
+    semantic_scale: float = 1.0
+
+
+@dataclass(frozen=True)
+class ReferenceResponse:
+    """A keyframe's Reference: ``image`` ``[H, W, 3]`` uint8 RGB at the output size."""
+
+    frame: int
+    image: np.ndarray = field(repr=False)
+    content_hash: str
+    provenance: Provenance
+
+
+@dataclass(frozen=True)
+class PreviewRequest:
+    """One restored frame at guidance ``guidance`` (not saved to the project)."""
+
+    session_id: str
+    frame: int
+    guidance: float
+
+
+@dataclass(frozen=True)
+class PreviewResponse:
+    """``image``: the restored frame ``[H, W, 3]`` uint8 at ``guidance``. ``superseded``: this
+    request was replaced by a newer one before it ran, and this is the newer one's result.
+    """
+
+    frame: int
+    guidance: float
+    image: np.ndarray = field(repr=False)
+    superseded: bool = False
+
+
+@dataclass(frozen=True)
+class RenderRequest:
+    """Render the whole clip. ``guidance``: set the project's guidance first (None: keep).
+    ``output``: file name inside the project folder (empty: the project's output setting).
+    """
+
+    session_id: str
+    guidance: float | None = None
+    output: str = ""
+
+
+@dataclass(frozen=True)
+class CancelResponse:
+    """``cancelled``: a render was running and will stop after its current chunk."""
+
+    cancelled: bool
+
+
+@dataclass(frozen=True)
+class StatusRequest:
+    """``editors``: also report each editor's availability (the first such call imports the
+    editors' libraries, which can take seconds)."""
+
+    session_id: str = ""
+    editors: bool = False
+
+
+@dataclass(frozen=True)
+class EditorAvailability:
+    """An editor of this worker and, when it cannot run here, why not (empty: it can)."""
+
+    name: str
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class WorkerStatus:
+    """The engine, how busy the worker is, and (for a session) its render's last progress.
+    ``editor_status``: when asked for (``StatusRequest.editors``), every editor with the reason
+    it cannot run here, if any.
+    """
+
+    engine: EngineStatus
+    editors: tuple[str, ...]
+    sessions: int
+    previews_computed: int
+    renders_running: int
+    render: RenderProgress | None = None
+    editor_status: tuple[EditorAvailability, ...] = ()
+
+
+@dataclass(frozen=True)
+class UploadResponse:
+    """Where an uploaded clip was stored on the worker (give it to ``OpenClipRequest``)."""
+
+    clip_path: str
+    size: int
+
+
+@dataclass(frozen=True)
+class FileRequest:
+    """A file inside the session's project folder, by relative path (e.g. ``output.mp4``)."""
+
+    session_id: str
+    path: str
+
+
+@dataclass(frozen=True)
+class FileResponse:
+    """``local_path``: where the caller can read the file on its own machine."""
+
+    path: str
+    local_path: str
+    size: int
