@@ -73,9 +73,11 @@ def store_media(projects_root: str | os.PathLike, filename: str, blocks: Iterabl
                 out.write(block)
             out.flush()
             os.fsync(out.fileno())
-    except OSError as e:
+    except BaseException as e:
         with contextlib.suppress(UnboundLocalError, OSError):
             temp.unlink()
+        if not isinstance(e, OSError):
+            raise  # e.g. the caller's size limit: nothing is kept
         raise ProjectError(
             f"cannot store the clip {safe} beside the projects: {e.strerror or e}. Free disk "
             "space or check permissions, then upload it again."
@@ -91,20 +93,11 @@ def store_media(projects_root: str | os.PathLike, filename: str, blocks: Iterabl
     return target.absolute()
 
 
-def copy_into_store(projects_root: str | os.PathLike, path: str | os.PathLike) -> Path:
-    """``store_media`` for a file on this machine (a browser upload's temporary file)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ProjectError(f"{path.name} was not received as a file; upload it again")
-    if path.absolute().is_relative_to(media_root(projects_root).absolute()):
-        return path.absolute()  # already stored
-
-    def blocks() -> Iterator[bytes]:
-        with open(path, "rb") as handle:
-            while block := handle.read(_BLOCK):
-                yield block
-
-    return store_media(projects_root, path.name, blocks())
+def read_blocks(path: str | os.PathLike) -> Iterator[bytes]:
+    """A file's bytes in 1 MiB blocks (what ``store_media`` takes)."""
+    with open(path, "rb") as handle:
+        while block := handle.read(_BLOCK):
+            yield block
 
 
 def is_stored_media(projects_root: str | os.PathLike, path: str | os.PathLike) -> bool:

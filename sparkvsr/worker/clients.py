@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from sparkvsr import errors, workspace
 from sparkvsr.errors import ProjectError, SparkVSRError
 from sparkvsr.render import RenderProgress
+from sparkvsr.worker import limits as _limits
 from sparkvsr.worker import requests as _requests
 from sparkvsr.worker.core import Worker
 from sparkvsr.worker.requests import (
@@ -131,8 +132,9 @@ class InProcessClient:
             raise ProjectError(f"{path} does not exist")
         if path.is_dir():
             return UploadResponse(str(path.absolute()), 0)
-        stored = workspace.copy_into_store(self.worker.projects_root, path)
-        return UploadResponse(str(stored), stored.stat().st_size)
+        if workspace.is_stored_media(self.worker.projects_root, path):
+            return UploadResponse(str(path.absolute()), path.stat().st_size)
+        return self.worker.upload_clip(path.name, workspace.read_blocks(path))
 
     def close(self) -> None:
         if self._owns_worker:
@@ -256,7 +258,10 @@ class HttpClient:
 
         try:
             reply = self._http.post(
-                "/api/upload_clip", params={"filename": path.name}, content=blocks()
+                "/api/upload_clip",
+                params={"filename": path.name},
+                content=blocks(),
+                headers={"Content-Type": "application/octet-stream"},
             )
         except self._httpx.HTTPError as e:
             raise SparkVSRError(f"cannot reach the worker at {self.base_url}: {e}") from e
@@ -288,6 +293,6 @@ def _raise_for_error(status: int, body: bytes) -> None:
 
 _ERROR_CLASSES: dict[str, type[SparkVSRError]] = {
     name: cls
-    for name, cls in {**vars(errors), **vars(_requests)}.items()
+    for name, cls in {**vars(errors), **vars(_requests), **vars(_limits)}.items()
     if isinstance(cls, type) and issubclass(cls, SparkVSRError)
 }
