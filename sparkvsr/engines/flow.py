@@ -585,6 +585,8 @@ class _Propagation:
             state = self._state(k, t)
             if state is not None:
                 keyframe = self._keyframe(k, references, ref_version, guidance)
+                if keyframe.trust is not None and not keyframe.trust.any():
+                    continue  # switched off (weight 0) or contradicted everywhere: no part
                 weight = state.confidence * np.float32(10.0 / abs(t - k))
                 if keyframe.trust is not None:
                     weight = weight * of.warp(keyframe.trust, state.to_key)

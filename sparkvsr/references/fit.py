@@ -196,7 +196,7 @@ def assess(
         if registration is not None
         else (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
     )
-    verdict, message = _verdict(share, colour_change, registration, region)
+    verdict, message = _verdict(share, colour_change, weight, registration, region)
     fit = ReferenceFit(
         verdict=verdict,
         message=message,
@@ -237,7 +237,11 @@ def fitted_reference(image: np.ndarray, lr_frame: np.ndarray, provenance: Proven
 
 
 def _verdict(
-    share: float, colour_change: float, registration: Registration | None, region: str
+    share: float,
+    colour_change: float,
+    weight: float,
+    registration: Registration | None,
+    region: str,
 ) -> tuple[str, str]:
     """The verdict (one of VERDICTS, the most serious finding) and a sentence for the user."""
     findings = []
@@ -251,9 +255,8 @@ def _verdict(
             "colours unless you keep this reference's colours"
         )
     if share >= DIFFERENT:
-        findings.insert(
-            0, f"content differs from the frame over {share:.0%} of it; it is used little"
-        )
+        use = "it is not used" if weight == 0 else "it is used little"
+        findings.insert(0, f"content differs from the frame over {share:.0%} of it; {use}")
         verdict = "different content"
     elif any(f.startswith("shifted") for f in findings):
         verdict = "shifted"

@@ -113,8 +113,8 @@ def register(reference: np.ndarray, lr_frame: np.ndarray) -> Registration:
         refused = "the fitted scale or rotation is implausible"
     else:
         after = _mismatch(moving, target, warp)
-        if after >= before:
-            refused = "the fitted motion does not improve the match"
+        if after >= before:  # nothing better found: nothing to say either
+            shift = 0.0
         elif after > MAX_MISMATCH:
             refused = "the image does not match the frame well enough to align it"
     if refused or shift < MIN_SHIFT:
