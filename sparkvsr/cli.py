@@ -359,8 +359,28 @@ def _add_worker(commands, name: str) -> None:
     p.add_argument(
         "--token",
         default=os.environ.get("SPARKVSR_TOKEN"),
-        help="clients must send 'Authorization: Bearer TOKEN' (default $SPARKVSR_TOKEN); "
-        "required to listen on a non-loopback address",
+        help="clients must send 'Authorization: Bearer TOKEN' (default $SPARKVSR_TOKEN; at "
+        "least 16 characters; 'auto' makes a random one and prints it); required to listen on "
+        "a non-loopback address",
+    )
+    p.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        help="a host name clients reach the worker by (the Host header; repeatable). Default: "
+        "loopback names and the --host address only, so web pages cannot drive the worker",
+    )
+    p.add_argument(
+        "--max-upload",
+        type=float,
+        default=4.0,
+        help="largest clip a client may upload, in GiB (default 4; free disk space also counts)",
+    )
+    p.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=30.0,
+        help="minutes without requests after which a session closes (never while rendering)",
     )
     p.add_argument("--projects", type=Path, default=Path("projects"), help="project folders")
     p.add_argument(
@@ -384,11 +404,18 @@ def _add_worker(commands, name: str) -> None:
 
 
 def _run_worker(args) -> int:
-    from sparkvsr.server import ServeOptions, check_bind, serve
+    from sparkvsr.server import ServeOptions, check_bind, new_token, serve
     from sparkvsr.worker import Worker, WorkerConfig
 
     # 1. Refuse an unsafe bind before loading any model.
-    options = ServeOptions(host=args.host, port=args.port, token=args.token)
+    token = new_token() if args.token == "auto" else args.token
+    options = ServeOptions(
+        host=args.host,
+        port=args.port,
+        token=token,
+        allowed_hosts=tuple(args.allowed_host),
+        max_upload_bytes=int(args.max_upload * 2**30),
+    )
     check_bind(options)
     # 2. Build the worker (the engine stays resident), then serve until interrupted.
     config = WorkerConfig(
@@ -397,9 +424,13 @@ def _run_worker(args) -> int:
         projects_root=args.projects,
         preview_interval=args.preview_interval,
         clip_roots=tuple(args.clips),
+        max_upload_bytes=options.max_upload_bytes,
+        idle_timeout=args.idle_timeout * 60,
     )
     with Worker(config) as worker:
-        auth = "token required" if args.token else "no token (loopback only)"
+        auth = "token required" if token else "no token (loopback only)"
+        if args.token == "auto":
+            print(f"worker token (give it to clients): {token}", flush=True)
         print(f"worker: http://{args.host}:{args.port} engine {args.engine}, {auth}", flush=True)
         serve(worker, options)
     return 0

@@ -12,7 +12,7 @@ import pytest
 
 from sparkvsr.engines import load_engine
 from sparkvsr.engines.base import RestoreOptions
-from sparkvsr.errors import Cancelled, EditorError, EngineError, KeyframeError, ProjectError
+from sparkvsr.errors import Cancelled, EditorError, KeyframeError, ProjectError
 from sparkvsr.project import Project
 from sparkvsr.render import render_project
 from sparkvsr.worker import (
@@ -31,6 +31,7 @@ from sparkvsr.worker import (
     Worker,
     WorkerConfig,
 )
+from sparkvsr.worker.limits import RequestError
 from tests.project_helpers import (
     CountingEngine,
     UpscaleEngine,
@@ -228,7 +229,7 @@ def test_bad_requests_get_clear_errors_and_change_nothing(tmp_path, clip):
         sid = info.session_id
         with pytest.raises(KeyframeError, match="8 and 10 are 2 frames apart"):
             worker.set_keyframe(KeyframeRequest(sid, 10))
-        with pytest.raises(EngineError, match="guidance 11"):
+        with pytest.raises(RequestError, match="guidance 11"):
             worker.preview(PreviewRequest(sid, 3, 11.0))
         with pytest.raises(KeyframeError, match="outside the clip"):
             worker.preview(PreviewRequest(sid, 99, 1.0))

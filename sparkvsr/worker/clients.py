@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from sparkvsr import errors
 from sparkvsr.errors import ProjectError, SparkVSRError
 from sparkvsr.render import RenderProgress
+from sparkvsr.worker import limits as _limits
 from sparkvsr.worker import requests as _requests
 from sparkvsr.worker.core import Worker
 from sparkvsr.worker.requests import (
@@ -253,7 +254,10 @@ class HttpClient:
 
         try:
             reply = self._http.post(
-                "/api/upload_clip", params={"filename": path.name}, content=blocks()
+                "/api/upload_clip",
+                params={"filename": path.name},
+                content=blocks(),
+                headers={"Content-Type": "application/octet-stream"},
             )
         except self._httpx.HTTPError as e:
             raise SparkVSRError(f"cannot reach the worker at {self.base_url}: {e}") from e
@@ -285,6 +289,6 @@ def _raise_for_error(status: int, body: bytes) -> None:
 
 _ERROR_CLASSES: dict[str, type[SparkVSRError]] = {
     name: cls
-    for name, cls in {**vars(errors), **vars(_requests)}.items()
+    for name, cls in {**vars(errors), **vars(_requests), **vars(_limits)}.items()
     if isinstance(cls, type) and issubclass(cls, SparkVSRError)
 }

@@ -25,6 +25,14 @@ from sparkvsr.references import EDITORS, load_editor
 from sparkvsr.references.base import Editor, EditRequest
 from sparkvsr.render import RenderProgress, render_steps
 from sparkvsr.worker.jobs import DONE, RenderJob, drain
+from sparkvsr.worker.limits import (
+    GUIDANCE_RANGE,
+    TooLarge,
+    check_float,
+    check_int,
+    check_settings,
+    upload_pixel_limit,
+)
 from sparkvsr.worker.requests import (
     AccessDenied,
     CancelResponse,
@@ -139,6 +147,12 @@ class Worker:
         session = self._session(request.session_id)
         names = ("chunk", "overlap", "tile", "tile_overlap", "color_fix")
         changes = {n: getattr(request, n) for n in names if getattr(request, n) is not None}
+        # Check types and ranges before anything is saved: a saved setting that breaks
+        # rendering (chunk 8.5, chunk 10**12, crf 20.7) would make every later render fail.
+        check_settings(
+            {**changes, "guidance": request.guidance, "crf": request.crf},
+            output_size(session.project.state),
+        )
         with session.lock:
             if session.render is not None:
                 raise ProjectError("a render is running in this session; cancel it first")
@@ -218,9 +232,14 @@ class Worker:
         """One restored frame at ``guidance``. Blocks until computed; a newer preview for the
         same session supersedes this one if it has not started yet (see module docstring).
         """
+        return self.submit_preview(request).result()
+
+    def submit_preview(self, request: PreviewRequest) -> Future:
+        """``preview`` without blocking: a Future of the PreviewResponse (for async servers)."""
         session = self._session(request.session_id)
+        check_int("frame", request.frame, 0, 10**9)
         check_index(request.frame, session)
-        replace(self.config.options, guidance=request.guidance)  # validates the range
+        check_float("guidance", request.guidance, *GUIDANCE_RANGE)
         waiter: Future = Future()
         with self._wake:
             if session.preview is None:
@@ -230,7 +249,7 @@ class Worker:
                 session.preview.request = request
                 session.preview.waiters.append((waiter, request))
             self._wake.notify_all()
-        return waiter.result()
+        return waiter
 
     def render(self, request: RenderRequest) -> Iterator[RenderProgress]:
         """Render the session's project; yields progress until the final ``stage="done"``.
@@ -281,9 +300,18 @@ class Worker:
             raise ProjectError(f"{request.path} does not exist in this session's project")
         return FileResponse(request.path, str(path), path.stat().st_size)
 
-    def upload_clip(self, filename: str, data: Iterator[bytes]) -> UploadResponse:
-        """Store a clip sent by a remote client; open it with ``OpenClipRequest(clip_path)``."""
+    def upload_clip(
+        self, filename: str, data: Iterator[bytes], *, max_bytes: int | None = None
+    ) -> UploadResponse:
+        """Store a clip sent by a remote client; open it with ``OpenClipRequest(clip_path)``.
+
+        ``max_bytes``: refuse (TooLarge, nothing kept) a clip larger than this; default
+        ``config.max_upload_bytes``. The disk must keep ``config.min_free_bytes`` free.
+        """
+        limit = self.config.max_upload_bytes if max_bytes is None else max_bytes
         safe = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(filename).name).strip("-.") or "clip"
+        self.uploads_root.mkdir(parents=True, exist_ok=True)
+        self.check_upload_space(0)
         folder = self.uploads_root / secrets.token_hex(8)
         folder.mkdir(parents=True)
         target = folder / safe
@@ -291,12 +319,43 @@ class Worker:
         try:
             with open(target, "wb") as out:
                 for block in data:
-                    out.write(block)
                     size += len(block)
+                    if size > limit:
+                        raise TooLarge(
+                            f"the clip is larger than this worker accepts ({limit / 2**30:.2f} "
+                            "GiB); trim it or start the worker with a larger --max-upload"
+                        )
+                    out.write(block)
         except OSError as e:
             shutil.rmtree(folder, ignore_errors=True)
             raise ProjectError(f"cannot store the uploaded clip {safe}: {e}") from e
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
         return UploadResponse(str(target), size)
+
+    def check_upload_space(self, size: int) -> None:
+        """Refuse (TooLarge) an upload of ``size`` bytes that would leave less than
+        ``config.min_free_bytes`` free on the projects' disk, or exceed ``max_upload_bytes``."""
+        if size > self.config.max_upload_bytes:
+            raise TooLarge(
+                f"the clip ({size / 2**30:.2f} GiB) is larger than this worker accepts "
+                f"({self.config.max_upload_bytes / 2**30:.2f} GiB); trim it or start the worker "
+                "with a larger --max-upload"
+            )
+        self.projects_root.mkdir(parents=True, exist_ok=True)
+        free = shutil.disk_usage(self.projects_root).free
+        if free - size < self.config.min_free_bytes:
+            raise TooLarge(
+                f"not enough free space for the clip: {free / 2**30:.2f} GiB free, the clip needs "
+                f"{size / 2**30:.2f} GiB and {self.config.min_free_bytes / 2**30:.2f} GiB must "
+                "stay free"
+            )
+
+    def upload_pixel_limit(self, session_id: str) -> int:
+        """The most pixels a Reference image uploaded to this session may decode to (checked
+        from the image header before decoding)."""
+        return upload_pixel_limit(output_size(self._session(session_id).project.state))
 
     def session_folder(self, session_id: str) -> Path:
         """The project folder of a session (for in-process callers that serve files)."""

@@ -40,6 +40,10 @@ class WorkerConfig:
     preview_interval: seconds between two preview computations of one session (coalescing).
     clip_roots:      folders clips may be opened from (empty: anywhere on this machine);
                      uploaded clips (``upload_clip``) are always allowed.
+    max_upload_bytes: the largest clip ``upload_clip`` stores.
+    min_free_bytes:  free disk space an upload must leave on the projects' disk.
+    idle_timeout:    seconds without requests after which a session is closed (never while
+                     its project renders); 0 = never.
     """
 
     engine: str = "flow"
@@ -48,6 +52,9 @@ class WorkerConfig:
     options: RestoreOptions = field(default_factory=RestoreOptions)
     preview_interval: float = 0.5
     clip_roots: tuple[Path, ...] = ()
+    max_upload_bytes: int = 4 << 30
+    min_free_bytes: int = 1 << 30
+    idle_timeout: float = 1800.0
 
 
 @dataclass(frozen=True)
