@@ -66,16 +66,12 @@ class Registration:
 def register(reference: np.ndarray, lr_frame: np.ndarray) -> Registration:
     """Register ``reference`` ``[H, W, 3]`` uint8 to ``lr_frame`` ``[h, w, 3]`` uint8.
 
-    ``H / h`` must equal ``W / w`` (an integer or not: editors' target sizes are the clip's scale).
+    The scale need not be an integer, nor quite the same on both axes (sizes are rounded).
     """
     # 1. inputs, at the LR keyframe's bandwidth
     height, width = reference.shape[:2]
     lr_height, lr_width = lr_frame.shape[:2]
-    scale = width / lr_width
-    if abs(height / lr_height - scale) > 1e-6 * scale:
-        raise ValueError(
-            f"reference {width}x{height} and frame {lr_width}x{lr_height} have different aspects"
-        )
+    scale = (width / lr_width, height / lr_height)
     target = _gray(lr_frame)
     moving = _gray(cv2.resize(reference, (lr_width, lr_height), interpolation=cv2.INTER_AREA))
     identity = np.eye(2, 3, dtype=np.float32)
@@ -178,12 +174,15 @@ def _from_level(warp: np.ndarray, factor: float) -> np.ndarray:
     return full
 
 
-def _lr_to_hr(warp: np.ndarray, scale: float) -> np.ndarray:
-    """An LR-grid affine map as the same map on the HR grid (``X = s (x + 0.5) - 0.5``)."""
-    linear, offset = warp[:, :2], warp[:, 2]
-    centre = 0.5 * (scale - 1.0)
-    hr_offset = scale * offset + centre * (np.ones(2) - linear @ np.ones(2))
-    return np.hstack([linear, hr_offset[:, None]])
+def _lr_to_hr(warp: np.ndarray, scale: tuple[float, float]) -> np.ndarray:
+    """An LR-grid affine map as the same map on the HR grid: with ``X = S x + c`` (``S`` the
+    per-axis scales, ``c = (S - 1) / 2``), ``x' = L x + t`` becomes
+    ``X' = S L S^-1 X + S t + c - S L S^-1 c``."""
+    grow = np.diag(scale)
+    centre = 0.5 * (np.array(scale) - 1.0)
+    linear = grow @ warp[:, :2] @ np.linalg.inv(grow)
+    offset = grow @ warp[:, 2] + centre - linear @ centre
+    return np.hstack([linear, offset[:, None]])
 
 
 def _corner_shift(matrix: np.ndarray, width: int, height: int) -> float:
