@@ -802,7 +802,9 @@ class _Propagation:
         """
         maps = fit.assess(reference, self._lr_u8(k))
         weight = maps.fit.weight if chosen.weight is None else chosen.weight
-        if not chosen.keep_colors:
+        # a colour change below fit.COLOUR_NEGLIGIBLE is rounding (an upscaler's Reference):
+        # left alone, so a Reference that fits is reproduced exactly at its keyframe
+        if not chosen.keep_colors and maps.fit.colour_change >= fit.COLOUR_NEGLIGIBLE:
             lr_offset -= maps.colour
             # the HR residual loses the same colour change, upscaled like the base
             residual[..., :3] -= self._upscale(maps.colour)

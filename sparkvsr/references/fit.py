@@ -130,6 +130,9 @@ STRUCTURE_SIGMA = 2.0
 # Structure differences (0-255 levels, mean over channels) below LOW agree, above HIGH disagree;
 # the confidence falls smoothly between them (no hard edges where a mask starts).
 DISAGREE_LOW, DISAGREE_HIGH = 4.0, 10.0
+# A mean colour change below this (levels) is an upscaler's rounding, not a grade: engines keep
+# such a Reference as it is (exactly reproduced at its keyframe).
+COLOUR_NEGLIGIBLE = 1.0
 RECOLOURED = 3.0  # mean colour change (levels) from which a Reference counts as recoloured
 SHIFTED = 0.75  # corrected motion (HR pixels) from which a Reference counts as shifted
 DIFFERENT = 0.3  # share of disagreeing pixels from which the content counts as different
