@@ -39,6 +39,7 @@ from sparkvsr.engines.base import (
 )
 from sparkvsr.errors import EngineError, MediaError, ProjectError
 from sparkvsr.project import (
+    OUTPUT_SUFFIX,
     ClipSummary,
     EngineSettings,
     OutputSettings,
@@ -189,7 +190,7 @@ def render_steps(
         # 4. assemble the saved chunks into the final clip
         raise_if_cancelled(cancel)
         _emit(progress, RenderProgress("assemble", total, total, rendered, resumed, "encoding"))
-        notes = _assemble(project, clip.info, out_path, state.output.crf)
+        notes = _assemble(project, clip.info, out_path, state.output)
 
     # 5. mark the render complete
     project.finish_render(out_path)
@@ -393,14 +394,38 @@ def _emit(progress: ProgressCallback | None, update: RenderProgress) -> None:
         progress(update)
 
 
-def _assemble(project: Project, info: media.ClipInfo, out_path: Path, crf: int) -> tuple[str, ...]:
+def writer_options(settings: OutputSettings, out_path: Path) -> dict:
+    """``VideoWriter`` keyword options for a project's output settings (the codec must match
+    the output's suffix: ``OUTPUT_SUFFIX``)."""
+    suffix = OUTPUT_SUFFIX[settings.codec]
+    if suffix and out_path.suffix.lower() != suffix:
+        raise ProjectError(
+            f"output {out_path.name} does not fit codec {settings.codec}: name it *{suffix}"
+        )
+    if settings.codec == "ffv1":
+        return {"lossless": True}
+    if settings.codec != "h264" or settings.ten_bit:
+        supported = getattr(media, "CODECS", {"h264": None})
+        if settings.codec not in supported or settings.ten_bit:
+            raise MediaError(
+                f"{settings.codec}{' 10-bit' if settings.ten_bit else ''} output is not "
+                "supported by this build's writer; choose H.264 (8-bit) or FFV1"
+            )
+        return {"crf": settings.crf, "preset": settings.preset, "codec": settings.codec}
+    return {"crf": settings.crf, "preset": settings.preset, "x264_params": DETERMINISTIC_X264}
+
+
+def _assemble(
+    project: Project, info: media.ClipInfo, out_path: Path, settings: OutputSettings
+) -> tuple[str, ...]:
     """Encode the saved chunks to ``out_path`` via a temp file, so a crash never leaves a
     half-written clip under the final name."""
     partial = out_path.with_name(f".{out_path.stem}.partial{out_path.suffix}")
+    options = writer_options(settings, out_path)
     try:
-        with media.VideoWriter.like(
-            partial, info, crf=crf, x264_params=DETERMINISTIC_X264
-        ) as writer:
+        with media.VideoWriter.like(partial, info, **options) as writer:
+            if not settings.audio:
+                writer.audio_from = None  # video only (read when the first frames arrive)
             for _, frames in project.iter_chunks():
                 writer.write(frames)
         os.replace(partial, out_path)
