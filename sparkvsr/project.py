@@ -42,7 +42,7 @@ import cv2
 import numpy as np
 
 from sparkvsr.engines.base import RestoreOptions
-from sparkvsr.errors import EngineError, KeyframeError, ProjectError
+from sparkvsr.errors import ClipMissing, EngineError, KeyframeError, ProjectError
 from sparkvsr.keyframes import validate_keyframes
 from sparkvsr.references.base import Provenance, Reference, image_hash
 
@@ -254,10 +254,10 @@ class Project:
         state = parse_manifest(text, manifest)
         project = cls(folder, state)
         if require_clip and not Path(state.clip.path).exists():
-            raise ProjectError(
-                f"the clip of project {folder} is missing: {state.clip.path} does not exist. "
-                "Move it back, or open the project with require_clip=False and call "
-                "relink_clip(new_path); the project itself is intact."
+            raise ClipMissing(
+                f"the clip of project {folder.name} is missing: {state.clip.path} does not "
+                "exist. Move it back, or relink the project to the clip's new location (the "
+                "studio offers Relink…); the project itself is intact."
             )
         return project
 
@@ -391,6 +391,18 @@ class Project:
                 )
             return self._commit(replace(self._state, clip=clip))
 
+    def forget_chunks(self) -> ProjectState:
+        """Drop the finished chunks from the manifest (their files may then be deleted); a
+        complete render keeps its output and stays complete. The next render of other settings
+        starts at frame 0; the same settings with its output present are still done."""
+        with self._lock:
+            render = self._state.render
+            if render is None or not render.chunks:
+                return self._state
+            if not render.complete:
+                return self._commit(replace(self._state, render=None))
+            return self._commit(replace(self._state, render=replace(render, chunks=())))
+
     # Render chunks ------------------------------------------------------------------------
     def begin_render(self, fingerprint: str) -> RenderState:
         """Start or resume a render with settings ``fingerprint``.
@@ -404,7 +416,9 @@ class Project:
             if current is not None and current.fingerprint == fingerprint:
                 kept = self._intact_prefix(current.chunks)
                 render = replace(
-                    current, chunks=kept, complete=current.complete and kept == current.chunks
+                    current,
+                    chunks=kept,
+                    complete=current.complete and bool(kept) and kept == current.chunks,
                 )
             else:
                 render = RenderState(fingerprint=fingerprint)

@@ -178,6 +178,8 @@ def _setting(name: str) -> Any:
 class OpenClipBody(_Strict):
     clip_path: Annotated[str, Field(max_length=4096)] = ""
     project: Annotated[str, Field(max_length=100)] = ""
+    owner: Annotated[str, Field(max_length=200)] = ""
+    reuse: bool = False
 
 
 class SessionBody(_Strict):

@@ -8,7 +8,7 @@ import pytest
 
 from sparkvsr import metrics
 from sparkvsr.engines import load_engine
-from sparkvsr.engines.base import Progress, RestoreOptions
+from sparkvsr.engines.base import KeyframeGuidance, Progress, RestoreOptions
 from sparkvsr.engines.flow import FlowEngine
 from sparkvsr.errors import Cancelled, EngineError, KeyframeError
 from sparkvsr.frames import ArrayFrames
@@ -76,10 +76,11 @@ def test_keyframes_reproduce_their_references_at_guidance_one(clip, restored):
     hr, _, references = clip
     for k, reference in references.items():
         np.testing.assert_array_equal(restored[k], reference)
-    # an HR reference that the LR frame does not explain is reproduced exactly too
+    # a Reference whose content the LR frame contradicts is not an edit: the frame stays the
+    # plain upscale (issue 16: structural differences never count as intended)
     edited = {0: np.ascontiguousarray(255 - hr[0]), 8: hr[8]}
     out = restore_all(FlowEngine(), clip[1], edited, chunk=5)
-    np.testing.assert_array_equal(out[0], edited[0])
+    np.testing.assert_array_equal(out[0], upscale(clip[1][0]))
 
 
 def test_guidance_zero_is_exactly_the_plain_upscale(clip):
@@ -287,12 +288,19 @@ def test_scene_cuts_in_a_real_clip_stop_an_edit_from_leaking():
     reference = source.read(4, 5)[0].astype(np.int16)
     reference[..., 0] += 40  # the editor warmed the picture
     references = {4: np.clip(reference, 0, 255).astype(np.uint8)}
-    chunks = FlowEngine().restore(source, references, RestoreOptions(scale=1, chunk=8, overlap=0))
+    graded = (KeyframeGuidance(4, keep_colors=True),)  # the user keeps the grade on purpose
+    options = RestoreOptions(scale=1, chunk=8, overlap=0, keyframe_guidance=graded)
+    chunks = FlowEngine().restore(source, references, options)
     out = np.concatenate([c.frames for c in chunks]).astype(np.float32)
     frames = source.read(0, source.num_frames).astype(np.float32)
     red_shift = (out - frames)[..., 0].mean(axis=(1, 2))
     assert all(red_shift[t] > 15 for t in range(1, 8)), red_shift  # frames 23..29: same shot
     assert all(abs(red_shift[t]) < 0.5 for t in range(8, 14)), red_shift  # 30..35: next shot
+    # by default the clip keeps its own colours, the keyframe included
+    default = RestoreOptions(scale=1, chunk=8, overlap=0)
+    out = np.concatenate([c.frames for c in FlowEngine().restore(source, references, default)])
+    red_shift = (out.astype(np.float32) - frames)[..., 0].mean(axis=(1, 2))
+    assert np.abs(red_shift).max() < 1.0, red_shift
 
 
 @pytest.mark.parametrize("upscaler", ["bicubic", "lanczos"])

@@ -25,6 +25,9 @@ def build_blocks(studio: Studio, logo_svg: str = "") -> gr.Blocks:
         remembered = gr.BrowserState(
             "", storage_key="sparkvsr-studio-project", secret="sparkvsr-studio"
         )
+        # This browser's owner secret (made on its first visit): the worker opens a project
+        # only for the browser that made it, so a project's name alone gives nobody access.
+        owner = gr.BrowserState("", storage_key="sparkvsr-studio-owner", secret="sparkvsr-studio")
 
         # Header -------------------------------------------------------------------------------
         with gr.Row(elem_id="header", equal_height=True):
@@ -35,7 +38,12 @@ def build_blocks(studio: Studio, logo_svg: str = "") -> gr.Blocks:
                 elem_id="brand",
             )
             engine_status = gr.Markdown("**Engine** starting…", elem_id="engine-status")
-        error = gr.HTML("", elem_id="error")
+        # Messages float at the bottom right of the window (inside any viewport, wherever the
+        # page is scrolled) until dismissed or replaced: #error for the last action, and
+        # #render-message for renders (progress never overwrites it).
+        with gr.Column(elem_id="messages"):
+            error = gr.HTML("", elem_id="error")
+            render_message = gr.HTML("", elem_id="render-message")
         title = gr.Markdown("", elem_id="clip-title")
         with (
             gr.Accordion("Open a clip or a saved project", open=False, elem_id="open"),
@@ -56,6 +64,17 @@ def build_blocks(studio: Studio, logo_svg: str = "") -> gr.Blocks:
                     elem_id="reopen-project",
                 )
                 reopen = gr.Button("Reopen", elem_id="reopen")
+            with gr.Column(scale=2, elem_id="relink-panel"):
+                relink_name = gr.Textbox(
+                    label="Relink… a project whose clip moved: its name",
+                    elem_id="relink-project",
+                )
+                relink_upload = gr.File(
+                    label="…and its clip (same frames and size)",
+                    type="filepath",
+                    elem_id="relink-upload",
+                    height=90,
+                )
 
         # Clip, timeline, preview -----------------------------------------------------------
         with gr.Row(elem_id="workspace"):
@@ -245,6 +264,8 @@ def build_blocks(studio: Studio, logo_svg: str = "") -> gr.Blocks:
             "engine_status": engine_status,
             "color_fix": color_fix,
             "remembered": remembered,
+            "owner": owner,
+            "render_message": render_message,
             "error": error,
         }
         open_outputs = [named[name] for name in OPEN_OUTPUTS]
@@ -271,20 +292,33 @@ def build_blocks(studio: Studio, logo_svg: str = "") -> gr.Blocks:
 
         preview_inputs = [state, scrubber, guidance]
         preview_outputs = [preview, before_after, error]
-        blocks.load(studio.start, [state, remembered], open_outputs, concurrency_limit=None).then(
-            studio.preview_full, preview_inputs, preview_outputs, **computing
-        ).then(studio.editor_info, [editor_choice], [editor_choice, editor_note], **quiet)
+        blocks.load(
+            studio.start, [state, remembered, owner], open_outputs, concurrency_limit=None
+        ).then(studio.preview_full, preview_inputs, preview_outputs, **computing).then(
+            studio.editor_info, [editor_choice], [editor_choice, editor_note], **quiet
+        )
         blocks.unload(studio.unload)
         opened = clip_upload.upload(
-            studio.open_upload, [state, clip_upload], open_outputs, show_progress_on=[frame_view]
+            studio.open_upload,
+            [state, clip_upload, owner],
+            open_outputs,
+            show_progress_on=[frame_view],
         )
         opened.success(studio.preview_full, preview_inputs, preview_outputs, **computing)
         # Empty the box again, good file or bad: the title names the open clip, and the next
         # file can be dropped straight away (a filled box hides its drop area).
         opened.then(lambda: None, None, clip_upload, **quiet)
         reopen.click(
-            studio.reopen, [state, reopen_name], open_outputs, show_progress_on=[frame_view]
+            studio.reopen, [state, reopen_name, owner], open_outputs, show_progress_on=[frame_view]
         ).success(studio.preview_full, preview_inputs, preview_outputs, **computing)
+        relinked = relink_upload.upload(
+            studio.relink,
+            [state, relink_name, relink_upload, owner],
+            open_outputs,
+            show_progress_on=[frame_view],
+        )
+        relinked.success(studio.preview_full, preview_inputs, preview_outputs, **computing)
+        relinked.then(lambda: None, None, relink_upload, **quiet)
 
         scrubber.input(
             studio.scrub,
@@ -324,6 +358,7 @@ def build_blocks(studio: Studio, logo_svg: str = "") -> gr.Blocks:
                 frame_index,
                 timeline,
                 pin,
+                upload,
                 error,
             ],
         ).then(studio.preview_full, preview_inputs, preview_outputs, **computing)
@@ -365,7 +400,7 @@ def build_blocks(studio: Studio, logo_svg: str = "") -> gr.Blocks:
         render.click(
             studio.render,
             [state, guidance],
-            [progress, result_video, download, error],
+            [progress, result_video, download, render_message],
             concurrency_limit=None,
             show_progress="hidden",
             trigger_mode="multiple",

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import queue
-import re
 import secrets
 import shutil
 import threading
@@ -16,7 +15,7 @@ from concurrent.futures import Future
 from dataclasses import replace
 from pathlib import Path
 
-from sparkvsr import media
+from sparkvsr import media, workspace
 from sparkvsr.engines import load_engine
 from sparkvsr.engines.base import Engine
 from sparkvsr.errors import EditorError, KeyframeError, ProjectError, SparkVSRError
@@ -79,8 +78,8 @@ class Worker:
         self.config = config or WorkerConfig()
         self.engine = engine or load_engine(self.config.engine, **self.config.engine_config)
         self.projects_root = Path(self.config.projects_root).absolute()
-        # "_" cannot start a project name, so uploads never collide with a project
-        self.uploads_root = self.projects_root / "_uploads"
+        # "_" cannot start a project name, so stored media never collides with a project
+        self.uploads_root = workspace.media_root(self.projects_root)
         self.previews_computed = 0
         self._editors: dict[str, tuple[Editor, threading.Lock]] = {}
         self._editor_lock = threading.Lock()
@@ -101,8 +100,15 @@ class Worker:
         """
         if request.clip_path:
             self._check_clip_allowed(request.clip_path)
-        name = request.project or new_project_name(request.clip_path)
+        reused = "" if request.project else self._reusable(request)
+        name = request.project or reused or new_project_name(request.clip_path)
         folder = self._project_folder(name)
+        # (a reused project is the caller's own, or untouched: checked again once open)
+        if not reused and not workspace.may_open(folder, request.owner):
+            raise AccessDenied(
+                f"project {name!r} belongs to another browser; open your own projects, or "
+                "upload the clip to start one"
+            )
         with self._lock:
             if name in self._opening or any(s.name == name for s in self._sessions.values()):
                 raise AccessDenied(
@@ -113,6 +119,15 @@ class Worker:
             self._opening.add(name)
         try:
             project, clip_path = self._open_or_create(folder, request.clip_path)
+            if reused and not (
+                workspace.may_open(folder, request.owner) or workspace.is_pristine(project.state)
+            ):
+                raise AccessDenied(f"project {name!r} belongs to another browser")
+            if request.owner and workspace.project_owner(folder) != workspace.owner_hash(
+                request.owner
+            ):
+                # a new project, or an untouched one reused: it is the caller's from now on
+                workspace.set_owner(folder, request.owner)
             scrub_clip = media.open_clip(clip_path)
             engine_clip = media.open_clip(clip_path)
             session = Session(
@@ -303,36 +318,30 @@ class Worker:
     def upload_clip(
         self, filename: str, data: Iterator[bytes], *, max_bytes: int | None = None
     ) -> UploadResponse:
-        """Store a clip sent by a remote client; open it with ``OpenClipRequest(clip_path)``.
+        """Store a clip sent by a client in the media store beside the projects (content-
+        addressed: the same clip twice is stored once); open it with
+        ``OpenClipRequest(clip_path)``. Projects made from it own it: it outlives the upload.
 
         ``max_bytes``: refuse (TooLarge, nothing kept) a clip larger than this; default
         ``config.max_upload_bytes``. The disk must keep ``config.min_free_bytes`` free.
         """
         limit = self.config.max_upload_bytes if max_bytes is None else max_bytes
-        safe = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(filename).name).strip("-.") or "clip"
         self.uploads_root.mkdir(parents=True, exist_ok=True)
         self.check_upload_space(0)
-        folder = self.uploads_root / secrets.token_hex(8)
-        folder.mkdir(parents=True)
-        target = folder / safe
-        size = 0
-        try:
-            with open(target, "wb") as out:
-                for block in data:
-                    size += len(block)
-                    if size > limit:
-                        raise TooLarge(
-                            f"the clip is larger than this worker accepts ({limit / 2**30:.2f} "
-                            "GiB); trim it or start the worker with a larger --max-upload"
-                        )
-                    out.write(block)
-        except OSError as e:
-            shutil.rmtree(folder, ignore_errors=True)
-            raise ProjectError(f"cannot store the uploaded clip {safe}: {e}") from e
-        except BaseException:
-            shutil.rmtree(folder, ignore_errors=True)
-            raise
-        return UploadResponse(str(target), size)
+
+        def limited() -> Iterator[bytes]:
+            size = 0
+            for block in data:
+                size += len(block)
+                if size > limit:
+                    raise TooLarge(
+                        f"the clip is larger than this worker accepts ({limit / 2**30:.2f} "
+                        "GiB); trim it or start the worker with a larger --max-upload"
+                    )
+                yield block
+
+        target = workspace.store_media(self.projects_root, filename, limited())
+        return UploadResponse(str(target), target.stat().st_size)
 
     def check_upload_space(self, size: int) -> None:
         """Refuse (TooLarge) an upload of ``size`` bytes that would leave less than
@@ -401,6 +410,16 @@ class Worker:
                 f"{clip_path} is outside the folders this worker opens clips from "
                 f"({', '.join(str(r) for r in roots)}); upload the clip instead"
             )
+
+    def _reusable(self, request: OpenClipRequest) -> str:
+        """With ``reuse``: a project of the clip to reopen instead of a new one ("" = none)."""
+        if not (request.reuse and request.clip_path):
+            return ""
+        with self._lock:
+            busy = {*self._opening, *(s.name for s in self._sessions.values())}
+        return workspace.find_reusable(
+            self.projects_root, request.clip_path, request.owner, busy=busy
+        )
 
     def _project_folder(self, name: str) -> Path:
         if not PROJECT_NAME.match(name):

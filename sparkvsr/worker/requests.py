@@ -67,10 +67,17 @@ class OpenClipRequest:
                count and size required).
     project:   a project name (a folder under the worker's projects root): reopened when it
                exists, created otherwise. Empty: a new project named after the clip.
+    owner:     the caller's owner secret (the studio: its browser's). A project made with one
+               opens only for the same secret; empty = the trusted host (no check, no owner).
+    reuse:     without ``project``: reopen the owner's latest project of this clip, or an
+               untouched one, instead of making a new project (a visit that changes nothing
+               leaves no project behind).
     """
 
     clip_path: str = ""
     project: str = ""
+    owner: str = field(default="", repr=False)
+    reuse: bool = False
 
 
 @dataclass(frozen=True)
