@@ -163,6 +163,23 @@ def _add_restore(commands, name: str) -> None:
     _add_keyframe_selection(p, default_mode=None)
     _add_restore_options(p)
     p.add_argument("--lossless", action="store_true", help="FFV1 .mkv (or PNG folder) output")
+    p.add_argument(
+        "--codec",
+        choices=("h264", "h265"),
+        default="h264",
+        help="video codec of .mp4/.mov/.mkv output (10-bit and HDR sources stay 10-bit in both)",
+    )
+    p.add_argument(
+        "--square-pixels",
+        action="store_true",
+        help="resample anamorphic sources (e.g. DVD 16:9) to square pixels; by default their "
+        "pixel aspect is kept, so the picture shows at the same shape either way",
+    )
+    p.add_argument(
+        "--keep-fields",
+        action="store_true",
+        help="interlaced sources: keep the fields as they are (default: deinterlace with bwdif)",
+    )
 
 
 def _add_restore_options(p: argparse.ArgumentParser) -> None:
@@ -186,7 +203,12 @@ def _add_restore_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tile", type=int, default=0, help="spatial tile in LR pixels (0: off)")
     p.add_argument("--tile-overlap", type=int, default=32, help="LR pixels shared by tiles")
     p.add_argument("--scale", type=int, default=4, help="upscale factor (the dit model: 4)")
-    p.add_argument("--output-size", help="WIDTHxHEIGHT to resize the result to")
+    p.add_argument(
+        "--output-size",
+        help="WIDTHxHEIGHT to resize the result to; below --scale x the input, the flow engine "
+        "works at the smallest whole scale that reaches it, so memory and time follow the "
+        "output size (dit stays at its trained x4)",
+    )
     p.add_argument("--color-fix", default="none", help="none, wavelet or adain")
     p.add_argument("--crf", type=int, default=18, help="H.264 quality (lower is better)")
 
@@ -250,9 +272,10 @@ def _run_restore(args) -> int:
     from sparkvsr.references.assembly import references_for_keyframes
     from sparkvsr.render import render_clip
 
-    # 1. Check everything cheap before loading a model.
-    options = _restore_options(args)
-    clip = open_clip(args.input)
+    # 1. Check everything cheap before loading a model: the clip, the output, the keyframes.
+    clip = open_clip(args.input, deinterlace=not args.keep_fields)
+    options, scale_note = _working_options(args, clip)
+    _check_output(args, clip, options)
     ref_files = _parse_refs(args.ref)
     keyframes = validate_keyframes(
         set(_select_keyframes(args, clip.info)) | set(ref_files), clip.num_frames
@@ -271,12 +294,50 @@ def _run_restore(args) -> int:
             args.output,
             crf=args.crf,
             lossless=args.lossless,
+            codec=args.codec,
+            square_pixels=args.square_pixels,
             progress=show,
         )
-    for note in result.notes:
+    for note in (*scale_note, *result.notes):
         print(f"note: {note}", file=sys.stderr)
     print(f"wrote {args.output} ({result.frames} frames, {clip.info.fps:g} fps)")
     return 0
+
+
+def _working_options(args, clip):
+    """Restore options with the engine's working scale following --output-size (see
+    render.working_scale), and the note that says so."""
+    from dataclasses import replace
+
+    from sparkvsr.render import working_scale
+
+    options = _restore_options(args)
+    scale = working_scale(args.engine, options, clip.size)
+    if scale == options.scale:
+        return options, ()
+    width, height = options.output_size
+    note = (
+        f"--output-size {width}x{height} is below x{options.scale} of the "
+        f"{clip.size[0]}x{clip.size[1]} input: the engine works at x{scale} and resizes, so "
+        "memory follows the output size"
+    )
+    return replace(options, scale=scale), (note,)
+
+
+def _check_output(args, clip, options) -> None:
+    """The output checks (not the source, codec level, writable, space) before any work."""
+    from sparkvsr.media import check_output
+    from sparkvsr.render import output_size
+
+    check_output(
+        args.input,
+        args.output,
+        output_size(clip.info, options),
+        clip.num_frames,
+        source_size=clip.size,
+        codec=getattr(args, "codec", "h264"),
+        lossless=getattr(args, "lossless", False),
+    )
 
 
 @contextlib.contextmanager
@@ -308,9 +369,15 @@ def _run_restore_in_project(args) -> int:
     # 1. Check everything cheap before loading a model.
     if args.lossless:
         raise ProjectError("--lossless cannot be combined with --project (projects write H.264)")
-    options = _restore_options(args)
+    if args.codec != "h264" or args.square_pixels or args.keep_fields:
+        raise ProjectError(
+            "--codec, --square-pixels and --keep-fields are not stored in projects yet; run "
+            "without --project to use them"
+        )
     ref_files = _parse_refs(args.ref)
     with open_clip(args.input) as clip:
+        options, scale_note = _working_options(args, clip)
+        _check_output(args, clip, options)
         chosen = None
         if args.keyframes or args.mode or ref_files:
             selected = set(_select_keyframes(args, clip.info)) | set(ref_files)
@@ -332,7 +399,7 @@ def _run_restore_in_project(args) -> int:
     # 4. Render, saving every chunk into the project; resume after the last finished one.
     with _progress_bar(project.state.clip.num_frames, args.engine) as show:
         result = render_project(engine, project, progress=show)
-    for note in result.notes:
+    for note in (*scale_note, *result.notes):
         print(f"note: {note}", file=sys.stderr)
     if result.skipped:
         print(f"{result.output} is already rendered with these settings (project {project.folder})")

@@ -150,6 +150,7 @@ class RenderState:
     chunks: tuple[ChunkEntry, ...] = ()
     complete: bool = False
     output: str = ""
+    notes: tuple[str, ...] = ()  # what the output changed or dropped (media notes), when complete
 
     @property
     def resume_frame(self) -> int:
@@ -469,8 +470,9 @@ class Project:
         for entry in render.chunks:
             yield entry.start, self.load_chunk(entry)
 
-    def finish_render(self, output: str | os.PathLike) -> ProjectState:
-        """Mark the current render complete, its clip written to ``output``."""
+    def finish_render(self, output: str | os.PathLike, notes: tuple[str, ...] = ()) -> ProjectState:
+        """Mark the current render complete, its clip written to ``output``; ``notes``: what
+        the user should know about the output (re-encoded or dropped tracks, HDR, ...)."""
         with self._lock:
             render = self._require_render()
             if render.resume_frame != self._state.clip.num_frames:
@@ -478,7 +480,7 @@ class Project:
                     f"render is not finished: frames {render.resume_frame} to "
                     f"{self._state.clip.num_frames - 1} are missing"
                 )
-            done = replace(render, complete=True, output=str(output))
+            done = replace(render, complete=True, output=str(output), notes=tuple(notes))
             return self._commit(replace(self._state, render=done))
 
     def chunk_log(self) -> list[tuple[int, int, str]]:
@@ -652,6 +654,7 @@ def _state_from_dict(data: Mapping[str, Any]) -> ProjectState:
             ),
             complete=bool(render_data["complete"]),
             output=str(render_data.get("output", "")),
+            notes=tuple(str(n) for n in render_data.get("notes", ())),
         )
     return ProjectState(
         clip=clip,

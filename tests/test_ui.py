@@ -374,6 +374,8 @@ def test_whole_path_on_the_demo_clip(studio, browser, tmp_path):
         # 7. Download and decode: same frame count and fps as the input, 4x the size, audio.
         with page.expect_download() as download:
             page.click("#download")
+        # named after the clip and the settings it was rendered with
+        assert download.value.suggested_filename == f"demo_lr_x4_flow_g{value:.1f}.mp4"
         saved = tmp_path / "restored.mp4"
         download.value.save_as(saved)
         source, result = media.probe(ensure_demo().lr), media.probe(saved)
@@ -382,9 +384,15 @@ def test_whole_path_on_the_demo_clip(studio, browser, tmp_path):
         assert (result.width, result.height) == (source.width * 4, source.height * 4)
         assert len(result.audio) == len(source.audio) == 1
         steps.shot("downloaded")
+
+        # 8. A change that needs a re-render marks the result out of date (not "Done").
+        _drag_guidance(page, 0.6)
+        page.wait_for_selector('#progress [data-stage="stale"]')
+        assert "out of date" in page.inner_text("#download").lower()
+        steps.shot("out-of-date")
     finally:
         context.close()
-    assert len(list(tmp_path.glob("*.png"))) == 8
+    assert len(list(tmp_path.glob("*.png"))) == 9
 
 
 @pytest.mark.browser

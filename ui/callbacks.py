@@ -9,6 +9,7 @@ nothing the user made is touched (the worker keeps the project on disk either wa
 import contextlib
 import itertools
 import logging
+import re
 import secrets
 import threading
 import time
@@ -48,8 +49,6 @@ from ui.timeline import frame_label, keyframe_caption, timeline_html
 
 log = logging.getLogger("sparkvsr.ui")
 
-OUTPUT_FILE = "restored.mp4"
-"""The render's file inside the project folder (what ``#download`` hands out)."""
 # UI labels of the auto-pick modes -> sparkvsr.keyframes modes.
 _AUTO_MODE = {"I-frames": "iframes", "uniform": "uniform", "random": "random"}
 AUTO_MODES = tuple(_AUTO_MODE)
@@ -333,7 +332,7 @@ class Studio:
             frame = self._frame_path(state, 0)
             gallery = self._gallery(state)
             status = self.client.status(StatusRequest(state.session_id))
-            result = self._existing_result(state)
+            progress, result, download = self._result_view(state)
         except Exception as e:
             return _failed(len(OPEN_OUTPUTS) - 1, e, "showing the clip")
         clip = state.clip
@@ -342,7 +341,6 @@ class Studio:
             f"{clip.num_frames} frames · {clip.fps:.3g} fps"
             f"{' · audio' if clip.has_audio else ''} · project `{state.project}`"
         )
-        download = gr.DownloadButton(value=result, interactive=result is not None)
         return (
             state,
             title,
@@ -358,7 +356,7 @@ class Studio:
             None,
             result,
             download,
-            progress_html(None) if not result else notice_html("the last render is below"),
+            progress,
             engine_status_markdown(status),
             color_fix if color_fix is not None else gr.skip(),
             state.project,
@@ -371,12 +369,32 @@ class Studio:
         message = notice_html("Upload a clip to begin, or reopen a saved project.")
         return (*_skip(len(OPEN_OUTPUTS) - 1), message)
 
-    def _existing_result(self, state: StudioState) -> str | None:
-        """The project's last finished render, if it has one (reopened projects)."""
+    def _result_view(self, state: StudioState) -> tuple[str, str | None, Any]:
+        """(progress panel, result video, download button) for the project's last complete
+        render: "Done" when it matches the current settings, "out of date" when not."""
+        info = self.client.update_settings(SettingsRequest(state.session_id))  # reads only
+        if not info.result:
+            return progress_html(None), None, gr.DownloadButton(value=None, interactive=False)
+        path = self.client.get_file(FileRequest(state.session_id, info.result)).local_path
+        label = DOWNLOAD_LABEL if info.result_current else f"{DOWNLOAD_LABEL} (out of date)"
+        button = gr.DownloadButton(label=label, value=path, interactive=True)
+        return result_html(Path(info.result).name, info.result_current), path, button
+
+    def result_status(self, state: StudioState | None) -> tuple[Any, ...]:
+        """After a change: the result is marked out of date if the change needs a re-render
+        (left alone while a render of this page runs). Outputs: progress, download button."""
+        if state is None:
+            return _skip(2)
+        with self._tabs_lock:
+            run = self._renders.get(state.session_id)
+        if run is not None and not run.done.is_set():
+            return _skip(2)
         try:
-            return self.client.get_file(FileRequest(state.session_id, OUTPUT_FILE)).local_path
-        except SparkVSRError:
-            return None
+            progress, _, download = self._result_view(state)
+        except Exception as e:  # the status line is a courtesy: never an error panel
+            log.info("result status unavailable: %s", e)
+            return _skip(2)
+        return progress, download
 
     def editor_info(self, current: str | None) -> tuple[Any, ...]:
         """After load: label editors that cannot run on this worker and say why.
@@ -708,8 +726,10 @@ class Studio:
     def _render_steps(self, state: StudioState, guidance: float) -> Iterator[tuple[Any, ...]]:
         last = None
         try:
+            engine = self.client.status(StatusRequest()).engine.name
+            output = output_name(state, engine, guidance)
             steps = self.client.render(
-                RenderRequest(state.session_id, guidance=guidance, output=OUTPUT_FILE)
+                RenderRequest(state.session_id, guidance=guidance, output=output)
             )
             clock = _Eta()
             hint = render_hint(state.used_editors())
@@ -717,7 +737,7 @@ class Studio:
             yield progress_html(None, "starting the render"), gr.skip(), gr.skip(), note
             for last in steps:
                 yield progress_html(last, clock.eta(last)), gr.skip(), gr.skip(), gr.skip()
-            path = self.client.get_file(FileRequest(state.session_id, OUTPUT_FILE)).local_path
+            path = self.client.get_file(FileRequest(state.session_id, output)).local_path
         except Cancelled:
             yield notice_html(cancelled_note(last)), gr.skip(), gr.skip(), gr.skip()
             return
@@ -728,7 +748,7 @@ class Studio:
         yield (
             progress_html(last),
             path,
-            gr.DownloadButton(value=path, interactive=True),
+            gr.DownloadButton(label=DOWNLOAD_LABEL, value=path, interactive=True),
             gr.skip(),
         )
 
@@ -823,6 +843,36 @@ OPEN_OUTPUTS = (
 
 # ---------------------------------------------------------------------------------------------
 # Pure helpers
+
+
+DOWNLOAD_LABEL = "Download mp4"
+
+
+def output_name(state: StudioState, engine: str, guidance: float) -> str:
+    """The render's file name, after the clip and the settings: ``clip_x4_flow_g1.0.mp4`` (the
+    download keeps it; renders of other settings sit beside it in the project folder)."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(state.clip.path).stem).strip("-.") or "clip"
+    scale = state.output_size[0] / state.clip.width if state.clip.width else 0
+    scale_text = f"x{scale:g}" if scale else "x"
+    engine_text = re.sub(r"[^A-Za-z0-9]+", "", engine) or "engine"
+    return f"{stem[:80]}_{scale_text}_{engine_text}_g{float(guidance):.1f}.mp4"
+
+
+def result_html(name: str, current: bool) -> str:
+    """The ``#progress`` panel for a finished render: done, or out of date."""
+    if current:
+        text, stage = f"Done · {name} is below", "done"
+    else:
+        text = (
+            f"Out of date · {name} was rendered before the latest changes to keyframes, "
+            "references or settings; render again to update it"
+        )
+        stage = "stale"
+    return (
+        f'<div class="progress" data-stage="{stage}"><div class="bar"><span style="width:'
+        f'{100 if current else 0}%"></span></div><div class="progress-text">{escape(text)}'
+        "</div></div>"
+    )
 
 
 def cancelled_note(last: RenderProgress | None) -> str:

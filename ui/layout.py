@@ -10,7 +10,7 @@ import gradio as gr
 from sparkvsr.engines.base import COLOR_FIXES
 from sparkvsr.keyframes import MIN_GAP
 from sparkvsr.references.base import DEFAULT_TASK_PROMPT
-from ui.callbacks import AUTO_MODES, OPEN_OUTPUTS, Studio, progress_html
+from ui.callbacks import AUTO_MODES, DOWNLOAD_LABEL, OPEN_OUTPUTS, Studio, progress_html
 
 STATUS_REFRESH_S = 5.0
 
@@ -236,7 +236,7 @@ def build_blocks(studio: Studio, logo_svg: str = "") -> gr.Blocks:
                     label="Colour correction against the input",
                     elem_id="color-fix",
                 )
-                download = gr.DownloadButton("Download mp4", elem_id="download", interactive=False)
+                download = gr.DownloadButton(DOWNLOAD_LABEL, elem_id="download", interactive=False)
             with gr.Column(scale=6):
                 result_video = gr.Video(
                     label="Restored clip", elem_id="result-video", interactive=False, height=340
@@ -334,16 +334,20 @@ def build_blocks(studio: Studio, logo_svg: str = "") -> gr.Blocks:
             trigger_mode="always_last",
             **computing,
         )
-        # Keyframes and References change the restored frame: each refreshes the preview.
+        # Keyframes and References change the restored frame: each refreshes the preview, and
+        # marks a finished render out of date.
+        result_status = ([state], [progress, download])
         pin.click(studio.toggle_pin, [state, scrubber], keyframe_outputs).then(
             studio.preview_full, preview_inputs, preview_outputs, **computing
-        )
+        ).then(studio.result_status, *result_status, **quiet)
         auto_pick.click(
             studio.auto_pick,
             [state, auto_mode, auto_n, auto_seed, scrubber],
             keyframe_outputs,
             show_progress_on=[gallery],
-        ).then(studio.preview_full, preview_inputs, preview_outputs, **computing)
+        ).then(studio.preview_full, preview_inputs, preview_outputs, **computing).then(
+            studio.result_status, *result_status, **quiet
+        )
         gallery.select(
             studio.select_keyframe,
             [state],
@@ -369,13 +373,17 @@ def build_blocks(studio: Studio, logo_svg: str = "") -> gr.Blocks:
             reference_inputs,
             reference_outputs,
             show_progress_on=[reference_compare],
-        ).then(studio.preview_full, preview_inputs, preview_outputs, **computing)
+        ).then(studio.preview_full, preview_inputs, preview_outputs, **computing).then(
+            studio.result_status, *result_status, **quiet
+        )
         make_all.click(
             studio.make_all_references,
             reference_inputs,
             reference_outputs,
             show_progress_on=[gallery],
-        ).then(studio.preview_full, preview_inputs, preview_outputs, **computing)
+        ).then(studio.preview_full, preview_inputs, preview_outputs, **computing).then(
+            studio.result_status, *result_status, **quiet
+        )
 
         # The cheap preview follows the hand; the release computes the exact frame.
         guidance.input(
@@ -391,8 +399,12 @@ def build_blocks(studio: Studio, logo_svg: str = "") -> gr.Blocks:
             [preview, before_after, error],
             trigger_mode="always_last",
             **computing,
-        ).then(studio.remember_guidance, [state, guidance], None, **quiet)
-        color_fix.input(studio.set_color_fix, [state, color_fix], [error], **quiet)
+        ).then(studio.remember_guidance, [state, guidance], None, **quiet).then(
+            studio.result_status, *result_status, **quiet
+        )
+        color_fix.input(studio.set_color_fix, [state, color_fix], [error], **quiet).then(
+            studio.result_status, *result_status, **quiet
+        )
 
         # "multiple": Render pressed right after Cancel must reach the server (the default
         # "once" drops clicks while the cancelled render finishes its chunk); the handler

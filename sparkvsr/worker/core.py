@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from concurrent.futures import Future
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from sparkvsr import media, workspace
 from sparkvsr.engines import load_engine
@@ -22,7 +23,7 @@ from sparkvsr.errors import EditorError, KeyframeError, ProjectError, SparkVSREr
 from sparkvsr.project import ClipSummary, EngineSettings, Project, safe_join
 from sparkvsr.references import EDITORS, load_editor
 from sparkvsr.references.base import Editor, EditRequest
-from sparkvsr.render import RenderProgress, render_steps
+from sparkvsr.render import RenderProgress, render_fingerprint, render_steps
 from sparkvsr.worker.jobs import DONE, RenderJob, drain
 from sparkvsr.worker.limits import (
     GUIDANCE_RANGE,
@@ -472,7 +473,19 @@ class Worker:
             output_size=output_size(state),
             options=state.restore_options(),
             crf=state.output.crf,
+            **self._result(session.project),
         )
+
+    def _result(self, project: Project) -> dict[str, Any]:
+        """The project's last complete render and whether the current settings would redo it."""
+        render = project.state.render
+        if render is None or not render.complete or not render.output:
+            return {}
+        output = Path(render.output)
+        if not output.is_file() or not output.is_relative_to(project.folder):
+            return {}
+        current = render.fingerprint == render_fingerprint(project.state, self.engine)
+        return {"result": str(output.relative_to(project.folder)), "result_current": current}
 
     def _editor_availability(self) -> tuple[EditorAvailability, ...]:
         """Each editor's availability (editors are built once and kept, like in ``_editor``)."""

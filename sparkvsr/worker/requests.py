@@ -99,7 +99,10 @@ class SessionInfo:
     """An open session: its project, clip, keyframes, References and render settings.
 
     output_size: (width, height) of References and restored frames; options: the engine
-    options renders use (``options.guidance`` equals ``guidance``).
+    options renders use (``options.guidance`` equals ``guidance``). result: the last complete
+    render's clip, relative to the project folder ("" = none; fetch it with ``get_file``);
+    result_current: it was rendered from the project's current settings (else it is out of
+    date: keyframes, References or settings changed since).
     """
 
     session_id: str
@@ -112,6 +115,8 @@ class SessionInfo:
     output_size: tuple[int, int]
     options: RestoreOptions
     crf: int
+    result: str = ""
+    result_current: bool = False
 
 
 @dataclass(frozen=True)
