@@ -678,6 +678,15 @@ def _run_eval(args) -> int:
 # --- edit --------------------------------------------------------------------------------------
 
 
+def fit_line(fit) -> str:
+    """One line saying how well a Reference fits its frame (``ReferenceFit``)."""
+    return (
+        f"fit: {fit.verdict} ({fit.psnr:.1f} dB against the frame, moved {fit.shift:.1f} px, "
+        f"colour change {fit.colour_change:.1f}, {fit.disagreement:.0%} differs, "
+        f"weight {fit.weight:.2f}): {fit.message}"
+    )
+
+
 def _add_edit(commands, name: str) -> None:
     from sparkvsr.references import EDITORS
     from sparkvsr.references.base import DEFAULT_TASK_PROMPT
@@ -772,6 +781,8 @@ def _run_edit(args) -> int:
         f"wrote {args.output} ({target[0]}x{target[1]}, frame {args.frame}, {args.editor}, "
         f"hash {reference.content_hash[:12]})"
     )
+    if reference.provenance.fit is not None:
+        print(fit_line(reference.provenance.fit))
     return 0
 
 

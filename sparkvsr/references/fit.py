@@ -132,7 +132,7 @@ STRUCTURE_SIGMA = 2.0
 DISAGREE_LOW, DISAGREE_HIGH = 4.0, 10.0
 # A mean colour change below this (levels) is an upscaler's rounding, not a grade: engines keep
 # such a Reference as it is (exactly reproduced at its keyframe).
-COLOUR_NEGLIGIBLE = 1.0
+COLOUR_NEGLIGIBLE = 0.3
 RECOLOURED = 3.0  # mean colour change (levels) from which a Reference counts as recoloured
 SHIFTED = 0.75  # corrected motion (HR pixels) from which a Reference counts as shifted
 DIFFERENT = 0.3  # share of disagreeing pixels from which the content counts as different
