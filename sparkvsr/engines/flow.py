@@ -800,7 +800,8 @@ class _Propagation:
         keyframe's weight (the user's, or automatic from the fit) times that confidence; the
         residual and the offset are scaled by it, so the keyframe itself shows the same.
         """
-        maps = fit.assess(reference, self._lr_u8(k))
+        lr = self._lr_u8(k)
+        maps = fit.assess(reference, lr, down=lr_offset + self._lr(k))
         weight = maps.fit.weight if chosen.weight is None else chosen.weight
         # a colour change below fit.COLOUR_NEGLIGIBLE is rounding (an upscaler's Reference):
         # left alone, so a Reference that fits is reproduced exactly at its keyframe
