@@ -719,7 +719,7 @@ class _Propagation:
             seed = of.compose(step_nm, track.states[m].to_key)
             from_key = of.compose(track.tip_from_key, step_mn)
         to_key = self.refine(self._gray(n), self._gray(k), seed)
-        mask = of.forward_backward_mask(to_key, from_key)
+        mask = of.forward_backward_mask(to_key, from_key, soft=True)
         aligned = of.warp(self._lr(k), to_key)
         confidence = of.agreement(
             aligned, self._lr(n), self.settings.agreement_sigma, self.settings.agreement_window
