@@ -147,11 +147,11 @@ def case_sar(repo: Path, tmp: Path) -> Result:
     return err <= 0.01, f"DAR source {float(want):.3f}, output {float(got):.3f} (SAR {b.sar})"
 
 
-def _colour(case_name: str) -> Callable[[Path, Path], Result]:
+def _colour(case_name: str, *extra: str, suffix: str = ".mp4") -> Callable[[Path, Path], Result]:
     def case(repo: Path, tmp: Path) -> Result:
         src = mc.make_colour(tmp / f"{case_name}.mp4", case_name)
-        out = tmp / f"{case_name}_out.mp4"
-        run = restore(repo, src, out, "--scale", "4")
+        out = tmp / f"{case_name}_out{suffix}"
+        run = restore(repo, src, out, "--scale", "4", *extra)
         if run.code:
             return False, failed(run)
         _, a = mc.read_video(src, 3)
@@ -159,6 +159,11 @@ def _colour(case_name: str) -> Callable[[Path, Path], Result]:
         err = np.abs(mc.patch_means(a[2]) - mc.patch_means(b[2])).max()
         tags = b_info.tags
         text = f"max patch error {err:.1f} levels; out {b_info.pix_fmt} {tags['matrix']}/{tags['range']}/{tags['primaries']}/{tags['transfer']}"
+        if "--tonemap" in extra:
+            grey = mc.patch_means(b[2])[3].mean()
+            sdr = tags["transfer"] == "bt709" and b_info.pix_fmt == "yuv420p"
+            said = "tone-mapped" in notes(run)
+            return sdr and said, text + f"; PQ grey (94 nits) -> {grey:.0f}; said={said}"
         if case_name == "pq":
             kept = "2084" in tags["transfer"].upper() or "PQ" in tags["transfer"].upper()
             said = "HDR" in notes(run) or "PQ" in notes(run)
@@ -273,12 +278,15 @@ CASES: dict[str, Callable[[Path, Path], Result]] = {
     "AVI H.264 B-frames, 23.976": _avi("libx264", "24000/1001", 24000 / 1001),
     "audio -0.5 s / +0.5 s (mp4)": _offsets(mc.make_audio_offsets, "offsets.mp4"),
     "MPEG-TS, audio +0.3 s": _offsets(mc.make_ts_offsets, "offsets.ts"),
+    "MPEG-PS (DVD), audio +0.5 s": _offsets(mc.make_ps_offsets, "offsets.mpg"),
     "SAR 32:27": case_sar,
     "BT.709 limited": _colour("bt709"),
     "BT.601": _colour("bt601"),
     "full range": _colour("full-range"),
     "10-bit": _colour("10-bit"),
     "PQ (HDR10)": _colour("pq"),
+    "PQ --tonemap": _colour("pq", "--tonemap"),
+    "10-bit --codec h265 (.mkv)": _colour("10-bit", "--codec", "h265", suffix=".mkv"),
     "interlaced tff": case_interlaced,
     "5.1 AAC -> mp4": _surround("aac", "aac51.mp4", "aac51_out.mp4"),
     "5.1 PCM -> mp4": _surround("pcm_s16le", "pcm51.mov", "pcm51_out.mp4"),

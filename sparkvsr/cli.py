@@ -81,8 +81,29 @@ def _run_probe(args) -> int:
     print(f"  video   {info.codec} {info.pix_fmt}, {info.width}x{info.height}, {rate}")
     print(f"  frames  {info.num_frames} ({info.duration:.3f} s), rotation {info.rotation}")
     print(f"  I-frames {len(info.iframes)}: {_short_list(info.iframes)}")
-    for audio in info.audio:
-        print(f"  audio   #{audio.index} {audio.codec} {audio.sample_rate} Hz x{audio.channels}")
+    summary_colour = summary["colour"]
+    print(
+        f"  shape   SAR {summary['sar']}, DAR {summary['dar']}, {info.field_order}"
+        + (" (interlaced)" if info.interlaced else "")
+        + (", alpha" if info.alpha else "")
+    )
+    print(
+        f"  colour  {summary_colour['matrix']} {summary_colour['range']}, primaries "
+        f"{summary_colour['primaries']}, transfer {summary_colour['transfer']}, "
+        f"{summary_colour['bit_depth']}-bit"
+        + (f", HDR {info.colour.hdr.upper()}" if info.colour.hdr else "")
+    )
+    for stream in info.streams:
+        extra = ""
+        audio = next((a for a in info.audio if a.index == stream.index), None)
+        if audio is not None:
+            extra = f" {audio.sample_rate} Hz {audio.layout or f'x{audio.channels}'}"
+        tags = ", ".join(t for t in (stream.language, stream.title, *stream.disposition) if t)
+        start = f", starts {stream.start:+.3f} s" if stream.start is not None else ""
+        print(
+            f"  {stream.kind:<7} #{stream.index} {stream.codec}{extra}{f' ({tags})' if tags else ''}{start}"
+        )
+    print(f"  video starts {info.start:+.3f} s")
     return 0
 
 
@@ -174,6 +195,11 @@ def _add_restore(commands, name: str) -> None:
         action="store_true",
         help="resample anamorphic sources (e.g. DVD 16:9) to square pixels; by default their "
         "pixel aspect is kept, so the picture shows at the same shape either way",
+    )
+    p.add_argument(
+        "--tonemap",
+        action="store_true",
+        help="HDR (PQ, HLG) sources: tone-map to SDR BT.709 (default: keep HDR, 10-bit, tagged)",
     )
     p.add_argument(
         "--keep-fields",
@@ -273,7 +299,7 @@ def _run_restore(args) -> int:
     from sparkvsr.render import render_clip
 
     # 1. Check everything cheap before loading a model: the clip, the output, the keyframes.
-    clip = open_clip(args.input, deinterlace=not args.keep_fields)
+    clip = open_clip(args.input, deinterlace=not args.keep_fields, tonemap=args.tonemap)
     options, scale_note = _working_options(args, clip)
     _check_output(args, clip, options)
     ref_files = _parse_refs(args.ref)
@@ -369,10 +395,10 @@ def _run_restore_in_project(args) -> int:
     # 1. Check everything cheap before loading a model.
     if args.lossless:
         raise ProjectError("--lossless cannot be combined with --project (projects write H.264)")
-    if args.codec != "h264" or args.square_pixels or args.keep_fields:
+    if args.codec != "h264" or args.square_pixels or args.keep_fields or args.tonemap:
         raise ProjectError(
-            "--codec, --square-pixels and --keep-fields are not stored in projects yet; run "
-            "without --project to use them"
+            "--codec, --square-pixels, --keep-fields and --tonemap are not stored in projects "
+            "yet; run without --project to use them"
         )
     ref_files = _parse_refs(args.ref)
     with open_clip(args.input) as clip:

@@ -270,6 +270,7 @@ def render_clip(
             lossless=lossless,
             codec=codec,
             square_pixels=square_pixels,
+            tonemapped=source.tonemap,
             notes=source.notes,
             x264_params=DETERMINISTIC_X264 if codec == "h264" else "",
         ) as writer:

@@ -91,6 +91,17 @@ def make_ts_offsets(path: Path) -> Path:
     return path
 
 
+def make_ps_offsets(path: Path) -> Path:
+    """MPEG-2 program stream (DVD-like .mpg, start time ~0.5 s) with MP2 audio 0.5 s late."""
+    ffmpeg(
+        "-f", "lavfi", "-i", "testsrc=size=64x48:rate=25:duration=1.5",
+        "-itsoffset", "0.5", "-f", "lavfi", "-i", "sine=f=440:d=1:r=48000",
+        "-map", "0:v", "-map", "1:a", "-c:v", "mpeg2video", "-c:a", "mp2", "-f", "vob",
+        str(path),
+    )  # fmt: skip
+    return path
+
+
 def make_sar(path: Path) -> Path:
     """Anamorphic SD: 64x48 coded, 32:27 sample aspect (display 16:9 at 720x480 proportions)."""
     ffmpeg(
@@ -311,16 +322,31 @@ def patch_means(frame: np.ndarray) -> np.ndarray:
 
 
 def audio_starts(path: Path) -> list[float]:
-    """Each audio stream's first decoded sample time minus the first video frame's time (s)."""
+    """Each audio stream's sound onset (first sample louder than 0.02) minus the first video
+    frame's time, in seconds: what a viewer hears against what they see. (An encoder's priming
+    samples come before the sound and are not counted.)"""
     video = read_video(path, keep=0)[0].times[0]
     starts = []
     with av.open(str(path)) as container:
         for stream in container.streams.audio:
+            onset = None
             for frame in container.decode(stream):
-                starts.append(float(frame.pts * frame.time_base) - video)
-                break
+                loud = np.flatnonzero(np.abs(frame.to_ndarray()).max(axis=0) > 0.02 * _full(frame))
+                if len(loud):
+                    first = (
+                        loud[0] if frame.format.is_planar else loud[0] // frame.layout.nb_channels
+                    )
+                    onset = float(frame.pts * frame.time_base) + first / frame.sample_rate
+                    break
+            starts.append(onset - video if onset is not None else float("nan"))
             container.seek(0)
     return starts
+
+
+def _full(frame: av.AudioFrame) -> float:
+    """Full scale of a frame's samples (1 for float formats, 2^(bits-1) for integers)."""
+    name = frame.format.name.rstrip("p")
+    return {"s16": 32768.0, "s32": 2.0**31, "u8": 128.0}.get(name, 1.0)
 
 
 def audio_streams(path: Path) -> list[dict]:

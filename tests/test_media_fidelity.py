@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from sparkvsr import cli
+from sparkvsr.engines.base import RestoreOptions
 from sparkvsr.media import probe
 from sparkvsr.media.timing import measure_rate, plan_timing
 from tests import media_corpus as mc
@@ -80,9 +81,16 @@ def test_cfr_output_timestamps_are_exact_multiples_of_the_rational_rate():
 # --- sync --------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("maker", [mc.make_audio_offsets, mc.make_ts_offsets])
-def test_audio_offsets_to_the_first_video_frame_are_kept(tmp_path, capsys, maker):
-    src = maker(tmp_path / ("in.ts" if maker is mc.make_ts_offsets else "in.mp4"))
+@pytest.mark.parametrize(
+    ("maker", "name"),
+    [
+        (mc.make_audio_offsets, "in.mp4"),
+        (mc.make_ts_offsets, "in.ts"),
+        (mc.make_ps_offsets, "in.mpg"),
+    ],
+)
+def test_audio_offsets_to_the_first_video_frame_are_kept(tmp_path, capsys, maker, name):
+    src = maker(tmp_path / name)
     want = mc.audio_starts(src)
     code, err = restore(capsys, src, tmp_path / "out.mp4")
     assert code == 0, err
@@ -139,6 +147,29 @@ def test_colours_of_flat_patches_survive_within_4_levels_read_by_the_tags(tmp_pa
         assert "HDR" in notes(err.err)
     if case == "bt601":
         assert result.tags["matrix"] == "smpte170m"  # the source's own matrix, tagged
+
+
+def test_pq_tonemapped_on_request_is_sdr_bt709_and_said(tmp_path, capsys):
+    src = mc.make_colour(tmp_path / "pq.mp4", "pq")
+    out = tmp_path / "out.mp4"
+    code, err = restore(capsys, src, out, "--tonemap")
+    assert code == 0, err
+    result, frames = mc.read_video(out, 3)
+    assert result.pix_fmt == "yuv420p"
+    assert (result.tags["transfer"], result.tags["primaries"]) == ("bt709", "bt709")
+    assert "tone-mapped" in notes(err)
+    grey = mc.patch_means(frames[2])[3]  # PQ 128/255 is ~94 nits: mid grey on SDR, not white
+    assert 150 < grey.mean() < 210 and np.ptp(grey) < 6
+
+
+def test_h265_keeps_10_bit_and_the_tags(tmp_path, capsys):
+    src = mc.make_colour(tmp_path / "deep.mp4", "10-bit")
+    code, err = restore(capsys, src, tmp_path / "out.mkv", "--codec", "h265")
+    assert code == 0, err
+    result, frames = mc.read_video(tmp_path / "out.mkv", 3)
+    _, source = mc.read_video(src, 3)
+    assert result.pix_fmt == "yuv420p10le" and result.tags["matrix"] == "bt709"
+    assert np.abs(mc.patch_means(source[2]) - mc.patch_means(frames[2])).max() <= 4
 
 
 # --- interlaced --------------------------------------------------------------------------------
@@ -229,16 +260,21 @@ def test_alpha_is_dropped_with_a_note(tmp_path, capsys):
     assert "alpha" in notes(err)
 
 
-def test_notes_reach_the_project_manifest(tmp_path, capsys):
-    src = mc.make_opus(tmp_path / "opus.mkv")
-    project = tmp_path / "project"
-    code = cli.main(["restore", str(src), "-o", str(tmp_path / "out.mov"), "--scale", "2",
-                     "--project", str(project)])  # fmt: skip
-    assert code == 0, capsys.readouterr().err
-    from sparkvsr.project import Project
+def test_notes_reach_the_cli_the_studio_progress_and_the_project_manifest(tmp_path, capsys):
+    from sparkvsr.engines import load_engine
+    from sparkvsr.project import OutputSettings, Project
+    from sparkvsr.render import ensure_project, render_project
 
-    render = Project.open(project).state.render
-    assert render.complete and any("AAC" in note for note in render.notes)
+    src = mc.make_opus(tmp_path / "opus.mkv")
+    engine = load_engine("flow")
+    output = OutputSettings(path=str(tmp_path / "out.mov"))
+    project = ensure_project(tmp_path / "p", src, engine, RestoreOptions(scale=2), output)
+    updates = []
+    result = render_project(engine, project, progress=updates.append)
+    assert any("AAC" in note for note in result.notes)  # what the CLI prints
+    assert updates[-1].stage == "done" and "AAC" in updates[-1].message  # the studio shows it
+    render = Project.open(tmp_path / "p").state.render  # and the manifest keeps it
+    assert render.complete and render.notes == result.notes
 
 
 # --- guards ------------------------------------------------------------------------------------

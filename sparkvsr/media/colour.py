@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import av
+import numpy as np
 from av.video.reformatter import ColorRange, Colorspace
 
 # AVColorSpace -> (name, the matrix swscale converts with)
@@ -189,3 +190,58 @@ def output_colour(source: ColourInfo, codec: str) -> tuple[OutputColour, list[st
             "work in 8-bit RGB, so the extra precision carries no new detail"
         )
     return OutputColour(pix_fmt, matrix, primaries, transfer), notes
+
+
+# --- HDR to SDR ------------------------------------------------------------------------------
+
+SDR_WHITE_NITS = 203.0  # ITU-R BT.2408: HDR reference white maps to SDR 100%
+HDR_PEAK_NITS = 1000.0  # HLG's nominal display peak (its OOTF)
+TONEMAP_KNEE = 0.8  # of SDR white: below it light is kept, above it rolls off
+# Linear BT.2020 RGB -> linear BT.709 RGB (ITU-R BT.2087).
+BT2020_TO_BT709 = np.array(
+    [[1.6605, -0.5876, -0.0728], [-0.1246, 1.1329, -0.0083], [-0.0182, -0.1006, 1.1187]],
+    np.float32,
+)
+
+
+def hdr_to_nits(signal: np.ndarray, kind: str) -> np.ndarray:
+    """Non-linear HDR RGB ``[..., 3]`` in [0, 1] -> display light in nits (PQ: SMPTE ST 2084
+    EOTF; HLG: ARIB STD-B67 inverse OETF and the BT.2100 OOTF at a 1000-nit display)."""
+    e = np.clip(signal, 0.0, 1.0)
+    if kind == "pq":
+        m1, m2 = 2610 / 16384, 2523 / 4096 * 128
+        c1, c2, c3 = 3424 / 4096, 2413 / 4096 * 32, 2392 / 4096 * 32
+        p = np.power(e, 1 / m2)
+        return 10000.0 * np.power(np.maximum(p - c1, 0) / (c2 - c3 * p), 1 / m1)
+    a, b, c = 0.17883277, 0.28466892, 0.55991073
+    scene = np.where(e <= 0.5, e * e / 3, (np.exp((e - c) / a) + b) / 12)
+    luma = scene @ np.array([0.2627, 0.6780, 0.0593], np.float32)
+    return HDR_PEAK_NITS * scene * np.power(np.maximum(luma, 1e-6), 0.2)[..., None]
+
+
+def tonemap_to_sdr(signal: np.ndarray, kind: str) -> np.ndarray:
+    """HDR (``kind`` "pq" or "hlg", BT.2020) RGB ``[H, W, 3]`` float in [0, 1] -> SDR BT.709
+    RGB ``[H, W, 3]`` uint8 for a gamma-2.4 display: light up to 80% of reference white (203
+    nits = SDR 100%) is kept as it is, brighter light rolls off smoothly towards 100% (slope 1
+    at the knee, so no visible seam), applied to the brightest channel so hues are kept; BT.2020
+    colours are mapped into BT.709."""
+    light = hdr_to_nits(signal.astype(np.float32), kind) / SDR_WHITE_NITS
+    light = np.maximum(light @ BT2020_TO_BT709.T, 0)
+    peak = np.maximum(light.max(axis=-1, keepdims=True), 1e-6)
+    knee = TONEMAP_KNEE
+    rolled = knee + (1 - knee) * (1 - np.exp(-(peak - knee) / (1 - knee)))
+    mapped = np.where(peak <= knee, peak, rolled)
+    sdr = np.clip(light * (mapped / peak), 0, 1)
+    return np.round(np.power(sdr, 1 / 2.4) * 255).astype(np.uint8)
+
+
+def hdr_to_rgb(frame: av.VideoFrame, colour: ColourInfo) -> np.ndarray:
+    """A decoded HDR frame tone-mapped to SDR BT.709 ``[H, W, 3]`` uint8 (16-bit on the way)."""
+    deep = frame.reformat(
+        format="rgb48le",
+        src_colorspace=colour.decode_matrix(frame.height),
+        dst_colorspace=colour.decode_matrix(frame.height),
+        src_color_range=ColorRange.JPEG if colour.full_range else ColorRange.MPEG,
+        dst_color_range=ColorRange.JPEG,
+    ).to_ndarray()
+    return tonemap_to_sdr(deep.astype(np.float32) / 65535.0, colour.hdr)

@@ -17,7 +17,7 @@ import numpy as np
 
 from sparkvsr.errors import MediaError
 from sparkvsr.frames import check_range
-from sparkvsr.media.colour import frame_to_rgb
+from sparkvsr.media.colour import frame_to_rgb, hdr_to_rgb
 from sparkvsr.media.images import read_image
 from sparkvsr.media.probing import ClipInfo, ffmpeg_reason, image_files, open_container, probe
 
@@ -31,9 +31,10 @@ class Clip:
     before the window. ``frames_decoded`` counts decoded frames, so tests can check the cost.
     """
 
-    def __init__(self, info: ClipInfo, *, deinterlace: bool = True):
+    def __init__(self, info: ClipInfo, *, deinterlace: bool = True, tonemap: bool = False):
         self.info = info
         self.deinterlace = deinterlace and info.interlaced
+        self.tonemap = tonemap and bool(info.colour.hdr)
         self.frames_decoded = 0
         self._container: av.container.InputContainer | None = None
         self._decoder: Iterator[av.VideoFrame] | None = None
@@ -56,7 +57,8 @@ class Clip:
     def identity(self) -> str:
         stat = Path(self.info.path).stat()
         fields = ":fields" if self.info.interlaced and not self.deinterlace else ""
-        return f"{Path(self.info.path).resolve()}:{stat.st_size}:{stat.st_mtime_ns}{fields}"
+        sdr = ":sdr" if self.tonemap else ""
+        return f"{Path(self.info.path).resolve()}:{stat.st_size}:{stat.st_mtime_ns}{fields}{sdr}"
 
     def read(self, start: int, stop: int) -> np.ndarray:
         """Frames ``start <= i < stop`` as ``[N, H, W, 3]`` uint8 RGB, as displayed."""
@@ -86,6 +88,11 @@ class Clip:
             )
         elif self.info.interlaced:
             notes.append("interlaced source: fields kept as they are (no deinterlacing)")
+        if self.tonemap:
+            notes.append(
+                f"HDR source ({self.info.colour.hdr.upper()}, BT.2020) tone-mapped to SDR BT.709 "
+                "(reference white 203 nits = 100%, highlights rolled off); the output is 8-bit SDR"
+            )
         if self.info.alpha:
             notes.append(
                 f"the source's alpha channel ({self.info.pix_fmt}) is dropped: restored frames "
@@ -185,15 +192,20 @@ class Clip:
         self._seeked_at = seek_frame
 
     def _to_rgb(self, frame: av.VideoFrame) -> np.ndarray:
-        rgb = frame_to_rgb(frame, self.info.colour).to_ndarray()
+        if self.tonemap:
+            rgb = hdr_to_rgb(frame, self.info.colour)
+        else:
+            rgb = frame_to_rgb(frame, self.info.colour).to_ndarray()
         turns = self.info.rotation // 90
         return np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb
 
 
-def open_clip(path: str | os.PathLike, *, deinterlace: bool = True) -> Clip:
+def open_clip(path: str | os.PathLike, *, deinterlace: bool = True, tonemap: bool = False) -> Clip:
     """Probe ``path`` (a video file or a folder of images) and return a Clip to read from.
-    ``deinterlace``: interlaced sources are deinterlaced (bwdif) unless False (fields kept)."""
-    return Clip(probe(path), deinterlace=deinterlace)
+    ``deinterlace``: interlaced sources are deinterlaced (bwdif) unless False (fields kept).
+    ``tonemap``: HDR (PQ, HLG) sources are read tone-mapped to SDR BT.709 (default: as they are,
+    so the output stays HDR)."""
+    return Clip(probe(path), deinterlace=deinterlace, tonemap=tonemap)
 
 
 def _deinterlaced(

@@ -121,13 +121,15 @@ class VideoWriter:
         codec: str = "h264",
         square_pixels: bool = False,
         lossless: bool = False,
+        tonemapped: bool = False,
         notes: Sequence[str] = (),
         **options,
     ) -> VideoWriter:
         """A writer that keeps ``info``'s timing (VFR exactly, CFR at its exact rate), the offset
         of every copied stream, display aspect, colour (matrix, range, transfer, primaries, bit
         depth, HDR) and tracks (audio layouts, languages, subtitles where the container holds
-        them)."""
+        them). ``tonemapped``: the frames are HDR already mapped to SDR (``Clip(tonemap=True)``),
+        so the output is SDR BT.709."""
         path = Path(path)
         if path.is_dir() or not path.suffix:  # PNG frames: pictures only
             dropped = [f"{s.kind} #{s.index}" for s in info.streams if s.kind != "data"]
@@ -139,6 +141,8 @@ class VideoWriter:
         starts = [s.start for s in info.streams if s.index in copied and s.start is not None]
         timing = plan_timing(info.frame_times, info.time_base, info.frame_rate, info.vfr, starts)
         colour, colour_notes = output_colour(info.colour, CODEC_NAMES[codec])
+        if tonemapped:
+            colour, colour_notes = SDR_BT709, []
         if lossless:
             colour_notes = []  # FFV1 here is RGB: nothing to tag or narrow
         aspect = info.dar if info.sar != 1 else None
