@@ -131,7 +131,11 @@ def compose(flow_ab: np.ndarray, flow_bc: np.ndarray) -> np.ndarray:
 
 
 def forward_backward_mask(
-    flow_ab: np.ndarray, flow_ba: np.ndarray, alpha: float = 0.01, beta: float = 1.0
+    flow_ab: np.ndarray,
+    flow_ba: np.ndarray,
+    alpha: float = 0.01,
+    beta: float = 1.0,
+    soft: bool = False,
 ) -> np.ndarray:
     """1 where a -> b and back lands where it started, 0 where it does not (occlusions): ``[H, W]``.
 
@@ -143,7 +147,10 @@ def forward_backward_mask(
     excess = cv2.pow(cv2.add(flow_ab, back), 2)
     excess = cv2.scaleAdd(cv2.pow(flow_ab, 2), -alpha, excess)
     excess = cv2.scaleAdd(cv2.pow(back, 2), -alpha, excess)
-    return (_channel_sum(excess) < beta).astype(np.float32)
+    if not soft:
+        return (_channel_sum(excess) < beta).astype(np.float32)
+    # 1 up to beta, falling linearly to 0 at 2 beta: no hard edge where trust ends
+    return np.clip(2.0 - _channel_sum(excess) * np.float32(1.0 / beta), 0.0, 1.0)
 
 
 def agreement(aligned: np.ndarray, target: np.ndarray, sigma: float, window: int) -> np.ndarray:

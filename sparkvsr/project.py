@@ -142,7 +142,10 @@ class OutputSettings:
     crf:     H.264 / H.265 constant rate factor (lower = better, 18 is visually lossless).
     codec:   one of ``OUTPUT_CODECS``; preset: the x264/x265 speed preset.
     audio:   copy the source's audio tracks (False: video only).
-    ten_bit: write 10-bit 4:2:0 (H.264 / H.265) instead of 8-bit.
+    ten_bit: write 10-bit 4:2:0 (H.264 / H.265) instead of following the source's depth.
+    square_pixels: resample anamorphic sources to square pixels.
+    deinterlace: read interlaced sources deinterlaced (False keeps the fields).
+    tonemap: read HDR sources tone-mapped to SDR BT.709 (False keeps HDR).
     """
 
     path: str = DEFAULT_OUTPUT
@@ -151,6 +154,9 @@ class OutputSettings:
     preset: str = "fast"
     audio: bool = True
     ten_bit: bool = False
+    square_pixels: bool = False
+    deinterlace: bool = True
+    tonemap: bool = False
 
     def __post_init__(self) -> None:
         if not 0 <= self.crf <= 51:
@@ -188,6 +194,7 @@ class RenderState:
     chunks: tuple[ChunkEntry, ...] = ()
     complete: bool = False
     output: str = ""
+    notes: tuple[str, ...] = ()  # what the output changed or dropped (media notes), when complete
 
     @property
     def resume_frame(self) -> int:
@@ -507,8 +514,9 @@ class Project:
         for entry in render.chunks:
             yield entry.start, self.load_chunk(entry)
 
-    def finish_render(self, output: str | os.PathLike) -> ProjectState:
-        """Mark the current render complete, its clip written to ``output``."""
+    def finish_render(self, output: str | os.PathLike, notes: tuple[str, ...] = ()) -> ProjectState:
+        """Mark the current render complete, its clip written to ``output``; ``notes``: what
+        the user should know about the output (re-encoded or dropped tracks, HDR, ...)."""
         with self._lock:
             render = self._require_render()
             if render.resume_frame != self._state.clip.num_frames:
@@ -516,7 +524,7 @@ class Project:
                     f"render is not finished: frames {render.resume_frame} to "
                     f"{self._state.clip.num_frames - 1} are missing"
                 )
-            done = replace(render, complete=True, output=str(output))
+            done = replace(render, complete=True, output=str(output), notes=tuple(notes))
             return self._commit(replace(self._state, render=done))
 
     def chunk_log(self) -> list[tuple[int, int, str]]:
@@ -690,6 +698,7 @@ def _state_from_dict(data: Mapping[str, Any]) -> ProjectState:
             ),
             complete=bool(render_data["complete"]),
             output=str(render_data.get("output", "")),
+            notes=tuple(str(n) for n in render_data.get("notes", ())),
         )
     return ProjectState(
         clip=clip,

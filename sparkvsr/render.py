@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import asdict, dataclass, replace
@@ -111,6 +112,18 @@ def render_fingerprint(state: ProjectState, engine: Engine) -> str:
         "options": asdict(state.restore_options()),
         "references": used,
     }
+    # How frames are read changes them; listed only when not the default, so the fingerprints
+    # of projects made before these settings existed stay the same.
+    # The encoding ones change the final clip (not the chunks), so a change re-renders.
+    out = state.output
+    read = {
+        "deinterlace": out.deinterlace,
+        "tonemap": out.tonemap,
+        "codec": out.codec,
+        "square_pixels": out.square_pixels,
+    }
+    if read != {"deinterlace": True, "tonemap": False, "codec": "h264", "square_pixels": False}:
+        settings["read"] = read
     text = json.dumps(settings, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
@@ -151,9 +164,20 @@ def render_steps(
     start = render.resume_frame
     rendered = 0
 
-    with media.open_clip(state.clip.path) as clip:
+    settings = state.output
+    reading = {"deinterlace": settings.deinterlace, "tonemap": settings.tonemap}
+    with media.open_clip(state.clip.path, **reading) as clip:
         _check_clip_unchanged(project, clip)
         check_references(clip, references, options.scale)
+        media.check_output(
+            clip.info.path,
+            out_path,
+            output_size(clip.info, options),
+            total,
+            source_size=clip.size,
+            codec=settings.codec if settings.codec in media.CODECS else "h264",
+            lossless=settings.codec == "ffv1",
+        )
 
         # 3. restore from the first unfinished frame, saving every chunk
         if start < total:
@@ -190,11 +214,13 @@ def render_steps(
         # 4. assemble the saved chunks into the final clip
         raise_if_cancelled(cancel)
         _emit(progress, RenderProgress("assemble", total, total, rendered, resumed, "encoding"))
-        notes = _assemble(project, clip.info, out_path, state.output)
+        notes = _assemble(project, clip, out_path, settings)
 
-    # 5. mark the render complete
-    project.finish_render(out_path)
-    done = RenderProgress("done", total, total, rendered, resumed, output=str(out_path))
+    # 5. mark the render complete (the notes go into the manifest)
+    project.finish_render(out_path, notes)
+    done = RenderProgress(
+        "done", total, total, rendered, resumed, "; ".join(notes), output=str(out_path)
+    )
     _emit(progress, done)
     yield done
     return RenderResult(out_path, total, rendered, resumed, start, notes=notes)
@@ -226,6 +252,8 @@ def render_clip(
     *,
     crf: int = 18,
     lossless: bool = False,
+    codec: str = "h264",
+    square_pixels: bool = False,
     progress: ProgressCallback | None = None,
     cancel: CancelFn | None = None,
 ) -> RenderResult:
@@ -233,8 +261,10 @@ def render_clip(
 
     ``clip``: a path, or a Clip already open (so it is not probed again). ``references``:
     ``{frame: [H*scale, W*scale, 3] uint8}``. ``output``: .mp4/.mov/.mkv, or a folder for PNG
-    frames; ``lossless`` writes FFV1 (.mkv) or PNGs. Memory depends on the chunk size, not the
-    clip length.
+    frames; ``lossless`` writes FFV1 (.mkv) or PNGs; ``codec``: "h264" or "h265";
+    ``square_pixels``: anamorphic sources are resampled to square pixels (else their sample
+    aspect ratio is kept). The output is checked (not the source, encodable size, writable, disk
+    space) before the engine starts. Memory depends on the chunk size, not the clip length.
     """
     output = Path(output)
     owned = not isinstance(clip, media.Clip)
@@ -242,11 +272,28 @@ def render_clip(
     try:
         total = source.num_frames
         check_references(source, references, options.scale)
+        media.check_output(
+            source.info.path,
+            output,
+            output_size(source.info, options),
+            total - options.start,
+            source_size=source.size,
+            codec=codec,
+            lossless=lossless,
+        )
         counts = [0]
         engine_progress = _forward_engine_progress(progress, options.start, total, 0, counts)
         rendered = 0
         with media.VideoWriter.like(
-            output, source.info, crf=crf, lossless=lossless, x264_params=DETERMINISTIC_X264
+            output,
+            source.info,
+            crf=crf,
+            lossless=lossless,
+            codec=codec,
+            square_pixels=square_pixels,
+            tonemapped=source.tonemap,
+            notes=source.notes,
+            x264_params=DETERMINISTIC_X264 if codec == "h264" else "",
         ) as writer:
             chunks = engine.restore(
                 source, references, options, progress=engine_progress, cancel=cancel
@@ -266,7 +313,8 @@ def render_clip(
     finally:
         if owned:
             source.close()
-    _emit(progress, RenderProgress("done", total, total, rendered, output=str(output)))
+    done = RenderProgress("done", total, total, rendered, message="; ".join(notes))
+    _emit(progress, replace(done, output=str(output)))
     return RenderResult(output, total - options.start, rendered, 0, options.start, notes=notes)
 
 
@@ -314,6 +362,22 @@ def _engine_model(engine: Engine) -> str:
         return engine.status().model
     except Exception:  # a status failure must not block a render; the name still counts
         return ""
+
+
+def output_size(info: media.ClipInfo, options: RestoreOptions) -> tuple[int, int]:
+    """The size of the frames the engine hands over: ``output_size``, else scale x the clip."""
+    return options.output_size or (info.width * options.scale, info.height * options.scale)
+
+
+def working_scale(engine: str, options: RestoreOptions, size: tuple[int, int]) -> int:
+    """The scale an engine should work at for ``options``: with an ``output_size`` below
+    ``scale`` x the clip ``size`` (width, height), the smallest integer scale that still
+    reaches it, so memory and time follow the output size. The ``dit`` model is trained for
+    its scale and keeps it."""
+    if options.output_size is None or engine == "dit":
+        return options.scale
+    need = max(options.output_size[0] / size[0], options.output_size[1] / size[1])
+    return max(1, min(options.scale, math.ceil(need - 1e-9)))
 
 
 def _output_path(project: Project, output: str | os.PathLike | None) -> Path:
@@ -395,8 +459,8 @@ def _emit(progress: ProgressCallback | None, update: RenderProgress) -> None:
 
 
 def writer_options(settings: OutputSettings, out_path: Path) -> dict:
-    """``VideoWriter`` keyword options for a project's output settings (the codec must match
-    the output's suffix: ``OUTPUT_SUFFIX``)."""
+    """``VideoWriter.like`` keyword options for a project's output settings (the codec must
+    match the output's suffix: ``OUTPUT_SUFFIX``)."""
     suffix = OUTPUT_SUFFIX[settings.codec]
     if suffix and out_path.suffix.lower() != suffix:
         raise ProjectError(
@@ -404,28 +468,40 @@ def writer_options(settings: OutputSettings, out_path: Path) -> dict:
         )
     if settings.codec == "ffv1":
         return {"lossless": True}
-    if settings.codec != "h264" or settings.ten_bit:
-        supported = getattr(media, "CODECS", {"h264": None})
-        if settings.codec not in supported or settings.ten_bit:
-            raise MediaError(
-                f"{settings.codec}{' 10-bit' if settings.ten_bit else ''} output is not "
-                "supported by this build's writer; choose H.264 (8-bit) or FFV1"
-            )
-        return {"crf": settings.crf, "preset": settings.preset, "codec": settings.codec}
-    return {"crf": settings.crf, "preset": settings.preset, "x264_params": DETERMINISTIC_X264}
+    if settings.codec not in media.CODECS:
+        raise MediaError(
+            f"{settings.codec} output is not supported by this build's writer; choose one of "
+            f"{', '.join(media.CODECS)} or ffv1"
+        )
+    deterministic = DETERMINISTIC_X264 if settings.codec == "h264" else ""
+    return {
+        "codec": settings.codec,
+        "crf": settings.crf,
+        "preset": settings.preset,
+        "x264_params": deterministic,
+    }
 
 
 def _assemble(
-    project: Project, info: media.ClipInfo, out_path: Path, settings: OutputSettings
+    project: Project, clip: media.Clip, out_path: Path, settings: OutputSettings
 ) -> tuple[str, ...]:
     """Encode the saved chunks to ``out_path`` via a temp file, so a crash never leaves a
-    half-written clip under the final name."""
+    half-written clip under the final name. Returns the notes (reading and writing)."""
     partial = out_path.with_name(f".{out_path.stem}.partial{out_path.suffix}")
     options = writer_options(settings, out_path)
     try:
-        with media.VideoWriter.like(partial, info, **options) as writer:
+        with media.VideoWriter.like(
+            partial,
+            clip.info,
+            square_pixels=settings.square_pixels,
+            tonemapped=clip.tonemap,
+            notes=clip.notes,
+            **options,
+        ) as writer:
             if not settings.audio:
                 writer.audio_from = None  # video only (read when the first frames arrive)
+            if settings.ten_bit and not writer.colour.pix_fmt.endswith("10le"):
+                writer.colour = replace(writer.colour, pix_fmt="yuv420p10le")
             for _, frames in project.iter_chunks():
                 writer.write(frames)
         os.replace(partial, out_path)

@@ -415,3 +415,19 @@ def test_preview_cache_stays_within_its_byte_budget_and_keeps_the_newest_frame(c
     tight = FlowEngine(preview_cache_bytes=0)
     tight.preview(source, references, 5, options)
     assert tight.status().cache_entries == 1  # the newest frame is always kept
+
+
+def test_the_soft_forward_backward_mask_falls_off_without_a_hard_edge():
+    from sparkvsr import optical_flow as of
+
+    flow = np.zeros((4, 64, 2), np.float32)
+    back = np.zeros_like(flow)
+    back[..., 0] = np.linspace(0.0, 3.0, 64, dtype=np.float32)  # disagreement grows along x
+    hard = of.forward_backward_mask(flow, back)
+    soft = of.forward_backward_mask(flow, back, soft=True)
+    assert set(np.unique(hard)) == {0.0, 1.0}
+    row = soft[0]
+    assert row[0] == 1.0 and row[-1] == 0.0
+    assert ((row > 0.05) & (row < 0.95)).sum() >= 5  # a ramp, not a step
+    assert np.all(np.diff(row) <= 0)  # trust only falls as the disagreement grows
+    assert np.all(soft >= hard)  # everything the hard test trusts stays fully trusted

@@ -177,3 +177,15 @@ def test_keyframe_guidance_is_checked_and_read_back_from_json():
         KeyframeGuidance(4, weight=3.0)
     with pytest.raises(EngineError, match="twice"):
         RestoreOptions(keyframe_guidance=(KeyframeGuidance(4), KeyframeGuidance(4, 1.0)))
+
+
+def test_the_fit_reaches_a_remote_studio_through_the_worker_wire(frame):
+    from sparkvsr.worker import ReferenceInfo
+    from sparkvsr.worker.wire import from_wire, to_wire
+
+    _, lr = frame
+    reference = load_editor("classic").make(lr, (256, 192), EditRequest())
+    info = ReferenceInfo(12, reference.content_hash, reference.provenance)
+    again = from_wire(ReferenceInfo, to_wire(info))
+    assert again.provenance.fit == reference.provenance.fit
+    assert again.provenance.fit.verdict == "fits"

@@ -651,7 +651,7 @@ def test_an_uploaded_clip_reopens_with_its_work_after_a_server_restart(browser, 
 
         _stop(server)
         server = _launch(projects, log, port)
-        page.reload()
+        page.goto(studio.url)  # a reload (goto: the page may be reconnecting on its own)
         page.wait_for_function(_text_has("#clip-title", project))
         page.wait_for_selector('#timeline .tl-track .tl-key.has-ref[data-frame="40"]')
         page.wait_for_selector("#result-video video[src]")
@@ -691,7 +691,9 @@ def test_output_sizes_and_names_follow_the_panel():
 
 
 @pytest.mark.browser
-def test_an_ffv1_render_at_x2_reads_back_with_its_codec_size_and_audio(studio, browser, tmp_path):
+def test_ffv1_and_h265_10bit_renders_at_x2_read_back_with_codec_size_and_audio(
+    studio, browser, tmp_path
+):
     from sparkvsr import media
     from sparkvsr.demo import ensure_demo
 
@@ -713,5 +715,23 @@ def test_an_ffv1_render_at_x2_reads_back_with_its_codec_size_and_audio(studio, b
         assert result.codec == "ffv1" and result.num_frames == source.num_frames
         assert (result.width, result.height) == (source.width * 2, source.height * 2)
         assert len(result.audio) == len(source.audio) == 1
+
+        # H.265 10-bit, same size: the finished chunks are kept, only the encode runs again
+        _choose(page, "#output-codec", "H.265")
+        page.check("#output-ten-bit input")
+        page.wait_for_function(_text_has("#output-note", "10-bit"))
+        page.wait_for_selector('#progress [data-stage="stale"]')
+        page.click("#render")
+        page.wait_for_selector('#progress [data-stage="done"]', timeout=RENDER_TIMEOUT_MS)
+        with page.expect_download() as download:
+            page.click("#download")
+        assert download.value.suggested_filename.endswith("_x2_flow_g1.0_h265-10bit.mp4")
+        saved = tmp_path / download.value.suggested_filename
+        download.value.save_as(saved)
+        result = media.probe(saved)
+        assert result.codec in ("hevc", "h265") and result.num_frames == source.num_frames
+        assert result.pix_fmt == "yuv420p10le"
+        assert (result.width, result.height) == (source.width * 2, source.height * 2)
+        assert len(result.audio) == 1
     finally:
         context.close()

@@ -807,6 +807,8 @@ class Studio:
             note = notice_html(hint) if hint else ""
             yield progress_html(None, "starting the render"), gr.skip(), gr.skip(), note
             for last in steps:
+                if last.stage == "done":
+                    continue  # "Done" shows with the result and its download, not before them
                 yield progress_html(last, clock.eta(last)), gr.skip(), gr.skip(), gr.skip()
             path = self.client.get_file(FileRequest(state.session_id, output)).local_path
         except Cancelled:

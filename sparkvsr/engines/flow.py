@@ -719,7 +719,7 @@ class _Propagation:
             seed = of.compose(step_nm, track.states[m].to_key)
             from_key = of.compose(track.tip_from_key, step_mn)
         to_key = self.refine(self._gray(n), self._gray(k), seed)
-        mask = of.forward_backward_mask(to_key, from_key)
+        mask = of.forward_backward_mask(to_key, from_key, soft=True)
         aligned = of.warp(self._lr(k), to_key)
         confidence = of.agreement(
             aligned, self._lr(n), self.settings.agreement_sigma, self.settings.agreement_window
@@ -800,7 +800,8 @@ class _Propagation:
         keyframe's weight (the user's, or automatic from the fit) times that confidence; the
         residual and the offset are scaled by it, so the keyframe itself shows the same.
         """
-        maps = fit.assess(reference, self._lr_u8(k))
+        lr = self._lr_u8(k)
+        maps = fit.assess(reference, lr, down=lr_offset + self._lr(k))
         weight = maps.fit.weight if chosen.weight is None else chosen.weight
         # a colour change below fit.COLOUR_NEGLIGIBLE is rounding (an upscaler's Reference):
         # left alone, so a Reference that fits is reproduced exactly at its keyframe

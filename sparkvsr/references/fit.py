@@ -132,7 +132,7 @@ STRUCTURE_SIGMA = 2.0
 DISAGREE_LOW, DISAGREE_HIGH = 4.0, 10.0
 # A mean colour change below this (levels) is an upscaler's rounding, not a grade: engines keep
 # such a Reference as it is (exactly reproduced at its keyframe).
-COLOUR_NEGLIGIBLE = 1.0
+COLOUR_NEGLIGIBLE = 0.3
 RECOLOURED = 3.0  # mean colour change (levels) from which a Reference counts as recoloured
 SHIFTED = 0.75  # corrected motion (HR pixels) from which a Reference counts as shifted
 DIFFERENT = 0.3  # share of disagreeing pixels from which the content counts as different
@@ -160,18 +160,23 @@ class FitMaps:
 
 
 def assess(
-    reference: np.ndarray, lr_frame: np.ndarray, registration: Registration | None = None
+    reference: np.ndarray,
+    lr_frame: np.ndarray,
+    registration: Registration | None = None,
+    down: np.ndarray | None = None,
 ) -> FitMaps:
     """How well ``reference`` ``[H, W, 3]`` uint8 fits ``lr_frame`` ``[h, w, 3]`` uint8.
 
     ``registration`` (when the Reference was just registered) adds the corrected motion to the
-    verdict. Cheap (LR-size filters only): engines call it for every Reference they use.
+    verdict. ``down``: the Reference area-downscaled to the LR size, ``[h, w, 3]`` float32, when
+    the caller has it (the flow engine does); then only LR-size filters run (~2 ms at 320x180).
     """
     lr_height, lr_width = lr_frame.shape[:2]
     lr = lr_frame.astype(np.float32)
-    down = cv2.resize(
-        reference.astype(np.float32), (lr_width, lr_height), interpolation=cv2.INTER_AREA
-    )
+    if down is None:
+        down = cv2.resize(
+            reference.astype(np.float32), (lr_width, lr_height), interpolation=cv2.INTER_AREA
+        )
     offset = down - lr
     sigma = max(2.0, COLOUR_SIGMA_SHARE * min(lr_width, lr_height))
     colour = cv2.GaussianBlur(offset, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
