@@ -394,14 +394,11 @@ def _run_restore_in_project(args) -> int:
 
     # 1. Check everything cheap before loading a model.
     if args.lossless:
-        raise ProjectError("--lossless cannot be combined with --project (projects write H.264)")
-    if args.codec != "h264" or args.square_pixels or args.keep_fields or args.tonemap:
         raise ProjectError(
-            "--codec, --square-pixels, --keep-fields and --tonemap are not stored in projects "
-            "yet; run without --project to use them"
+            "--lossless cannot be combined with --project (projects write H.264 or H.265)"
         )
     ref_files = _parse_refs(args.ref)
-    with open_clip(args.input) as clip:
+    with open_clip(args.input, deinterlace=not args.keep_fields, tonemap=args.tonemap) as clip:
         options, scale_note = _working_options(args, clip)
         _check_output(args, clip, options)
         chosen = None
@@ -410,14 +407,21 @@ def _run_restore_in_project(args) -> int:
             chosen = validate_keyframes(selected, clip.num_frames)
     # 2. Open or create the project (same settings as last time: the render resumes).
     engine = load_engine(args.engine, **_engine_config(args))
-    output = OutputSettings(path=str(args.output.resolve()), crf=args.crf)
+    output = OutputSettings(
+        path=str(args.output.resolve()),
+        crf=args.crf,
+        codec=args.codec,
+        square_pixels=args.square_pixels,
+        deinterlace=not args.keep_fields,
+        tonemap=args.tonemap,
+    )
     project = ensure_project(args.project, args.input, engine, options, output)
     if chosen is not None and chosen != project.state.keyframes:
         project.set_keyframes(chosen)
     # 3. References: given images always; the editor only where the project has none yet.
     keyframes = project.state.keyframes
     todo = [k for k in keyframes if k in ref_files or project.state.reference(k) is None]
-    with open_clip(args.input) as clip:
+    with open_clip(args.input, deinterlace=not args.keep_fields, tonemap=args.tonemap) as clip:
         given = {k: ref_files[k] for k in todo if k in ref_files}
         made = references_for_keyframes(clip, todo, given, args.editor, options.scale)
     for index, reference in made.items():

@@ -122,14 +122,23 @@ class OutputSettings:
 
     path: the output file, relative to the project folder unless absolute (H.264 ``.mp4``).
     crf:  H.264 constant rate factor (lower = better, 18 is visually lossless).
+    codec: "h264" or "h265". square_pixels: resample anamorphic sources to square pixels.
+    deinterlace: read interlaced sources deinterlaced (False keeps the fields).
+    tonemap: read HDR sources tone-mapped to SDR BT.709 (False keeps HDR).
     """
 
     path: str = DEFAULT_OUTPUT
     crf: int = 18
+    codec: str = "h264"
+    square_pixels: bool = False
+    deinterlace: bool = True
+    tonemap: bool = False
 
     def __post_init__(self) -> None:
         if not 0 <= self.crf <= 51:
             raise ProjectError(f"crf {self.crf} is out of range: use 0 (lossless) to 51")
+        if self.codec not in ("h264", "h265"):
+            raise ProjectError(f"codec {self.codec!r} is unknown: use h264 or h265")
 
 
 @dataclass(frozen=True)

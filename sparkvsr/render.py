@@ -111,6 +111,18 @@ def render_fingerprint(state: ProjectState, engine: Engine) -> str:
         "options": asdict(state.restore_options()),
         "references": used,
     }
+    # How frames are read changes them; listed only when not the default, so the fingerprints
+    # of projects made before these settings existed stay the same.
+    # The encoding ones change the final clip (not the chunks), so a change re-renders.
+    out = state.output
+    read = {
+        "deinterlace": out.deinterlace,
+        "tonemap": out.tonemap,
+        "codec": out.codec,
+        "square_pixels": out.square_pixels,
+    }
+    if read != {"deinterlace": True, "tonemap": False, "codec": "h264", "square_pixels": False}:
+        settings["read"] = read
     text = json.dumps(settings, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
@@ -151,11 +163,18 @@ def render_steps(
     start = render.resume_frame
     rendered = 0
 
-    with media.open_clip(state.clip.path) as clip:
+    settings = state.output
+    reading = {"deinterlace": settings.deinterlace, "tonemap": settings.tonemap}
+    with media.open_clip(state.clip.path, **reading) as clip:
         _check_clip_unchanged(project, clip)
         check_references(clip, references, options.scale)
         media.check_output(
-            clip.info.path, out_path, output_size(clip.info, options), total, source_size=clip.size
+            clip.info.path,
+            out_path,
+            output_size(clip.info, options),
+            total,
+            source_size=clip.size,
+            codec=settings.codec,
         )
 
         # 3. restore from the first unfinished frame, saving every chunk
@@ -193,7 +212,7 @@ def render_steps(
         # 4. assemble the saved chunks into the final clip
         raise_if_cancelled(cancel)
         _emit(progress, RenderProgress("assemble", total, total, rendered, resumed, "encoding"))
-        notes = _assemble(project, clip, out_path, state.output.crf)
+        notes = _assemble(project, clip, out_path, settings)
 
     # 5. mark the render complete (the notes go into the manifest)
     project.finish_render(out_path, notes)
@@ -437,13 +456,22 @@ def _emit(progress: ProgressCallback | None, update: RenderProgress) -> None:
         progress(update)
 
 
-def _assemble(project: Project, clip: media.Clip, out_path: Path, crf: int) -> tuple[str, ...]:
+def _assemble(
+    project: Project, clip: media.Clip, out_path: Path, settings: OutputSettings
+) -> tuple[str, ...]:
     """Encode the saved chunks to ``out_path`` via a temp file, so a crash never leaves a
     half-written clip under the final name. Returns the notes (reading and writing)."""
     partial = out_path.with_name(f".{out_path.stem}.partial{out_path.suffix}")
     try:
         with media.VideoWriter.like(
-            partial, clip.info, crf=crf, notes=clip.notes, x264_params=DETERMINISTIC_X264
+            partial,
+            clip.info,
+            crf=settings.crf,
+            codec=settings.codec,
+            square_pixels=settings.square_pixels,
+            tonemapped=clip.tonemap,
+            notes=clip.notes,
+            x264_params=DETERMINISTIC_X264 if settings.codec == "h264" else "",
         ) as writer:
             for _, frames in project.iter_chunks():
                 writer.write(frames)

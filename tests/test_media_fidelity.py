@@ -13,6 +13,7 @@ import sys
 from fractions import Fraction
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 
@@ -27,9 +28,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def restore(capsys, src: Path, out: Path, *args: str) -> tuple[int, str]:
-    """``python -m sparkvsr restore`` in process: (exit code, the notes and errors printed)."""
+    """``python -m sparkvsr restore`` in process: (exit code, what it printed: notes, errors)."""
     code = cli.main(["restore", str(src), "-o", str(out), "--scale", "2", *args])
-    return code, capsys.readouterr().err
+    printed = capsys.readouterr()
+    return code, printed.err + printed.out
 
 
 def notes(stderr: str) -> str:
@@ -187,6 +189,23 @@ def test_interlaced_source_is_detected_deinterlaced_and_said(tmp_path, capsys):
     left = np.mean([mc.combing(mc.down_to(f, width, height)) for f in restored[2:8]])
     assert combed > 30 and left < 0.2 * combed, (combed, left)
     assert "deinterlaced" in notes(err)
+
+
+def test_project_renders_keep_the_reading_and_encoding_settings(tmp_path, capsys):
+    src = mc.make_interlaced(tmp_path / "int.mp4")
+    out = tmp_path / "out.mkv"
+    args = ["--project", str(tmp_path / "p"), "--keep-fields", "--codec", "h265"]
+    code, err = restore(capsys, src, out, *args)
+    assert code == 0, err
+    assert "fields kept" in notes(err)
+    with av.open(str(out)) as container:
+        assert container.streams.video[0].codec_context.name == "hevc"
+    _, source = mc.read_video(src, 4)
+    _, restored = mc.read_video(out, 4)
+    kept = mc.combing(mc.down_to(restored[2], source[2].shape[1], source[2].shape[0]))
+    assert kept > 0.3 * mc.combing(source[2])
+    code, err = restore(capsys, src, out, *args)  # same settings: nothing to do
+    assert code == 0 and "already rendered" in err
 
 
 def test_keep_fields_leaves_the_combing(tmp_path, capsys):

@@ -143,8 +143,15 @@ class VideoWriter:
         colour, colour_notes = output_colour(info.colour, CODEC_NAMES[codec])
         if tonemapped:
             colour, colour_notes = SDR_BT709, []
-        if lossless:
-            colour_notes = []  # FFV1 here is RGB: nothing to tag or narrow
+        if lossless:  # FFV1 here is 8-bit RGB: no matrix, but the transfer and primaries tagged
+            colour_notes = (
+                [
+                    f"HDR source ({info.colour.hdr.upper()}): the lossless RGB output keeps the HDR "
+                    "signal in 8 bits per channel, tagged with its transfer and primaries"
+                ]
+                if colour.hdr
+                else []
+            )
         aspect = info.dar if info.sar != 1 else None
         source = info.path if copied else None
         return cls(
@@ -259,6 +266,9 @@ class VideoWriter:
         if self.mode == "ffv1":
             stream = self._container.add_stream("ffv1", rate=rate)
             stream.pix_fmt = "bgr0"
+            context = stream.codec_context
+            context.colorspace, context.color_range = 0, 2  # RGB, full range
+            context.color_primaries, context.color_trc = self.colour.primaries, self.colour.transfer
         else:
             encoder, params_key = CODECS[self.mode]
             params = self.x264_params
