@@ -1099,6 +1099,12 @@ def provenance_markdown(provenance: Any, content_hash: str) -> str:
         text += f"\n\ncontent prompt: {escape(provenance.content_prompt)}"
     for note in provenance.notes:
         text += f"\n\n_{escape(note)}_"
+    fit = getattr(provenance, "fit", None)  # how well it fits its frame (references.fit)
+    if fit is not None:
+        text += (
+            f"\n\n**fit: {escape(fit.verdict)}** · {fit.psnr:.1f} dB against the frame · "
+            f"weight {fit.weight:.2f} — {escape(fit.message)}"
+        )
     return text
 
 
