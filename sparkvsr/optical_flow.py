@@ -187,3 +187,33 @@ def scene_cut_score(previous: np.ndarray, current: np.ndarray, flow: np.ndarray)
     target = current.astype(np.float32)
     contrast = cv2.norm(cv2.subtract(target, cv2.mean(target)), cv2.NORM_L1) / values
     return error / (contrast + 2.0)
+
+
+def homography_flow(
+    flow: np.ndarray, trusted: np.ndarray, stride: int = 8, threshold: float = 0.75
+) -> np.ndarray | None:
+    """The global motion (a homography) that explains ``flow`` where it is ``trusted``, as a flow.
+
+    ``flow`` ``[H, W, 2]`` a -> b, ``trusted`` ``[H, W]`` bool. Samples every ``stride``-th
+    trusted pixel, fits a homography with RANSAC (inliers within ``threshold`` pixels) and
+    returns its flow ``[H, W, 2]`` float32, or None when too few pixels are trusted or the fit
+    fails. Where dense flow is ambiguous (repeating texture, blur) but the camera's motion is
+    global, this recovers it.
+    """
+    height, width = flow.shape[:2]
+    grid = _grid(height, width)
+    sample = np.zeros_like(trusted)
+    sample[::stride, ::stride] = True
+    picked = sample & trusted
+    if picked.sum() < 24:
+        return None
+    source = grid[picked]
+    target = source + flow[picked]
+    # 200 RANSAC rounds: with half the samples outliers, a clean 4-point set is found with
+    # probability 1 - (1 - 0.5^4)^200 > 0.9999
+    matrix, inliers = cv2.findHomography(source, target, cv2.RANSAC, threshold, maxIters=200)
+    if matrix is None or inliers is None or inliers.sum() < 16:
+        return None
+    moved = cv2.perspectiveTransform(grid.reshape(1, -1, 2), matrix).reshape(height, width, 2)
+    result = moved - grid
+    return result if np.isfinite(result).all() else None

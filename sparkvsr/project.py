@@ -116,13 +116,34 @@ class EngineSettings:
     model: str = ""
 
 
+OUTPUT_CODECS = ("h264", "h265", "prores", "ffv1", "png")
+"""Codecs a project's output may use: H.264 / H.265 (CRF), ProRes 422, FFV1 and a PNG sequence
+(both lossless)."""
+OUTPUT_PRESETS = (
+    "ultrafast",
+    "superfast",
+    "veryfast",
+    "faster",
+    "fast",
+    "medium",
+    "slow",
+    "slower",
+    "veryslow",
+)
+OUTPUT_SUFFIX = {"h264": ".mp4", "h265": ".mp4", "prores": ".mov", "ffv1": ".mkv", "png": ""}
+"""The file suffix each codec's output gets ("" = a folder of PNG frames)."""
+
+
 @dataclass(frozen=True)
 class OutputSettings:
     """Where and how the final clip is written.
 
-    path: the output file, relative to the project folder unless absolute (H.264 ``.mp4``).
-    crf:  H.264 constant rate factor (lower = better, 18 is visually lossless).
-    codec: "h264" or "h265". square_pixels: resample anamorphic sources to square pixels.
+    path:    the output file, relative to the project folder unless absolute.
+    crf:     H.264 / H.265 constant rate factor (lower = better, 18 is visually lossless).
+    codec:   one of ``OUTPUT_CODECS``; preset: the x264/x265 speed preset.
+    audio:   copy the source's audio tracks (False: video only).
+    ten_bit: write 10-bit 4:2:0 (H.264 / H.265) instead of following the source's depth.
+    square_pixels: resample anamorphic sources to square pixels.
     deinterlace: read interlaced sources deinterlaced (False keeps the fields).
     tonemap: read HDR sources tone-mapped to SDR BT.709 (False keeps HDR).
     """
@@ -130,6 +151,9 @@ class OutputSettings:
     path: str = DEFAULT_OUTPUT
     crf: int = 18
     codec: str = "h264"
+    preset: str = "fast"
+    audio: bool = True
+    ten_bit: bool = False
     square_pixels: bool = False
     deinterlace: bool = True
     tonemap: bool = False
@@ -137,8 +161,19 @@ class OutputSettings:
     def __post_init__(self) -> None:
         if not 0 <= self.crf <= 51:
             raise ProjectError(f"crf {self.crf} is out of range: use 0 (lossless) to 51")
-        if self.codec not in ("h264", "h265"):
-            raise ProjectError(f"codec {self.codec!r} is unknown: use h264 or h265")
+        if self.codec not in OUTPUT_CODECS:
+            raise ProjectError(
+                f"codec {self.codec!r} is unknown; choose one of {', '.join(OUTPUT_CODECS)}"
+            )
+        if self.preset not in OUTPUT_PRESETS:
+            raise ProjectError(
+                f"preset {self.preset!r} is unknown; choose one of {', '.join(OUTPUT_PRESETS)}"
+            )
+        if self.ten_bit and self.codec not in ("h264", "h265"):
+            raise ProjectError(
+                f"10-bit applies to H.264 and H.265, not {self.codec} (ProRes is 10-bit already; "
+                "FFV1 and PNG are lossless RGB)"
+            )
 
 
 @dataclass(frozen=True)

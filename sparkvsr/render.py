@@ -40,6 +40,7 @@ from sparkvsr.engines.base import (
 )
 from sparkvsr.errors import EngineError, MediaError, ProjectError
 from sparkvsr.project import (
+    OUTPUT_SUFFIX,
     ClipSummary,
     EngineSettings,
     OutputSettings,
@@ -174,7 +175,8 @@ def render_steps(
             output_size(clip.info, options),
             total,
             source_size=clip.size,
-            codec=settings.codec,
+            codec=settings.codec if settings.codec in media.CODECS else "h264",
+            lossless=settings.codec == "ffv1",
         )
 
         # 3. restore from the first unfinished frame, saving every chunk
@@ -456,23 +458,50 @@ def _emit(progress: ProgressCallback | None, update: RenderProgress) -> None:
         progress(update)
 
 
+def writer_options(settings: OutputSettings, out_path: Path) -> dict:
+    """``VideoWriter.like`` keyword options for a project's output settings (the codec must
+    match the output's suffix: ``OUTPUT_SUFFIX``)."""
+    suffix = OUTPUT_SUFFIX[settings.codec]
+    if suffix and out_path.suffix.lower() != suffix:
+        raise ProjectError(
+            f"output {out_path.name} does not fit codec {settings.codec}: name it *{suffix}"
+        )
+    if settings.codec == "ffv1":
+        return {"lossless": True}
+    if settings.codec not in media.CODECS:
+        raise MediaError(
+            f"{settings.codec} output is not supported by this build's writer; choose one of "
+            f"{', '.join(media.CODECS)} or ffv1"
+        )
+    deterministic = DETERMINISTIC_X264 if settings.codec == "h264" else ""
+    return {
+        "codec": settings.codec,
+        "crf": settings.crf,
+        "preset": settings.preset,
+        "x264_params": deterministic,
+    }
+
+
 def _assemble(
     project: Project, clip: media.Clip, out_path: Path, settings: OutputSettings
 ) -> tuple[str, ...]:
     """Encode the saved chunks to ``out_path`` via a temp file, so a crash never leaves a
     half-written clip under the final name. Returns the notes (reading and writing)."""
     partial = out_path.with_name(f".{out_path.stem}.partial{out_path.suffix}")
+    options = writer_options(settings, out_path)
     try:
         with media.VideoWriter.like(
             partial,
             clip.info,
-            crf=settings.crf,
-            codec=settings.codec,
             square_pixels=settings.square_pixels,
             tonemapped=clip.tonemap,
             notes=clip.notes,
-            x264_params=DETERMINISTIC_X264 if settings.codec == "h264" else "",
+            **options,
         ) as writer:
+            if not settings.audio:
+                writer.audio_from = None  # video only (read when the first frames arrive)
+            if settings.ten_bit and not writer.colour.pix_fmt.endswith("10le"):
+                writer.colour = replace(writer.colour, pix_fmt="yuv420p10le")
             for _, frames in project.iter_chunks():
                 writer.write(frames)
         os.replace(partial, out_path)

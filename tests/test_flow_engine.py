@@ -431,3 +431,27 @@ def test_the_soft_forward_backward_mask_falls_off_without_a_hard_edge():
     assert ((row > 0.05) & (row < 0.95)).sum() >= 5  # a ramp, not a step
     assert np.all(np.diff(row) <= 0)  # trust only falls as the disagreement grows
     assert np.all(soft >= hard)  # everything the hard test trusts stays fully trusted
+
+
+def test_homography_flow_recovers_the_global_motion_from_the_trusted_flow():
+    from sparkvsr import optical_flow as of
+
+    height, width = 60, 80
+    matrix = np.array([[1.01, 0.004, 2.5], [-0.003, 0.995, -1.25], [1e-5, -2e-5, 1.0]])
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+    points = np.stack([xs, ys], axis=-1).reshape(1, -1, 2)
+    true = (
+        cv2.perspectiveTransform(points, matrix).reshape(height, width, 2)
+        - points[0].reshape(height, width, 2)
+    ).astype(np.float32)
+    flow = true.copy()
+    rng = np.random.default_rng(0)
+    flow[:, 50:] = rng.normal(0, 5, flow[:, 50:].shape)  # a region the dense flow got wrong...
+    trusted = np.ones((height, width), bool)
+    trusted[:, 50:] = False  # ...and rejected
+    wrong = rng.random((height, width)) < 0.1  # and some wrong pixels it still trusts
+    flow[wrong & trusted] += rng.normal(0, 4, flow[wrong & trusted].shape).astype(np.float32)
+    recovered = of.homography_flow(flow, trusted)
+    assert recovered is not None
+    np.testing.assert_allclose(recovered, true, atol=0.05)  # the rejected region included
+    assert of.homography_flow(flow, np.zeros_like(trusted)) is None  # nothing trusted: no fit

@@ -189,3 +189,13 @@ def test_the_fit_reaches_a_remote_studio_through_the_worker_wire(frame):
     again = from_wire(ReferenceInfo, to_wire(info))
     assert again.provenance.fit == reference.provenance.fit
     assert again.provenance.fit.verdict == "fits"
+
+
+def test_the_studio_shows_the_fit_beside_the_reference(frame):
+    from ui.callbacks import provenance_markdown
+
+    hr, lr = frame
+    moved = _warped(hr, np.array([[1.0, 0, 5.0], [0, 1.0, 0]]))
+    reference = load_editor("upload").make(lr, (256, 192), EditRequest(upload=moved))
+    text = provenance_markdown(reference.provenance, reference.content_hash)
+    assert "**fit: shifted**" in text and "Shifted 5 px, corrected" in text

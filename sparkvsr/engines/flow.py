@@ -76,6 +76,10 @@ PLAN_AHEAD = 4
 RENDERERS = 2
 # LR rows per band of the HR half (see _bands)
 BAND_ROWS = 16
+# The global-motion fallback (see _Propagation._global_fallback) runs when more than this share
+# of a frame's dense flow is rejected; pixels above FALLBACK_TRUSTED confidence fit the motion.
+FALLBACK_REJECTED = 0.02
+FALLBACK_TRUSTED = 0.7
 
 
 @dataclass(frozen=True)
@@ -94,6 +98,7 @@ class FlowSettings:
     agreement_window: int = 5
     back_projection: int = 2
     cut_threshold: float = 0.6
+    global_fallback: bool = True
     preview_cache: int = 4
     preview_cache_bytes: int = 512 << 20
 
@@ -161,6 +166,9 @@ class FlowEngine:
     cut_threshold:       motion-compensated error between neighbouring frames, relative to their
                          contrast, that counts as a scene cut (``optical_flow.scene_cut_score``:
                          0.1-0.3 within a shot, about 1 or more across a cut); propagation stops.
+    global_fallback:     where the dense flow is rejected but a homography fitted on the trusted
+                         flow explains the LR frame better, carry the detail along it (no
+                         hole where repeating texture fools the flow).
     preview_cache:       frames whose guidance-independent parts ``preview`` keeps...
     preview_cache_bytes: ...within this many bytes (the newest frame is always kept).
     """
@@ -182,6 +190,7 @@ class FlowEngine:
         agreement_window: int = 5,
         back_projection: int = 2,
         cut_threshold: float = 0.6,
+        global_fallback: bool = True,
         preview_cache: int = 4,
         preview_cache_bytes: int = 512 << 20,
     ):
@@ -198,6 +207,7 @@ class FlowEngine:
             agreement_window=agreement_window,
             back_projection=back_projection,
             cut_threshold=cut_threshold,
+            global_fallback=global_fallback,
             preview_cache=preview_cache,
             preview_cache_bytes=preview_cache_bytes,
         )
@@ -724,7 +734,38 @@ class _Propagation:
         confidence = of.agreement(
             aligned, self._lr(n), self.settings.agreement_sigma, self.settings.agreement_window
         )
-        return _TrackState(to_key, confidence * mask), from_key
+        confidence = confidence * mask
+        if self.settings.global_fallback:
+            to_key, confidence = self._global_fallback(k, n, to_key, confidence)
+        return _TrackState(to_key, confidence), from_key
+
+    def _global_fallback(
+        self, k: int, n: int, to_key: np.ndarray, confidence: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Where the dense flow ``n -> k`` is rejected but the global motion explains frame ``n``
+        better, use the global motion (a homography fitted with RANSAC on the trusted flow).
+
+        Repeating texture (window stripes) fails the forward-backward check in both directions
+        and would leave a hole for many frames; the camera's motion still carries detail
+        there. Judged like the dense flow, by how well the LR keyframe it aligns agrees with
+        frame ``n``; skipped when nearly everything is trusted already.
+        """
+        trusted = confidence > FALLBACK_TRUSTED
+        if trusted.mean() > 1.0 - FALLBACK_REJECTED:
+            return to_key, confidence
+        motion = of.homography_flow(to_key, trusted)
+        if motion is None:
+            return to_key, confidence
+        aligned = of.warp(self._lr(k), motion)
+        explained = of.agreement(
+            aligned, self._lr(n), self.settings.agreement_sigma, self.settings.agreement_window
+        )
+        better = explained > confidence
+        if not better.any():
+            return to_key, confidence
+        to_key = np.where(better[..., None], motion, to_key)
+        confidence = np.where(better, explained, confidence).astype(np.float32)
+        return to_key, confidence
 
     def _is_cut(self, later: int) -> bool:
         """Whether a scene cut separates frame ``later - 1`` from frame ``later``."""

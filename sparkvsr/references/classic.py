@@ -32,4 +32,5 @@ class ClassicEditor:
             image,
             lr_frame,
             Provenance(editor=self.name, model="lanczos", task_prompt="upscale", notes=notes),
+            align=False,  # the frame's own upscale: on its grid by construction
         )

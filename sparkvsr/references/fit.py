@@ -220,27 +220,33 @@ def assess(
 
 
 def fit_reference(
-    image: np.ndarray, lr_frame: np.ndarray
+    image: np.ndarray, lr_frame: np.ndarray, align: bool = True
 ) -> tuple[np.ndarray, ReferenceFit | None]:
     """Register an editor's image ``[H, W, 3]`` uint8 (already at the target size) to its LR
     keyframe ``[h, w, 3]`` uint8 and judge it: the registered image and the fit the user sees.
 
     A frame whose aspect differs from the image's (more than ``ASPECT_TOLERANCE``) cannot be
-    compared: the image comes back as it is, with no fit.
+    compared: the image comes back as it is, with no fit. ``align=False`` judges without
+    registering (an upscaler's output is on the frame's grid by construction; ECC would cost
+    ~100 ms at 720p to find nothing).
     """
     height, width = image.shape[:2]
     lr_height, lr_width = lr_frame.shape[:2]
     if aspect_error((width, height), (lr_width, lr_height)) > ASPECT_TOLERANCE:
         return image, None
+    if not align:
+        return image, assess(image, lr_frame).fit
     registration = register(image, lr_frame)
     return registration.image, assess(registration.image, lr_frame, registration).fit
 
 
-def fitted_reference(image: np.ndarray, lr_frame: np.ndarray, provenance: Provenance) -> Reference:
+def fitted_reference(
+    image: np.ndarray, lr_frame: np.ndarray, provenance: Provenance, align: bool = True
+) -> Reference:
     """The Reference every editor returns: ``image`` registered to ``lr_frame`` (see
     ``fit_reference``), with the fit in its provenance. So both engines get References on their
     keyframe's grid, and the user sees how well each one fits."""
-    fitted, fit = fit_reference(np.ascontiguousarray(image), check_frame(lr_frame))
+    fitted, fit = fit_reference(np.ascontiguousarray(image), check_frame(lr_frame), align)
     return Reference.create(fitted, replace(provenance, fit=fit))
 
 
