@@ -55,6 +55,10 @@ AUTO_MODES = tuple(_AUTO_MODE)
 THUMB_WIDTH = 320
 REOPEN_WAIT_S = 5.0
 """How long a reloaded page waits for its old tab to release the project it reopens."""
+RUNNING_JOB = ("rendering", "encoding")
+"""Render job states (``RenderJobInfo.state``) of a render still at work."""
+PROGRESS_EVERY_S = 0.25
+"""Progress updates closer than this are skipped (the latest one always shows)."""
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 """Uploads with these suffixes are pictures: the page says where a picture belongs instead."""
 
@@ -796,19 +800,74 @@ class Studio:
                     del self._renders[state.session_id]
 
     def _render_steps(self, state: StudioState, guidance: float) -> Iterator[tuple[Any, ...]]:
-        last = None
+        hint = render_hint(state.used_editors())
         try:
-            output = self._output_name(state, guidance)
-            steps = self.client.render(
-                RenderRequest(state.session_id, guidance=guidance, output=output)
-            )
+            job = self._render_job(state)
+            if job is not None and job.state in RUNNING_JOB:
+                # started before a reload or in another tab: follow it instead of refusing
+                steps = self.client.attach(SessionRequest(state.session_id))
+                output, note = Path(job.output).name, "following the render already running"
+            else:
+                output = self._output_name(state, guidance)
+                steps = self.client.render(
+                    RenderRequest(state.session_id, guidance=guidance, output=output)
+                )
+                note = "starting the render"
+        except Exception as e:
+            failed = error_html(e, "rendering", work_at_stake=True)
+            yield error_progress(), gr.skip(), gr.skip(), failed
+            return
+        yield progress_html(None, note), gr.skip(), gr.skip(), notice_html(hint) if hint else ""
+        yield from self._follow(state, steps, output)
+
+    def follow_render(self, state: StudioState | None) -> Iterator[tuple[Any, ...]]:
+        """After the page opened a project: when its render is still running (started before
+        a reload, or in another tab), follow it to the end and show the result. The render
+        never needed the page. Outputs: progress, result video, download button, render
+        message."""
+        if state is None:
+            return
+        try:
+            job = self._render_job(state)
+        except Exception as e:  # the session just closed: nothing to follow
+            log.info("render job unavailable: %s", e)
+            return
+        if job is None or job.state not in RUNNING_JOB:
+            return
+        run = _RenderRun()
+        with self._tabs_lock:
+            self._renders[state.session_id] = run
+        try:
+            note = "the render kept going while the page was away; following it"
+            yield progress_html(job.progress, note), gr.skip(), gr.skip(), gr.skip()
+            steps = self.client.attach(SessionRequest(state.session_id))
+            yield from self._follow(state, steps, Path(job.output).name)
+        finally:
+            run.done.set()
+            with self._tabs_lock:
+                if self._renders.get(state.session_id) is run:
+                    del self._renders[state.session_id]
+
+    def _render_job(self, state: StudioState) -> Any:
+        """The project's render job (``RenderJobInfo``), or None from a worker without jobs."""
+        ask = getattr(self.client, "render_job", None)
+        return ask(SessionRequest(state.session_id)) if ask is not None else None
+
+    def _follow(
+        self, state: StudioState, steps: Iterator[RenderProgress], output: str
+    ) -> Iterator[tuple[Any, ...]]:
+        """Progress of ``steps`` until the render ends, then its result (or why it stopped)."""
+        last = None
+        shown = 0.0
+        try:
             clock = _Eta()
-            hint = render_hint(state.used_editors())
-            note = notice_html(hint) if hint else ""
-            yield progress_html(None, "starting the render"), gr.skip(), gr.skip(), note
             for last in steps:
                 if last.stage == "done":
                     continue  # "Done" shows with the result and its download, not before them
+                now = time.monotonic()
+                if now - shown < PROGRESS_EVERY_S and last.stage == "render":
+                    continue  # a re-attach replays every update: show the latest few
+                shown = now
                 yield progress_html(last, clock.eta(last)), gr.skip(), gr.skip(), gr.skip()
             path = self.client.get_file(FileRequest(state.session_id, output)).local_path
         except Cancelled:

@@ -349,6 +349,9 @@ def build_blocks(studio: Studio, logo_svg: str = "") -> gr.Blocks:
             studio.start, [state, remembered, owner], open_outputs, concurrency_limit=None
         )
         loaded.then(*show_output, **quiet)
+        # A render keeps going without the page: a (re)loaded page follows it to its result.
+        follow = (studio.follow_render, [state], [progress, result_video, download, render_message])
+        loaded.then(*follow, **quiet)
         loaded.then(studio.preview_full, preview_inputs, preview_outputs, **computing).then(
             studio.editor_info, [editor_choice], [editor_choice, editor_note], **quiet
         )
@@ -361,6 +364,7 @@ def build_blocks(studio: Studio, logo_svg: str = "") -> gr.Blocks:
         )
         opened.success(studio.preview_full, preview_inputs, preview_outputs, **computing)
         opened.success(*show_output, **quiet)
+        opened.success(*follow, **quiet)
         # Empty the box again, good file or bad: the title names the open clip, and the next
         # file can be dropped straight away (a filled box hides its drop area).
         opened.then(lambda: None, None, clip_upload, **quiet)
@@ -369,6 +373,7 @@ def build_blocks(studio: Studio, logo_svg: str = "") -> gr.Blocks:
         )
         reopened.success(studio.preview_full, preview_inputs, preview_outputs, **computing)
         reopened.success(*show_output, **quiet)
+        reopened.success(*follow, **quiet)
         relinked = relink_upload.upload(
             studio.relink,
             [state, relink_name, relink_upload, owner],
