@@ -488,7 +488,7 @@ def writer_options(settings: OutputSettings, out_path: Path) -> dict:
     match the output's suffix: ``OUTPUT_SUFFIX``)."""
     suffix = OUTPUT_SUFFIX[settings.codec]
     # H.264 and H.265 go into any of the writer's containers (.mp4, .mov, .m4v, .mkv).
-    fitting = media.VIDEO_SUFFIXES if settings.codec in media.CODECS else (suffix,)
+    fitting = media.VIDEO_SUFFIXES if settings.codec in ("h264", "h265") else (suffix,)
     if suffix and out_path.suffix.lower() not in fitting:
         raise ProjectError(
             f"output {out_path.name} does not fit codec {settings.codec}: name it *{suffix}"
