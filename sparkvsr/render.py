@@ -487,7 +487,9 @@ def writer_options(settings: OutputSettings, out_path: Path) -> dict:
     """``VideoWriter.like`` keyword options for a project's output settings (the codec must
     match the output's suffix: ``OUTPUT_SUFFIX``)."""
     suffix = OUTPUT_SUFFIX[settings.codec]
-    if suffix and out_path.suffix.lower() != suffix:
+    # H.264 and H.265 go into any of the writer's containers (.mp4, .mov, .m4v, .mkv).
+    fitting = media.VIDEO_SUFFIXES if settings.codec in ("h264", "h265") else (suffix,)
+    if suffix and out_path.suffix.lower() not in fitting:
         raise ProjectError(
             f"output {out_path.name} does not fit codec {settings.codec}: name it *{suffix}"
         )

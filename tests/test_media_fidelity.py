@@ -185,6 +185,18 @@ def test_h265_keeps_10_bit_and_the_tags(tmp_path, capsys):
     assert np.abs(mc.patch_means(source[2]) - mc.patch_means(frames[2])).max() <= 4
 
 
+def test_prores_is_10_bit_422_tagged_in_mov(tmp_path, capsys):
+    src = mc.make_colour(tmp_path / "bt709.mp4", "bt709")
+    code, err = restore(capsys, src, tmp_path / "out.mov", "--codec", "prores")
+    assert code == 0, err
+    result, frames = mc.read_video(tmp_path / "out.mov", 3)
+    _, source = mc.read_video(src, 3)
+    assert result.pix_fmt == "yuv422p10le" and result.tags["matrix"] == "bt709"
+    assert np.abs(mc.patch_means(source[2]) - mc.patch_means(frames[2])).max() <= 4
+    code, err = restore(capsys, src, tmp_path / "out.mp4", "--codec", "prores")
+    assert code == 2 and ".mov" in err
+
+
 # --- interlaced --------------------------------------------------------------------------------
 
 
