@@ -21,10 +21,12 @@ from typing import Any
 import gradio as gr
 import numpy as np
 
+from sparkvsr.engines.base import RestoreOptions
 from sparkvsr.errors import Cancelled, ClipMissing, KeyframeError, MediaError, SparkVSRError
+from sparkvsr.estimate import SAMPLE_FRAMES, OutputEstimate, estimate_output, source_audio_bytes
 from sparkvsr.keyframes import KeyframeSelection, select_keyframes
 from sparkvsr.references.base import DEFAULT_TASK_PROMPT
-from sparkvsr.render import RenderProgress
+from sparkvsr.render import RENDER_CHUNK_BYTES, RenderProgress, chunk_within
 from sparkvsr.worker import (
     AccessDenied,
     FileRequest,
@@ -492,6 +494,46 @@ class Studio:
         except Exception:
             names = [self.config.default_editor]
         return [n for n in names if not self.config.editors or n in self.config.editors] or names
+
+    def estimate(
+        self,
+        state: StudioState | None,
+        guidance: float,
+        progress: gr.Progress = gr.Progress(),  # noqa: B008 (Gradio's way to ask for progress)
+    ) -> str:
+        """``#estimate``: output size, time and memory of a render with the current settings,
+        from a real sample: a few consecutive restored frames from the middle of the clip,
+        encoded with the chosen codec. Outputs: the estimate line."""
+        try:
+            state = _require(state)
+            total = state.clip.num_frames
+            count = min(SAMPLE_FRAMES, total)
+            first = max(0, total // 2 - count // 2)
+            frames, seconds = [], []
+            for n, index in enumerate(range(first, first + count)):
+                progress(n / (count + 1), desc=f"restoring sample frame {index}")
+                started = time.monotonic()
+                request = PreviewRequest(state.session_id, index, float(guidance))
+                frames.append(self.client.preview(request).image)
+                seconds.append(time.monotonic() - started)
+            progress(count / (count + 1), desc="encoding the sample")
+            sample = np.stack(frames)
+            width, height = state.render_size
+            chunk = chunk_within(
+                replace(RestoreOptions(), chunk=33), width * height * 3, RENDER_CHUNK_BYTES
+            )
+            result = estimate_output(
+                sample,
+                state.clip.fps,
+                total,
+                state.output,
+                seconds_per_frame=float(np.median(seconds[1:] or seconds)),
+                audio_bytes=source_audio_bytes(state.clip.path) if state.clip.has_audio else 0,
+                chunk_frames=chunk.chunk,
+            )
+        except Exception as e:
+            return f"Estimate unavailable: {escape(str(e))}"
+        return estimate_markdown(result)
 
     # Settings ---------------------------------------------------------------------------------
     def remember_guidance(self, state: StudioState | None, guidance: float) -> None:
@@ -978,6 +1020,29 @@ OPEN_OUTPUTS = (
 
 
 DOWNLOAD_LABEL = "Download"
+
+
+def estimate_markdown(estimate: OutputEstimate) -> str:
+    """The ``#output-estimate`` line: size, time, memory."""
+    return (
+        f"**Estimate** ≈ {_size_text(estimate.bytes)} · ≈ {_time_text(estimate.seconds)} · "
+        f"render buffers ≈ {_size_text(estimate.memory)}"
+    )
+
+
+def _size_text(count: int) -> str:
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if count >= size:
+            return f"{count / size:.3g} {unit}"
+    return f"{count} B"
+
+
+def _time_text(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    if seconds >= 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{max(1, round(seconds))} s"
 
 
 def output_note(state: StudioState) -> str:

@@ -280,6 +280,9 @@ def build_blocks(studio: Studio, logo_svg: str = "") -> gr.Blocks:
                         )
                         output_audio = gr.Checkbox(True, label="Keep audio", elem_id="output-audio")
                     output_note = gr.Markdown("", elem_id="output-note")
+                    with gr.Row(equal_height=True):
+                        estimate = gr.Button("Estimate", elem_id="estimate", size="sm", scale=1)
+                        output_estimate = gr.Markdown("", elem_id="output-estimate")
             with gr.Column(scale=6):
                 result_video = gr.Video(
                     label="Restored clip", elem_id="result-video", interactive=False, height=340
@@ -485,10 +488,20 @@ def build_blocks(studio: Studio, logo_svg: str = "") -> gr.Blocks:
         # Output panel: every change is saved at once (a running render keeps its own settings).
         set_output = (studio.set_output, [state, *output_controls], [state, output_note, error])
         for control in (output_scale, output_codec, output_preset, output_ten_bit, output_audio):
-            control.input(*set_output, **quiet).then(studio.result_status, *result_status, **quiet)
+            control.input(*set_output, **quiet).then(
+                studio.result_status, *result_status, **quiet
+            ).then(lambda: "", None, output_estimate, **quiet)
         output_crf.release(*set_output, **quiet).then(studio.result_status, *result_status, **quiet)
         for event in (output_width.submit, output_width.blur):
             event(*set_output, **quiet).then(studio.result_status, *result_status, **quiet)
+
+        estimate.click(
+            studio.estimate,
+            [state, guidance],
+            [output_estimate],
+            show_progress_on=[output_estimate],
+            concurrency_limit=None,
+        )
 
         timer.tick(studio.engine_status, [state], [engine_status], **quiet)
     return blocks
