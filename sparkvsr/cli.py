@@ -186,9 +186,10 @@ def _add_restore(commands, name: str) -> None:
     p.add_argument("--lossless", action="store_true", help="FFV1 .mkv (or PNG folder) output")
     p.add_argument(
         "--codec",
-        choices=("h264", "h265"),
+        choices=("h264", "h265", "prores"),
         default="h264",
-        help="video codec of .mp4/.mov/.mkv output (10-bit and HDR sources stay 10-bit in both)",
+        help="video codec of .mp4/.mov/.mkv output (10-bit and HDR sources stay 10-bit in each; "
+        "prores: 422 HQ, 10-bit, for editing, best in .mov)",
     )
     p.add_argument(
         "--square-pixels",

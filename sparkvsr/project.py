@@ -32,6 +32,7 @@ import json
 import os
 import tempfile
 import threading
+import zipfile
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -489,10 +490,9 @@ class Project:
                 )
             stop = start + len(frames)
             relative = f"{CHUNKS_DIR}/{start:06d}-{stop:06d}.npz"
-            data = _encode_chunk(start, frames)
             (self.folder / CHUNKS_DIR).mkdir(exist_ok=True)
-            atomic_write(self.folder / relative, data, what=f"chunk {start}-{stop}")
-            entry = ChunkEntry(start, stop, relative, hashlib.sha256(data).hexdigest())
+            digest = _write_chunk(self.folder / relative, start, frames, f"chunk {start}-{stop}")
+            entry = ChunkEntry(start, stop, relative, digest)
             self._commit(
                 replace(self._state, render=replace(render, chunks=(*render.chunks, entry)))
             )
@@ -513,6 +513,24 @@ class Project:
         render = self._require_render()
         for entry in render.chunks:
             yield entry.start, self.load_chunk(entry)
+
+    def iter_frames(self, max_frames: int) -> Iterator[tuple[int, np.ndarray]]:
+        """``(start, frames)`` of the current render in order, at most ``max_frames`` frames
+        ``[N, H, W, 3]`` uint8 decoded at a time (each chunk file is hash-checked first,
+        streamed): memory follows ``max_frames``, not the chunk length."""
+        render = self._require_render()
+        for entry in render.chunks:
+            path = self.resolve(entry.file)
+            if _file_sha256(path) != entry.sha256:
+                raise ProjectError(f"{path} is damaged (hash mismatch); render again to replace it")
+            try:
+                with np.load(path) as archive:
+                    names = sorted(n for n in archive.files if n.startswith("f"))
+                    for i in range(0, len(names), max(1, max_frames)):
+                        blobs = [archive[n].tobytes() for n in names[i : i + max(1, max_frames)]]
+                        yield entry.start + i, _decode_frames(blobs, path)
+            except (OSError, ValueError, KeyError) as e:
+                raise ProjectError(f"{path} is not a readable chunk ({e}); render again") from e
 
     def finish_render(self, output: str | os.PathLike, notes: tuple[str, ...] = ()) -> ProjectState:
         """Mark the current render complete, its clip written to ``output``; ``notes``: what
@@ -814,18 +832,72 @@ def _decode_png(data: bytes, where: Path) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
-def _encode_chunk(start: int, frames: np.ndarray) -> bytes:
-    """A chunk file: an uncompressed .npz of per-frame PNG bytes (each PNG compresses itself).
+def _write_chunk(path: Path, start: int, frames: np.ndarray, what: str) -> str:
+    """Write a chunk file atomically (like ``atomic_write``) and return its sha256: an
+    uncompressed .npz of per-frame PNG bytes (each PNG compresses itself).
 
-    Frames are encoded in parallel threads (OpenCV releases the GIL): a 33-frame HR chunk would
-    otherwise cost seconds of one core per chunk.
+    Frames are encoded in parallel threads (OpenCV releases the GIL), a few at a time, and
+    written as they come: memory stays a few PNGs above the frames themselves, whatever the
+    chunk length (a chunk of 4x 720p frames is over a gigabyte of PNG data).
     """
+    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            with zipfile.ZipFile(handle, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
+                _write_member(archive, "start", np.int64(start))
+                with ThreadPoolExecutor(max_workers=_CODEC_THREADS) as pool:
+                    for first in range(0, len(frames), _CODEC_THREADS):
+                        window = frames[first : first + _CODEC_THREADS]
+                        for i, data in enumerate(pool.map(_encode_png, window), first):
+                            _write_member(archive, f"f{i:05d}", np.frombuffer(data, np.uint8))
+            handle.flush()
+            os.fsync(handle.fileno())
+        digest = _file_sha256(Path(temp))
+        os.replace(temp, path)
+    except OSError as e:
+        _unlink_quietly(Path(temp))
+        raise ProjectError(
+            f"cannot save {what} to {path}: {e.strerror or e}. Free disk space or check "
+            "permissions; the previous state was kept."
+        ) from e
+    except BaseException:
+        _unlink_quietly(Path(temp))
+        raise
+    _fsync_folder(path.parent)
+    return digest
+
+
+def _write_member(archive: zipfile.ZipFile, name: str, array: np.ndarray) -> None:
+    with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
+        np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as handle:
+            while block := handle.read(1 << 20):
+                digest.update(block)
+    except OSError as e:
+        raise ProjectError(f"cannot read {path}: {e}") from e
+    return digest.hexdigest()
+
+
+def _decode_frames(blobs: list[bytes], where: Path) -> np.ndarray:
+    """PNG blobs decoded in parallel into one ``[N, H, W, 3]`` array (no per-frame copies)."""
+    first = _decode_png(blobs[0], where)
+    out = np.empty((len(blobs), *first.shape), np.uint8)
+    out[0] = first
+
+    def into(i: int) -> None:
+        image = _decode_png(blobs[i], where)
+        if image.shape != first.shape:
+            raise ProjectError(f"{where}: frame {i} is {image.shape}, frame 0 {first.shape}")
+        out[i] = image
+
     with ThreadPoolExecutor(max_workers=_CODEC_THREADS) as pool:
-        encoded = list(pool.map(_encode_png, frames))
-    buffer = io.BytesIO()
-    arrays = {f"f{i:05d}": np.frombuffer(data, np.uint8) for i, data in enumerate(encoded)}
-    np.savez(buffer, start=np.int64(start), **arrays)
-    return buffer.getvalue()
+        list(pool.map(into, range(1, len(blobs))))
+    return out
 
 
 def _decode_chunk(data: bytes, where: Path) -> np.ndarray:
@@ -833,7 +905,6 @@ def _decode_chunk(data: bytes, where: Path) -> np.ndarray:
         with np.load(io.BytesIO(data)) as archive:
             names = sorted(n for n in archive.files if n.startswith("f"))
             blobs = [archive[n].tobytes() for n in names]
-        with ThreadPoolExecutor(max_workers=_CODEC_THREADS) as pool:
-            return np.stack(list(pool.map(lambda blob: _decode_png(blob, where), blobs)))
+        return _decode_frames(blobs, where)
     except (OSError, ValueError, KeyError) as e:
         raise ProjectError(f"{where} is not a readable chunk ({e}); render again") from e

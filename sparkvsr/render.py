@@ -93,6 +93,11 @@ ProgressCallback = Callable[[RenderProgress], None]
 # frames encoded five times gave five different streams), and then a resumed render would not
 # equal an uninterrupted one. Without it the encode is a pure function of the frames.
 DETERMINISTIC_X264 = "mbtree=0"
+RENDER_CHUNK_BYTES = 512 << 20
+"""Output frames one render chunk may hold (at 4x of 720p: 11 frames instead of 33)."""
+ASSEMBLE_BYTES = 256 << 20
+"""Decoded output frames the final encode holds per write (the writer keeps one write in
+flight): the encode's memory follows this, not the chunk length."""
 
 
 def render_fingerprint(state: ProjectState, engine: Engine) -> str:
@@ -135,11 +140,14 @@ def render_steps(
     output: str | os.PathLike | None = None,
     progress: ProgressCallback | None = None,
     cancel: CancelFn | None = None,
+    chunk_bytes: int = RENDER_CHUNK_BYTES,
 ) -> Generator[RenderProgress, None, RenderResult]:
     """Render ``project`` one chunk per step: yields a RenderProgress after each saved chunk
     and returns the RenderResult. ``progress`` also receives the engine's finer updates.
 
     ``output`` overrides the project's output path (relative paths are inside the project).
+    ``chunk_bytes``: the most bytes one chunk of output frames may take; the project's chunk is
+    shortened to fit (``chunk_within``), so memory follows the output frame size.
     Raises Cancelled (chunks kept), ProjectError (disk, manifest), EngineError, MediaError.
     """
     # 1. check the project and open the clip
@@ -187,10 +195,12 @@ def render_steps(
             _emit(progress, first)
             counts = [0]  # chunks rendered so far, read by the engine-progress forwarder
             engine_progress = _forward_engine_progress(progress, start, total, resumed, counts)
+            width, height = output_size(clip.info, options)
+            bounded = chunk_within(options, width * height * 3, chunk_bytes)
             chunks = engine.restore(
                 clip,
                 references,
-                replace(options, start=start),
+                replace(bounded, start=start),
                 progress=engine_progress,
                 cancel=cancel,
             )
@@ -458,11 +468,28 @@ def _emit(progress: ProgressCallback | None, update: RenderProgress) -> None:
         progress(update)
 
 
+def chunk_within(options: RestoreOptions, frame_bytes: int, budget: int) -> RestoreOptions:
+    """``options`` with the chunk shortened so one chunk of ``frame_bytes`` frames fits in
+    ``budget`` bytes (never below 1 frame; a chunk of the 8k+1 form, as the dit model needs,
+    keeps that form, at least 9). Frames of the flow engine do not depend on the chunk."""
+    most = max(1, budget // max(1, frame_bytes))
+    if options.chunk <= most:
+        return options
+    chunk = most
+    if options.chunk > 1 and (options.chunk - 1) % 8 == 0:
+        chunk = max(9, (most - 1) // 8 * 8 + 1)
+    if chunk >= options.chunk:
+        return options
+    return replace(options, chunk=chunk, overlap=min(options.overlap, chunk - 1))
+
+
 def writer_options(settings: OutputSettings, out_path: Path) -> dict:
     """``VideoWriter.like`` keyword options for a project's output settings (the codec must
     match the output's suffix: ``OUTPUT_SUFFIX``)."""
     suffix = OUTPUT_SUFFIX[settings.codec]
-    if suffix and out_path.suffix.lower() != suffix:
+    # H.264 and H.265 go into any of the writer's containers (.mp4, .mov, .m4v, .mkv).
+    fitting = media.VIDEO_SUFFIXES if settings.codec in ("h264", "h265") else (suffix,)
+    if suffix and out_path.suffix.lower() not in fitting:
         raise ProjectError(
             f"output {out_path.name} does not fit codec {settings.codec}: name it *{suffix}"
         )
@@ -502,7 +529,9 @@ def _assemble(
                 writer.audio_from = None  # video only (read when the first frames arrive)
             if settings.ten_bit and not writer.colour.pix_fmt.endswith("10le"):
                 writer.colour = replace(writer.colour, pix_fmt="yuv420p10le")
-            for _, frames in project.iter_chunks():
+            width, height = output_size(clip.info, project.state.restore_options())
+            batch = max(1, ASSEMBLE_BYTES // max(1, width * height * 3))
+            for _, frames in project.iter_frames(batch):
                 writer.write(frames)
         os.replace(partial, out_path)
     except (MediaError, OSError) as e:

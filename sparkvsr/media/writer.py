@@ -9,6 +9,7 @@ import logging
 import os
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from sparkvsr.media.guards import check_encodable
 from sparkvsr.media.images import write_image
 from sparkvsr.media.probing import ClipInfo, ffmpeg_reason, open_container
 from sparkvsr.media.timing import FINE_TIME_BASE, OutputTiming, constant_timing, plan_timing
-from sparkvsr.media.tracks import TracksPlan, container_key, plan_tracks
+from sparkvsr.media.tracks import TracksPlan, audio_info, container_key, plan_tracks
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +33,13 @@ VIDEO_SUFFIXES = (*sorted(MP4_LIKE), ".mkv")
 CODECS = {
     "h264": ("libx264", "x264-params"),
     "h265": ("libx265", "x265-params"),
+    "prores": ("prores_ks", ""),
 }
-CODEC_NAMES = {"h264": "H.264", "h265": "H.265"}
+CODEC_NAMES = {"h264": "H.264", "h265": "H.265", "prores": "ProRes 422 HQ"}
+# ProRes is 10-bit 4:2:2 whatever the source; its quality is the profile's, not a CRF.
+PRORES_PIX_FMT = "yuv422p10le"
+PRORES_OPTIONS = {"profile": "3", "vendor": "apl0"}  # 3 = 422 HQ
+PRORES_SUFFIXES = (".mov", ".mkv")
 
 
 class VideoWriter:
@@ -91,7 +97,7 @@ class VideoWriter:
             pts = tuple(round(t / FINE_TIME_BASE) for t in frame_times)
             timing = OutputTiming(FINE_TIME_BASE, pts[0] if pts else 0, pts)
         self.timing = timing or constant_timing(self.frame_rate)
-        self.colour = colour
+        self.colour = replace(colour, pix_fmt=PRORES_PIX_FMT) if codec == "prores" else colour
         self.display_aspect = display_aspect
         self.square_pixels = square_pixels
         self.mode = self._choose_mode()
@@ -141,6 +147,8 @@ class VideoWriter:
         starts = [s.start for s in info.streams if s.index in copied and s.start is not None]
         timing = plan_timing(info.frame_times, info.time_base, info.frame_rate, info.vfr, starts)
         colour, colour_notes = output_colour(info.colour, CODEC_NAMES[codec])
+        if codec == "prores":
+            colour = replace(colour, pix_fmt=PRORES_PIX_FMT)
         if tonemapped:
             colour, colour_notes = SDR_BT709, []
         if lossless:  # FFV1 here is 8-bit RGB: no matrix, but the transfer and primaries tagged
@@ -181,6 +189,10 @@ class VideoWriter:
             return "ffv1"
         if suffix not in VIDEO_SUFFIXES:
             raise MediaError(f"output {self.path}: use .mp4, .mov or .mkv (or a folder for PNGs)")
+        if self.codec == "prores" and suffix not in PRORES_SUFFIXES:
+            raise MediaError(
+                f"ProRes output {self.path}: name it .mov (or .mkv); MP4 cannot hold it"
+            )
         return self.codec
 
     # Writing ------------------------------------------------------------------------------
@@ -274,15 +286,12 @@ class VideoWriter:
             params = self.x264_params
             if self.mode == "h265":
                 params = ":".join(p for p in ("log-level=error", params) if p)
-            stream = self._container.add_stream(
-                encoder,
-                rate=rate,
-                options={
-                    "crf": str(self.crf),
-                    "preset": self.preset,
-                    **({params_key: params} if params else {}),
-                },
-            )
+            options = {"crf": str(self.crf), "preset": self.preset}
+            if params_key and params:
+                options[params_key] = params
+            if self.mode == "prores":
+                options = dict(PRORES_OPTIONS)
+            stream = self._container.add_stream(encoder, rate=rate, options=options)
             stream.pix_fmt = self.colour.pix_fmt
             self.colour.tag(stream.codec_context)
             if self.mode == "h265" and self.path.suffix.lower() in MP4_LIKE:
@@ -315,13 +324,12 @@ class VideoWriter:
             return
         source = open_container(self.audio_from)
         assert self._container is not None
+        # Without a plan from ``like``: the source's audio, by the same table.
         plan = self.tracks or plan_tracks(
-            tuple(_quick_audio(s) for s in source.streams.audio),
+            tuple(audio_info(s) for s in source.streams.audio),
             (),
             container_key(self.path.suffix, self.mode == "ffv1"),
         )
-        if not plan.tracks:
-            self.notes.extend(n for n in plan.notes if n not in self.notes)
         inputs = []
         for stream in source.streams:
             action = plan.action(stream.index)
@@ -330,9 +338,15 @@ class VideoWriter:
             if action == "copy":
                 out = self._container.add_stream_from_template(stream)
             else:
-                out = self._container.add_stream("aac", rate=stream.codec_context.sample_rate)
+                rate = aac_rate(stream.codec_context.sample_rate)
+                out = self._container.add_stream("aac", rate=rate)
                 out.layout = stream.codec_context.layout.name
                 self._audio_transcode[stream.index] = _Transcode(out, stream, self.timing.shift)
+                if rate != stream.codec_context.sample_rate:
+                    self.notes.append(
+                        f"audio #{stream.index}: {stream.codec_context.sample_rate} Hz is beyond "
+                        f"AAC; resampled to {rate} Hz"
+                    )
             _copy_tags(stream, out)
             self._audio_map[stream.index] = out
             inputs.append(stream)
@@ -467,7 +481,7 @@ class _Transcode:
     def __init__(self, out: av.AudioStream, source: av.AudioStream, shift: Fraction):
         self.out = out
         self.shift = shift
-        self.rate = source.codec_context.sample_rate
+        self.rate = out.codec_context.sample_rate
         self.resampler = av.AudioResampler(
             format="fltp", layout=source.codec_context.layout.name, rate=self.rate
         )
@@ -492,6 +506,12 @@ class _Transcode:
             yield from self.out.encode(frame)
 
 
+def aac_rate(rate: int) -> int:
+    """``rate`` if AAC can carry it, else the nearest rate it can (AAC stops at 96 kHz)."""
+    rates = av.Codec("aac", "w").audio_rates or (rate,)
+    return rate if rate in rates else min(rates, key=lambda r: (abs(r - rate), -r))
+
+
 def _copy_tags(source: av.stream.Stream, out: av.stream.Stream) -> None:
     """Language, title and disposition (default, forced, ...) travel with the stream."""
     for key in ("language", "title"):
@@ -500,12 +520,6 @@ def _copy_tags(source: av.stream.Stream, out: av.stream.Stream) -> None:
             out.metadata[key] = value
     with contextlib.suppress(AttributeError, TypeError, ValueError):
         out.disposition = source.disposition
-
-
-def _quick_audio(stream: av.AudioStream):
-    from sparkvsr.media.tracks import audio_info
-
-    return audio_info(stream)
 
 
 def even_size(width: int, height: int) -> tuple[int, int]:
