@@ -256,6 +256,27 @@ def test_project_renders_keep_the_reading_and_encoding_settings(tmp_path, capsys
     assert code == 0 and "already rendered" in err
 
 
+def test_field_rate_gives_one_progressive_frame_per_field(tmp_path, capsys):
+    src = mc.make_interlaced(tmp_path / "int.mp4")
+    code, err = restore(capsys, src, tmp_path / "out.mp4", "--field-rate")
+    assert code == 0, err
+    assert "field rate" in notes(err)
+    result, frames = mc.read_video(tmp_path / "out.mp4", 6)
+    assert len(result.times) == 2 * probe(src).num_frames
+    assert 1 / np.diff(result.times).mean() == pytest.approx(50)
+    _, source = mc.read_video(src, 4)
+    height, width = source[0].shape[:2]
+    left = mc.combing(mc.down_to(frames[5], width, height))
+    assert left < 0.3 * mc.combing(source[2])  # no woven fields left
+    from sparkvsr.media import open_clip
+
+    src = mc.make_interlaced_intra(tmp_path / "intra.mp4")
+    with open_clip(src, field_rate=True) as clip:  # windows after a seek equal a straight read
+        straight = clip.read(0, clip.num_frames)
+    with open_clip(src, field_rate=True) as clip:
+        assert np.array_equal(clip.read(9, 15), straight[9:15])
+
+
 def test_keep_fields_leaves_the_combing(tmp_path, capsys):
     src = mc.make_interlaced(tmp_path / "int.mp4")
     code, err = restore(capsys, src, tmp_path / "out.mkv", "--keep-fields", "--lossless")
