@@ -799,6 +799,8 @@ class _Propagation:
         keyframe = self._keyframes.get(cache_key)
         if keyframe is None:
             reference = np.asarray(references[k])  # uint8 (check_references)
+            if not chosen.keep_colors:  # the editor's global grade is not propagated
+                reference = fit.ungraded(reference, self._lr_u8(k))
             lr = self._lr(k)
             # R - U(LR) from uint8 R into the upscale's own buffer: fresh HR arrays cost page
             # faults (~10 ms for 20 MB on our VMs), so the build makes as few as it can
