@@ -22,7 +22,9 @@ import contextlib
 import hashlib
 import json
 import os
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -37,7 +39,7 @@ from sparkvsr.engines.base import (
     check_references,
     raise_if_cancelled,
 )
-from sparkvsr.errors import EngineError, MediaError, ProjectError
+from sparkvsr.errors import Cancelled, EngineError, MediaError, ProjectError
 from sparkvsr.project import (
     ClipSummary,
     EngineSettings,
@@ -91,6 +93,10 @@ ProgressCallback = Callable[[RenderProgress], None]
 # frames encoded five times gave five different streams), and then a resumed render would not
 # equal an uninterrupted one. Without it the encode is a pure function of the frames.
 DETERMINISTIC_X264 = "mbtree=0"
+
+# Frames handed to the encoder at once while assembling: cancel is checked between blocks, and
+# the encoder runs one block behind, so a cancel stops the encode within ~2 blocks of frames.
+ASSEMBLE_BLOCK = 4
 
 
 def render_fingerprint(state: ProjectState, engine: Engine) -> str:
@@ -186,10 +192,13 @@ def render_steps(
                 "render again to continue from there"
             )
 
-        # 4. assemble the saved chunks into the final clip
+        # 4. assemble the saved chunks into the final clip (a step of its own, so a caller
+        # can run it on another thread than the engine's); cancellable between frames
         raise_if_cancelled(cancel)
-        _emit(progress, RenderProgress("assemble", total, total, rendered, resumed, "encoding"))
-        notes = _assemble(project, clip.info, out_path, state.output.crf)
+        assembling = RenderProgress("assemble", total, total, rendered, resumed, "encoding")
+        _emit(progress, assembling)
+        yield assembling
+        notes = _assemble(project, clip.info, out_path, state.output.crf, cancel)
 
     # 5. mark the render complete
     project.finish_render(out_path)
@@ -275,15 +284,22 @@ def ensure_project(
     engine: Engine,
     options: RestoreOptions,
     output: OutputSettings,
+    *,
+    lock: str | None = None,
+    wait: float = 0.0,
 ) -> Project:
     """Open the project in ``folder`` (it must belong to ``clip_path``) or create it, then make
     its options and output match the ones given. Same settings as last time: the next render
     resumes; other settings: the fingerprint changes and the render starts over.
+
+    lock: hold the project's writer lock for this purpose until ``project.close()`` (another
+    holder: ProjectLocked naming it, after waiting up to ``wait`` seconds).
     """
     folder = Path(folder)
     if Project.is_project(folder):
-        project = Project.open(folder)
+        project = Project.open(folder, lock=lock, wait=wait)
         if Path(clip_path).resolve() != Path(project.state.clip.path):
+            project.close()
             raise ProjectError(
                 f"project {folder} belongs to {project.state.clip.path}, not {clip_path}; use "
                 "another project folder for this clip"
@@ -295,6 +311,8 @@ def ensure_project(
             ClipSummary.from_info(media.probe(clip_path)),
             engine=EngineSettings(status.name, status.model),
             options=options,
+            lock=lock,
+            wait=wait,
         )
     if project.state.restore_options() != replace(options, start=0):
         project.set_options(options)
@@ -393,17 +411,34 @@ def _emit(progress: ProgressCallback | None, update: RenderProgress) -> None:
         progress(update)
 
 
-def _assemble(project: Project, info: media.ClipInfo, out_path: Path, crf: int) -> tuple[str, ...]:
+def _assemble(
+    project: Project,
+    info: media.ClipInfo,
+    out_path: Path,
+    crf: int,
+    cancel: CancelFn | None = None,
+) -> tuple[str, ...]:
     """Encode the saved chunks to ``out_path`` via a temp file, so a crash never leaves a
-    half-written clip under the final name."""
+    half-written clip under the final name. ``cancel`` is checked between frames (Cancelled:
+    the temp file is removed, the chunks are kept)."""
     partial = out_path.with_name(f".{out_path.stem}.partial{out_path.suffix}")
     try:
-        with media.VideoWriter.like(
-            partial, info, crf=crf, x264_params=DETERMINISTIC_X264
-        ) as writer:
-            for _, frames in project.iter_chunks():
-                writer.write(frames)
+        with (
+            media.VideoWriter.like(
+                partial, info, crf=crf, x264_params=DETERMINISTIC_X264
+            ) as writer,
+            _prefetched(project.iter_chunks(), cancel) as chunks,
+        ):
+            for _, frames in chunks:
+                for i in range(0, len(frames), ASSEMBLE_BLOCK):
+                    raise_if_cancelled(cancel)
+                    writer.write(frames[i : i + ASSEMBLE_BLOCK])
+        raise_if_cancelled(cancel)
         os.replace(partial, out_path)
+    except Cancelled:
+        with contextlib.suppress(OSError):
+            partial.unlink()
+        raise
     except (MediaError, OSError) as e:
         with contextlib.suppress(OSError):
             partial.unlink()
@@ -412,3 +447,32 @@ def _assemble(project: Project, info: media.ClipInfo, out_path: Path, crf: int) 
             "space and render again to assemble without re-rendering."
         ) from e
     return tuple(writer.notes)
+
+
+@contextlib.contextmanager
+def _prefetched(
+    items: Iterator[tuple[int, np.ndarray]], cancel: CancelFn | None
+) -> Iterator[Iterator[tuple[int, np.ndarray]]]:
+    """``items`` read one ahead on a thread (a chunk decodes while the previous one encodes).
+    Waiting for it checks ``cancel``, and a cancelled wait leaves the read behind, so a cancel
+    is not held up by a chunk being decoded."""
+    reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="assemble-read")
+
+    def ahead() -> Iterator[tuple[int, np.ndarray]]:
+        pending = reader.submit(next, items, None)
+        while True:
+            while True:
+                try:
+                    item = pending.result(timeout=0.05)
+                    break
+                except FutureTimeout:
+                    raise_if_cancelled(cancel)
+            if item is None:
+                return
+            pending = reader.submit(next, items, None)
+            yield item
+
+    try:
+        yield ahead()
+    finally:
+        reader.shutdown(wait=False, cancel_futures=True)

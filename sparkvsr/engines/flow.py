@@ -311,6 +311,12 @@ class FlowEngine:
             self._preview_frames.move_to_end(cache_key)
         return _finish(parts, options, self.settings.upscaler)
 
+    def release_caches(self) -> None:
+        """Drop the preview caches (the worker calls this when its last session closes)."""
+        self._preview_frames.clear()
+        self._preview_propagation = None
+        self._preview_propagation_key = None
+
     def _preview_bytes(self) -> int:
         return sum(_parts_bytes(parts) for parts in self._preview_frames.values())
 
