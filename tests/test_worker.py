@@ -428,14 +428,17 @@ def test_the_final_encode_neither_blocks_previews_nor_ignores_cancel(tmp_path):
 
 
 def test_idle_sessions_expire_but_never_while_rendering(tmp_path, clip):
-    with make_worker(tmp_path, UpscaleEngine(delay=0.3), idle_timeout=0.4) as worker:
-        idle = worker.open_clip(OpenClipRequest(str(clip)))
+    with make_worker(tmp_path, UpscaleEngine(delay=0.6), idle_timeout=1.0) as worker:
         busy = open_with_keyframes(worker, clip)
-        progress = worker.render(RenderRequest(busy.session_id))
-        wait_for(lambda: worker.status().sessions == 1, timeout=10, what="the idle session closing")
+        progress = worker.render(RenderRequest(busy.session_id))  # ~4 s, no requests meanwhile
+        idle = worker.open_clip(OpenClipRequest(str(clip)))
+        counts = []
+        while worker.status().renders_running:  # status without a session touches none
+            counts.append(worker.status().sessions)
+            time.sleep(0.05)
+        assert counts[0] == 2 and counts[-1] == 1, counts  # the idle one closed, the busy not
         with pytest.raises(SessionNotFound):
             worker.frame(FrameRequest(idle.session_id, 0))
-        assert worker.render_job(SessionRequest(busy.session_id)).state == "rendering"
         assert list(progress)[-1].stage == "done"
         # once the render is done the session may expire too, and its project is released
         wait_for(lambda: worker.status().sessions == 0, timeout=10, what="the second expiry")
