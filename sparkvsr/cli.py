@@ -81,8 +81,29 @@ def _run_probe(args) -> int:
     print(f"  video   {info.codec} {info.pix_fmt}, {info.width}x{info.height}, {rate}")
     print(f"  frames  {info.num_frames} ({info.duration:.3f} s), rotation {info.rotation}")
     print(f"  I-frames {len(info.iframes)}: {_short_list(info.iframes)}")
-    for audio in info.audio:
-        print(f"  audio   #{audio.index} {audio.codec} {audio.sample_rate} Hz x{audio.channels}")
+    summary_colour = summary["colour"]
+    print(
+        f"  shape   SAR {summary['sar']}, DAR {summary['dar']}, {info.field_order}"
+        + (" (interlaced)" if info.interlaced else "")
+        + (", alpha" if info.alpha else "")
+    )
+    print(
+        f"  colour  {summary_colour['matrix']} {summary_colour['range']}, primaries "
+        f"{summary_colour['primaries']}, transfer {summary_colour['transfer']}, "
+        f"{summary_colour['bit_depth']}-bit"
+        + (f", HDR {info.colour.hdr.upper()}" if info.colour.hdr else "")
+    )
+    for stream in info.streams:
+        extra = ""
+        audio = next((a for a in info.audio if a.index == stream.index), None)
+        if audio is not None:
+            extra = f" {audio.sample_rate} Hz {audio.layout or f'x{audio.channels}'}"
+        tags = ", ".join(t for t in (stream.language, stream.title, *stream.disposition) if t)
+        start = f", starts {stream.start:+.3f} s" if stream.start is not None else ""
+        print(
+            f"  {stream.kind:<7} #{stream.index} {stream.codec}{extra}{f' ({tags})' if tags else ''}{start}"
+        )
+    print(f"  video starts {info.start:+.3f} s")
     return 0
 
 
@@ -170,6 +191,28 @@ def _add_restore(commands, name: str) -> None:
     _add_keyframe_selection(p, default_mode=None)
     _add_restore_options(p)
     p.add_argument("--lossless", action="store_true", help="FFV1 .mkv (or PNG folder) output")
+    p.add_argument(
+        "--codec",
+        choices=("h264", "h265"),
+        default="h264",
+        help="video codec of .mp4/.mov/.mkv output (10-bit and HDR sources stay 10-bit in both)",
+    )
+    p.add_argument(
+        "--square-pixels",
+        action="store_true",
+        help="resample anamorphic sources (e.g. DVD 16:9) to square pixels; by default their "
+        "pixel aspect is kept, so the picture shows at the same shape either way",
+    )
+    p.add_argument(
+        "--tonemap",
+        action="store_true",
+        help="HDR (PQ, HLG) sources: tone-map to SDR BT.709 (default: keep HDR, 10-bit, tagged)",
+    )
+    p.add_argument(
+        "--keep-fields",
+        action="store_true",
+        help="interlaced sources: keep the fields as they are (default: deinterlace with bwdif)",
+    )
 
 
 def _add_restore_options(p: argparse.ArgumentParser) -> None:
@@ -193,7 +236,12 @@ def _add_restore_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tile", type=int, default=0, help="spatial tile in LR pixels (0: off)")
     p.add_argument("--tile-overlap", type=int, default=32, help="LR pixels shared by tiles")
     p.add_argument("--scale", type=int, default=4, help="upscale factor (the dit model: 4)")
-    p.add_argument("--output-size", help="WIDTHxHEIGHT to resize the result to")
+    p.add_argument(
+        "--output-size",
+        help="WIDTHxHEIGHT to resize the result to; below --scale x the input, the flow engine "
+        "works at the smallest whole scale that reaches it, so memory and time follow the "
+        "output size (dit stays at its trained x4)",
+    )
     p.add_argument("--color-fix", default="none", help="none, wavelet or adain")
     p.add_argument("--crf", type=int, default=18, help="H.264 quality (lower is better)")
 
@@ -257,9 +305,10 @@ def _run_restore(args) -> int:
     from sparkvsr.references.assembly import references_for_keyframes
     from sparkvsr.render import render_clip
 
-    # 1. Check everything cheap before loading a model.
-    options = _restore_options(args)
-    clip = open_clip(args.input)
+    # 1. Check everything cheap before loading a model: the clip, the output, the keyframes.
+    clip = open_clip(args.input, deinterlace=not args.keep_fields, tonemap=args.tonemap)
+    options, scale_note = _working_options(args, clip)
+    _check_output(args, clip, options)
     ref_files = _parse_refs(args.ref)
     keyframes = validate_keyframes(
         set(_select_keyframes(args, clip.info)) | set(ref_files), clip.num_frames
@@ -278,12 +327,50 @@ def _run_restore(args) -> int:
             args.output,
             crf=args.crf,
             lossless=args.lossless,
+            codec=args.codec,
+            square_pixels=args.square_pixels,
             progress=show,
         )
-    for note in result.notes:
+    for note in (*scale_note, *result.notes):
         print(f"note: {note}", file=sys.stderr)
     print(f"wrote {args.output} ({result.frames} frames, {clip.info.fps:g} fps)")
     return 0
+
+
+def _working_options(args, clip):
+    """Restore options with the engine's working scale following --output-size (see
+    render.working_scale), and the note that says so."""
+    from dataclasses import replace
+
+    from sparkvsr.render import working_scale
+
+    options = _restore_options(args)
+    scale = working_scale(args.engine, options, clip.size)
+    if scale == options.scale:
+        return options, ()
+    width, height = options.output_size
+    note = (
+        f"--output-size {width}x{height} is below x{options.scale} of the "
+        f"{clip.size[0]}x{clip.size[1]} input: the engine works at x{scale} and resizes, so "
+        "memory follows the output size"
+    )
+    return replace(options, scale=scale), (note,)
+
+
+def _check_output(args, clip, options) -> None:
+    """The output checks (not the source, codec level, writable, space) before any work."""
+    from sparkvsr.media import check_output
+    from sparkvsr.render import output_size
+
+    check_output(
+        args.input,
+        args.output,
+        output_size(clip.info, options),
+        clip.num_frames,
+        source_size=clip.size,
+        codec=getattr(args, "codec", "h264"),
+        lossless=getattr(args, "lossless", False),
+    )
 
 
 @contextlib.contextmanager
@@ -313,25 +400,37 @@ def _run_restore_in_project(args) -> int:
 
     # 1. Check everything cheap before loading a model.
     if args.lossless:
-        raise ProjectError("--lossless cannot be combined with --project (projects write H.264)")
-    options = _restore_options(args)
+        raise ProjectError(
+            "--lossless cannot be combined with --project (projects write H.264 or H.265)"
+        )
     ref_files = _parse_refs(args.ref)
-    with open_clip(args.input) as clip:
+    with open_clip(args.input, deinterlace=not args.keep_fields, tonemap=args.tonemap) as clip:
+        options, scale_note = _working_options(args, clip)
+        _check_output(args, clip, options)
         chosen = None
         if args.keyframes or args.mode or ref_files:
             selected = set(_select_keyframes(args, clip.info)) | set(ref_files)
             chosen = validate_keyframes(selected, clip.num_frames)
     # 2. Open or create the project (same settings as last time: the render resumes).
     engine = load_engine(args.engine, **_engine_config(args))
-    output = OutputSettings(path=str(args.output.resolve()), crf=args.crf)
+    output = OutputSettings(
+        path=str(args.output.resolve()),
+        crf=args.crf,
+        codec=args.codec,
+        square_pixels=args.square_pixels,
+        deinterlace=not args.keep_fields,
+        tonemap=args.tonemap,
+    )
     project = ensure_project(
         args.project, args.input, engine, options, output, lock="restore (CLI)", wait=args.wait
     )
     with project:  # the writer lock, held until the render is done
-        return _restore_locked_project(args, project, engine, chosen, ref_files, options)
+        return _restore_locked_project(
+            args, project, engine, chosen, ref_files, options, scale_note
+        )
 
 
-def _restore_locked_project(args, project, engine, chosen, ref_files, options) -> int:
+def _restore_locked_project(args, project, engine, chosen, ref_files, options, scale_note) -> int:
     from sparkvsr.media import open_clip
     from sparkvsr.references.assembly import references_for_keyframes
     from sparkvsr.render import render_project
@@ -341,7 +440,7 @@ def _restore_locked_project(args, project, engine, chosen, ref_files, options) -
     # 3. References: given images always; the editor only where the project has none yet.
     keyframes = project.state.keyframes
     todo = [k for k in keyframes if k in ref_files or project.state.reference(k) is None]
-    with open_clip(args.input) as clip:
+    with open_clip(args.input, deinterlace=not args.keep_fields, tonemap=args.tonemap) as clip:
         given = {k: ref_files[k] for k in todo if k in ref_files}
         made = references_for_keyframes(clip, todo, given, args.editor, options.scale)
     for index, reference in made.items():
@@ -349,7 +448,7 @@ def _restore_locked_project(args, project, engine, chosen, ref_files, options) -
     # 4. Render, saving every chunk into the project; resume after the last finished one.
     with _progress_bar(project.state.clip.num_frames, args.engine) as show:
         result = render_project(engine, project, progress=show)
-    for note in result.notes:
+    for note in (*scale_note, *result.notes):
         print(f"note: {note}", file=sys.stderr)
     if result.skipped:
         print(f"{result.output} is already rendered with these settings (project {project.folder})")
@@ -602,6 +701,15 @@ def _run_eval(args) -> int:
 # --- edit --------------------------------------------------------------------------------------
 
 
+def fit_line(fit) -> str:
+    """One line saying how well a Reference fits its frame (``ReferenceFit``)."""
+    return (
+        f"fit: {fit.verdict} ({fit.psnr:.1f} dB against the frame, moved {fit.shift:.1f} px, "
+        f"colour change {fit.colour_change:.1f}, {fit.disagreement:.0%} differs, "
+        f"weight {fit.weight:.2f}): {fit.message}"
+    )
+
+
 def _add_edit(commands, name: str) -> None:
     from sparkvsr.references import EDITORS
     from sparkvsr.references.base import DEFAULT_TASK_PROMPT
@@ -696,6 +804,8 @@ def _run_edit(args) -> int:
         f"wrote {args.output} ({target[0]}x{target[1]}, frame {args.frame}, {args.editor}, "
         f"hash {reference.content_hash[:12]})"
     )
+    if reference.provenance.fit is not None:
+        print(fit_line(reference.provenance.fit))
     return 0
 
 

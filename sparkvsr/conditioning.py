@@ -301,13 +301,54 @@ def x0_from_v(z: torch.Tensor, v: torch.Tensor, abar: torch.Tensor) -> torch.Ten
     return abar.sqrt() * z - (1 - abar).sqrt() * v
 
 
-def rfg_combine(unconditioned: torch.Tensor, conditioned: torch.Tensor, s: float) -> torch.Tensor:
-    """Reference-free guidance: ``u + s (c - u)``; valid for v and (being affine) for x0."""
+def rfg_combine(
+    unconditioned: torch.Tensor, conditioned: torch.Tensor, s: float | Sequence[float]
+) -> torch.Tensor:
+    """Reference-free guidance: ``u + s (c - u)``; valid for v and (being affine) for x0.
+
+    ``s`` is one scale, or one per latent frame (``latent_guidance``) for latents
+    ``[B, C, F_lat, h, w]``: per-keyframe weights cost nothing beyond the two cached branches.
+    """
+    if not isinstance(s, int | float):
+        scales = [float(v) for v in s]
+        if len(set(scales)) > 1:
+            if len(scales) != conditioned.shape[2]:
+                raise ValueError(
+                    f"{len(scales)} guidance scales for {conditioned.shape[2]} latent frames"
+                )
+            per_frame = torch.tensor(scales, dtype=conditioned.dtype, device=conditioned.device)
+            per_frame = per_frame.view(1, 1, -1, 1, 1)
+            return unconditioned + per_frame * (conditioned - unconditioned)
+        s = scales[0]
     if s == 1.0:
         return conditioned
     if s == 0.0:
         return unconditioned
     return unconditioned + s * (conditioned - unconditioned)
+
+
+def latent_guidance(
+    num_latent: int, keyframe_weights: Mapping[int, float], s: float
+) -> tuple[float, ...]:
+    """The guidance scale of each latent frame of a chunk: ``s`` times its keyframes' weights.
+
+    ``keyframe_weights`` maps local frames of the chunk to per-keyframe weights (0 to 2). A
+    keyframe's weight holds at its slot ``f // 4`` and is interpolated linearly between
+    neighbouring keyframes' slots; before the first and after the last it is held. A chunk
+    without keyframes has ``s`` everywhere (both branches are the same prediction there).
+    """
+    slots = sorted((latent_slot(f), float(w)) for f, w in keyframe_weights.items())
+    if not slots:
+        return (float(s),) * num_latent
+    positions = np.array([slot for slot, _ in slots], dtype=np.float64)
+    weights = np.array([w for _, w in slots], dtype=np.float64)
+    per_frame = np.interp(np.arange(num_latent, dtype=np.float64), positions, weights)
+    return tuple(float(s) * float(w) for w in per_frame)
+
+
+def guidance_branches(scales: Sequence[float]) -> tuple[bool, bool]:
+    """Which x0 branches ``rfg_combine`` needs for these scales: (unconditioned, conditioned)."""
+    return any(v != 1.0 for v in scales), any(v != 0.0 for v in scales)
 
 
 def predict_v(

@@ -30,6 +30,11 @@ class ProjectError(SparkVSRError):
     """A project folder cannot be opened or saved (corrupt manifest, newer version, disk full)."""
 
 
+class ClipMissing(ProjectError):
+    """A project's clip file is not where the project recorded it (moved, renamed, deleted):
+    relink the project to the clip's new location; the project itself is intact."""
+
+
 class EvaluationError(SparkVSRError):
     """An evaluation cannot run as asked (mismatched clips, unknown metric, missing clip...)."""
 

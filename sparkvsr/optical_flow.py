@@ -131,7 +131,11 @@ def compose(flow_ab: np.ndarray, flow_bc: np.ndarray) -> np.ndarray:
 
 
 def forward_backward_mask(
-    flow_ab: np.ndarray, flow_ba: np.ndarray, alpha: float = 0.01, beta: float = 1.0
+    flow_ab: np.ndarray,
+    flow_ba: np.ndarray,
+    alpha: float = 0.01,
+    beta: float = 1.0,
+    soft: bool = False,
 ) -> np.ndarray:
     """1 where a -> b and back lands where it started, 0 where it does not (occlusions): ``[H, W]``.
 
@@ -143,7 +147,10 @@ def forward_backward_mask(
     excess = cv2.pow(cv2.add(flow_ab, back), 2)
     excess = cv2.scaleAdd(cv2.pow(flow_ab, 2), -alpha, excess)
     excess = cv2.scaleAdd(cv2.pow(back, 2), -alpha, excess)
-    return (_channel_sum(excess) < beta).astype(np.float32)
+    if not soft:
+        return (_channel_sum(excess) < beta).astype(np.float32)
+    # 1 up to beta, falling linearly to 0 at 2 beta: no hard edge where trust ends
+    return np.clip(2.0 - _channel_sum(excess) * np.float32(1.0 / beta), 0.0, 1.0)
 
 
 def agreement(aligned: np.ndarray, target: np.ndarray, sigma: float, window: int) -> np.ndarray:
@@ -180,3 +187,31 @@ def scene_cut_score(previous: np.ndarray, current: np.ndarray, flow: np.ndarray)
     target = current.astype(np.float32)
     contrast = cv2.norm(cv2.subtract(target, cv2.mean(target)), cv2.NORM_L1) / values
     return error / (contrast + 2.0)
+
+
+def homography_flow(
+    flow: np.ndarray, trusted: np.ndarray, stride: int = 4, threshold: float = 0.75
+) -> np.ndarray | None:
+    """The global motion (a homography) that explains ``flow`` where it is ``trusted``, as a flow.
+
+    ``flow`` ``[H, W, 2]`` a -> b, ``trusted`` ``[H, W]`` bool. Samples every ``stride``-th
+    trusted pixel, fits a homography with RANSAC (inliers within ``threshold`` pixels) and
+    returns its flow ``[H, W, 2]`` float32, or None when too few pixels are trusted or the fit
+    fails. Where dense flow is ambiguous (repeating texture, blur) but the camera's motion is
+    global, this recovers it.
+    """
+    height, width = flow.shape[:2]
+    grid = _grid(height, width)
+    sample = np.zeros_like(trusted)
+    sample[::stride, ::stride] = True
+    picked = sample & trusted
+    if picked.sum() < 24:
+        return None
+    source = grid[picked]
+    target = source + flow[picked]
+    matrix, inliers = cv2.findHomography(source, target, cv2.RANSAC, threshold, maxIters=500)
+    if matrix is None or inliers is None or inliers.sum() < 16:
+        return None
+    moved = cv2.perspectiveTransform(grid.reshape(1, -1, 2), matrix).reshape(height, width, 2)
+    result = moved - grid
+    return result if np.isfinite(result).all() else None

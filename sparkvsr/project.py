@@ -42,7 +42,7 @@ import cv2
 import numpy as np
 
 from sparkvsr.engines.base import RestoreOptions
-from sparkvsr.errors import EngineError, KeyframeError, ProjectError
+from sparkvsr.errors import ClipMissing, EngineError, KeyframeError, ProjectError
 from sparkvsr.keyframes import validate_keyframes
 from sparkvsr.project_lock import ProjectLock
 from sparkvsr.references.base import Provenance, Reference, image_hash
@@ -123,14 +123,23 @@ class OutputSettings:
 
     path: the output file, relative to the project folder unless absolute (H.264 ``.mp4``).
     crf:  H.264 constant rate factor (lower = better, 18 is visually lossless).
+    codec: "h264" or "h265". square_pixels: resample anamorphic sources to square pixels.
+    deinterlace: read interlaced sources deinterlaced (False keeps the fields).
+    tonemap: read HDR sources tone-mapped to SDR BT.709 (False keeps HDR).
     """
 
     path: str = DEFAULT_OUTPUT
     crf: int = 18
+    codec: str = "h264"
+    square_pixels: bool = False
+    deinterlace: bool = True
+    tonemap: bool = False
 
     def __post_init__(self) -> None:
         if not 0 <= self.crf <= 51:
             raise ProjectError(f"crf {self.crf} is out of range: use 0 (lossless) to 51")
+        if self.codec not in ("h264", "h265"):
+            raise ProjectError(f"codec {self.codec!r} is unknown: use h264 or h265")
 
 
 @dataclass(frozen=True)
@@ -151,6 +160,7 @@ class RenderState:
     chunks: tuple[ChunkEntry, ...] = ()
     complete: bool = False
     output: str = ""
+    notes: tuple[str, ...] = ()  # what the output changed or dropped (media notes), when complete
 
     @property
     def resume_frame(self) -> int:
@@ -302,10 +312,10 @@ class Project:
         state = parse_manifest(text, manifest)
         project = cls(folder, state, held)
         if require_clip and not Path(state.clip.path).exists():
-            raise ProjectError(
-                f"the clip of project {folder} is missing: {state.clip.path} does not exist. "
-                "Move it back, or open the project with require_clip=False and call "
-                "relink_clip(new_path); the project itself is intact."
+            raise ClipMissing(
+                f"the clip of project {folder.name} is missing: {state.clip.path} does not "
+                "exist. Move it back, or relink the project to the clip's new location (the "
+                "studio offers Relink…); the project itself is intact."
             )
         return project
 
@@ -450,6 +460,18 @@ class Project:
                 )
             return self._commit(replace(self._state, clip=clip))
 
+    def forget_chunks(self) -> ProjectState:
+        """Drop the finished chunks from the manifest (their files may then be deleted); a
+        complete render keeps its output and stays complete. The next render of other settings
+        starts at frame 0; the same settings with its output present are still done."""
+        with self._lock:
+            render = self._state.render
+            if render is None or not render.chunks:
+                return self._state
+            if not render.complete:
+                return self._commit(replace(self._state, render=None))
+            return self._commit(replace(self._state, render=replace(render, chunks=())))
+
     # Render chunks ------------------------------------------------------------------------
     def begin_render(self, fingerprint: str) -> RenderState:
         """Start or resume a render with settings ``fingerprint``.
@@ -463,7 +485,9 @@ class Project:
             if current is not None and current.fingerprint == fingerprint:
                 kept = self._intact_prefix(current.chunks)
                 render = replace(
-                    current, chunks=kept, complete=current.complete and kept == current.chunks
+                    current,
+                    chunks=kept,
+                    complete=current.complete and bool(kept) and kept == current.chunks,
                 )
             else:
                 render = RenderState(fingerprint=fingerprint)
@@ -515,8 +539,9 @@ class Project:
         for entry in render.chunks:
             yield entry.start, self.load_chunk(entry)
 
-    def finish_render(self, output: str | os.PathLike) -> ProjectState:
-        """Mark the current render complete, its clip written to ``output``."""
+    def finish_render(self, output: str | os.PathLike, notes: tuple[str, ...] = ()) -> ProjectState:
+        """Mark the current render complete, its clip written to ``output``; ``notes``: what
+        the user should know about the output (re-encoded or dropped tracks, HDR, ...)."""
         with self._lock:
             render = self._require_render()
             if render.resume_frame != self._state.clip.num_frames:
@@ -524,7 +549,7 @@ class Project:
                     f"render is not finished: frames {render.resume_frame} to "
                     f"{self._state.clip.num_frames - 1} are missing"
                 )
-            done = replace(render, complete=True, output=str(output))
+            done = replace(render, complete=True, output=str(output), notes=tuple(notes))
             return self._commit(replace(self._state, render=done))
 
     def chunk_log(self) -> list[tuple[int, int, str]]:
@@ -703,6 +728,7 @@ def _state_from_dict(data: Mapping[str, Any]) -> ProjectState:
             ),
             complete=bool(render_data["complete"]),
             output=str(render_data.get("output", "")),
+            notes=tuple(str(n) for n in render_data.get("notes", ())),
         )
     return ProjectState(
         clip=clip,

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 from collections.abc import Callable, Generator, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -116,6 +117,18 @@ def render_fingerprint(state: ProjectState, engine: Engine) -> str:
         "options": asdict(state.restore_options()),
         "references": used,
     }
+    # How frames are read changes them; listed only when not the default, so the fingerprints
+    # of projects made before these settings existed stay the same.
+    # The encoding ones change the final clip (not the chunks), so a change re-renders.
+    out = state.output
+    read = {
+        "deinterlace": out.deinterlace,
+        "tonemap": out.tonemap,
+        "codec": out.codec,
+        "square_pixels": out.square_pixels,
+    }
+    if read != {"deinterlace": True, "tonemap": False, "codec": "h264", "square_pixels": False}:
+        settings["read"] = read
     text = json.dumps(settings, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
@@ -156,9 +169,19 @@ def render_steps(
     start = render.resume_frame
     rendered = 0
 
-    with media.open_clip(state.clip.path) as clip:
+    settings = state.output
+    reading = {"deinterlace": settings.deinterlace, "tonemap": settings.tonemap}
+    with media.open_clip(state.clip.path, **reading) as clip:
         _check_clip_unchanged(project, clip)
         check_references(clip, references, options.scale)
+        media.check_output(
+            clip.info.path,
+            out_path,
+            output_size(clip.info, options),
+            total,
+            source_size=clip.size,
+            codec=settings.codec,
+        )
 
         # 3. restore from the first unfinished frame, saving every chunk
         if start < total:
@@ -198,11 +221,13 @@ def render_steps(
         assembling = RenderProgress("assemble", total, total, rendered, resumed, "encoding")
         _emit(progress, assembling)
         yield assembling
-        notes = _assemble(project, clip.info, out_path, state.output.crf, cancel)
+        notes = _assemble(project, clip, out_path, settings, cancel)
 
-    # 5. mark the render complete
-    project.finish_render(out_path)
-    done = RenderProgress("done", total, total, rendered, resumed, output=str(out_path))
+    # 5. mark the render complete (the notes go into the manifest)
+    project.finish_render(out_path, notes)
+    done = RenderProgress(
+        "done", total, total, rendered, resumed, "; ".join(notes), output=str(out_path)
+    )
     _emit(progress, done)
     yield done
     return RenderResult(out_path, total, rendered, resumed, start, notes=notes)
@@ -234,6 +259,8 @@ def render_clip(
     *,
     crf: int = 18,
     lossless: bool = False,
+    codec: str = "h264",
+    square_pixels: bool = False,
     progress: ProgressCallback | None = None,
     cancel: CancelFn | None = None,
 ) -> RenderResult:
@@ -241,8 +268,10 @@ def render_clip(
 
     ``clip``: a path, or a Clip already open (so it is not probed again). ``references``:
     ``{frame: [H*scale, W*scale, 3] uint8}``. ``output``: .mp4/.mov/.mkv, or a folder for PNG
-    frames; ``lossless`` writes FFV1 (.mkv) or PNGs. Memory depends on the chunk size, not the
-    clip length.
+    frames; ``lossless`` writes FFV1 (.mkv) or PNGs; ``codec``: "h264" or "h265";
+    ``square_pixels``: anamorphic sources are resampled to square pixels (else their sample
+    aspect ratio is kept). The output is checked (not the source, encodable size, writable, disk
+    space) before the engine starts. Memory depends on the chunk size, not the clip length.
     """
     output = Path(output)
     owned = not isinstance(clip, media.Clip)
@@ -250,11 +279,28 @@ def render_clip(
     try:
         total = source.num_frames
         check_references(source, references, options.scale)
+        media.check_output(
+            source.info.path,
+            output,
+            output_size(source.info, options),
+            total - options.start,
+            source_size=source.size,
+            codec=codec,
+            lossless=lossless,
+        )
         counts = [0]
         engine_progress = _forward_engine_progress(progress, options.start, total, 0, counts)
         rendered = 0
         with media.VideoWriter.like(
-            output, source.info, crf=crf, lossless=lossless, x264_params=DETERMINISTIC_X264
+            output,
+            source.info,
+            crf=crf,
+            lossless=lossless,
+            codec=codec,
+            square_pixels=square_pixels,
+            tonemapped=source.tonemap,
+            notes=source.notes,
+            x264_params=DETERMINISTIC_X264 if codec == "h264" else "",
         ) as writer:
             chunks = engine.restore(
                 source, references, options, progress=engine_progress, cancel=cancel
@@ -274,7 +320,8 @@ def render_clip(
     finally:
         if owned:
             source.close()
-    _emit(progress, RenderProgress("done", total, total, rendered, output=str(output)))
+    done = RenderProgress("done", total, total, rendered, message="; ".join(notes))
+    _emit(progress, replace(done, output=str(output)))
     return RenderResult(output, total - options.start, rendered, 0, options.start, notes=notes)
 
 
@@ -331,6 +378,22 @@ def _engine_model(engine: Engine) -> str:
         return engine.status().model
     except Exception:  # a status failure must not block a render; the name still counts
         return ""
+
+
+def output_size(info: media.ClipInfo, options: RestoreOptions) -> tuple[int, int]:
+    """The size of the frames the engine hands over: ``output_size``, else scale x the clip."""
+    return options.output_size or (info.width * options.scale, info.height * options.scale)
+
+
+def working_scale(engine: str, options: RestoreOptions, size: tuple[int, int]) -> int:
+    """The scale an engine should work at for ``options``: with an ``output_size`` below
+    ``scale`` x the clip ``size`` (width, height), the smallest integer scale that still
+    reaches it, so memory and time follow the output size. The ``dit`` model is trained for
+    its scale and keeps it."""
+    if options.output_size is None or engine == "dit":
+        return options.scale
+    need = max(options.output_size[0] / size[0], options.output_size[1] / size[1])
+    return max(1, min(options.scale, math.ceil(need - 1e-9)))
 
 
 def _output_path(project: Project, output: str | os.PathLike | None) -> Path:
@@ -413,19 +476,27 @@ def _emit(progress: ProgressCallback | None, update: RenderProgress) -> None:
 
 def _assemble(
     project: Project,
-    info: media.ClipInfo,
+    clip: media.Clip,
     out_path: Path,
-    crf: int,
+    settings: OutputSettings,
     cancel: CancelFn | None = None,
 ) -> tuple[str, ...]:
     """Encode the saved chunks to ``out_path`` via a temp file, so a crash never leaves a
-    half-written clip under the final name. ``cancel`` is checked between frames (Cancelled:
-    the temp file is removed, the chunks are kept)."""
+    half-written clip under the final name. Returns the notes (reading and writing).
+    ``cancel`` is checked between frames (Cancelled: the temp file is removed, the chunks are
+    kept)."""
     partial = out_path.with_name(f".{out_path.stem}.partial{out_path.suffix}")
     try:
         with (
             media.VideoWriter.like(
-                partial, info, crf=crf, x264_params=DETERMINISTIC_X264
+                partial,
+                clip.info,
+                crf=settings.crf,
+                codec=settings.codec,
+                square_pixels=settings.square_pixels,
+                tonemapped=clip.tonemap,
+                notes=clip.notes,
+                x264_params=DETERMINISTIC_X264 if settings.codec == "h264" else "",
             ) as writer,
             _prefetched(project.iter_chunks(), cancel) as chunks,
         ):

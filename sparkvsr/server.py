@@ -179,6 +179,8 @@ class OpenClipBody(_Strict):
     clip_path: Annotated[str, Field(max_length=4096)] = ""
     project: Annotated[str, Field(max_length=100)] = ""
     take_over: bool = False
+    owner: Annotated[str, Field(max_length=200)] = ""
+    reuse: bool = False
 
 
 class SessionBody(_Strict):

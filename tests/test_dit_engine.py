@@ -10,12 +10,13 @@ from __future__ import annotations
 import itertools
 import shutil
 
+import cv2
 import numpy as np
 import pytest
 import torch
 
 from sparkvsr.engines import load_engine
-from sparkvsr.engines.base import Progress, RestoreOptions
+from sparkvsr.engines.base import KeyframeGuidance, Progress, RestoreOptions
 from sparkvsr.engines.dit import DitEngine
 from sparkvsr.errors import Cancelled, EngineError, KeyframeError
 from sparkvsr.frames import ArrayFrames
@@ -49,9 +50,12 @@ def tiny_folder(tmp_path_factory):
     return build_tiny_pipeline(tmp_path_factory.mktemp("tiny") / "sparkvsr")
 
 
+# The plumbing tests below pair random frames with unrelated random References: their fit would
+# give those References a weight of ~0 (tests/test_reference_fit.py checks that), so these
+# engines leave every keyframe at weight 1.
 @pytest.fixture(scope="module")
 def engine(tiny_folder):
-    return DitEngine(str(tiny_folder), device="cpu")
+    return DitEngine(str(tiny_folder), device="cpu", fit_weights=False)
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +70,7 @@ def pointwise_folder(tmp_path_factory):
 @pytest.fixture(scope="module")
 def fast(pointwise_folder):
     """Per-frame, per-8x8-block test models: fast, and with known locality."""
-    return DitEngine(str(pointwise_folder), device="cpu")
+    return DitEngine(str(pointwise_folder), device="cpu", fit_weights=False)
 
 
 class PassLog:
@@ -228,7 +232,11 @@ def test_each_reference_is_encoded_once_per_tile_not_per_chunk(fast):
 
 def test_cache_spills_to_disk_beyond_its_budget(pointwise_folder, tmp_path):
     engine = DitEngine(
-        str(pointwise_folder), device="cpu", cache_bytes=1, cache_dir=tmp_path / "cache"
+        str(pointwise_folder),
+        device="cpu",
+        cache_bytes=1,
+        cache_dir=tmp_path / "cache",
+        fit_weights=False,
     )
     source = ArrayFrames(_frames(17, seed=13))
     refs = {8: _reference(seed=14)}
@@ -262,6 +270,89 @@ def test_preview_equals_the_rendered_frame(fast):
     full = np.concatenate([c.frames for c in fast.restore(source, refs, options)])
     for frame in (0, 7, 16):
         assert np.array_equal(fast.preview(source, refs, frame, options), full[frame])
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-keyframe weights (issue 16): a per-latent-frame scale on the two cached branches
+# ---------------------------------------------------------------------------------------------
+
+
+def test_latent_guidance_holds_and_interpolates_keyframe_weights():
+    from sparkvsr.conditioning import latent_guidance
+
+    assert latent_guidance(5, {}, 0.8) == (0.8,) * 5
+    assert latent_guidance(5, {6: 0.5}, 1.0) == (0.5,) * 5
+    # slots 0 (frame 2) and 3 (frame 14): 0 -> 1 in thirds, held after the last
+    scales = latent_guidance(5, {2: 0.0, 14: 1.0}, 2.0)
+    np.testing.assert_allclose(scales, [0.0, 2 / 3, 4 / 3, 2.0, 2.0])
+
+
+def test_per_keyframe_weights_mix_the_cached_branches_without_another_pass(fast):
+    source = ArrayFrames(_frames(17, seed=30))
+    refs = {2: _reference(seed=31), 14: _reference(seed=32)}
+    options = dict(chunk=17, overlap=0)
+    fast.cache.clear()
+    log = PassLog(fast)
+    try:
+        weighted = _restore(
+            fast,
+            source,
+            refs,
+            keyframe_guidance=(KeyframeGuidance(2, weight=0.0), KeyframeGuidance(14, weight=1.0)),
+            **options,
+        )
+        assert log.batches == [2]  # one pass for both branches, as any s other than 0 and 1
+        blind = _restore(fast, source, refs, guidance=0.0, **options)
+        plain = _restore(fast, source, refs, guidance=1.0, **options)
+        assert log.batches == [2]  # and every other guidance is a decode of the same cache
+    finally:
+        log.close()
+    # the pointwise model maps latent slot j to frames 4j-3..4j and a Reference reaches only
+    # its slot: slot 0 (keyframe 2, weight 0) is the blind output, slot 3 (keyframe 14,
+    # weight 1) the plainly guided one
+    assert np.array_equal(weighted[0], blind[0])
+    assert np.array_equal(weighted[9:], plain[9:])
+    # a uniform weight is the same as moving the global slider
+    half = _restore(
+        fast,
+        source,
+        refs,
+        keyframe_guidance=(KeyframeGuidance(2, weight=0.5), KeyframeGuidance(14, weight=0.5)),
+        **options,
+    )
+    assert np.array_equal(half, _restore(fast, source, refs, guidance=0.5, **options))
+
+
+def test_per_keyframe_weights_reach_the_tiny_cogvideox_with_one_pass_per_chunk(engine):
+    source = ArrayFrames(_frames(9, 8, 8, seed=35))
+    refs = {0: _reference(32, 32, seed=36), 8: _reference(32, 32, seed=37)}
+    engine.cache.clear()
+    passes = engine.transformer_passes
+    weights = (KeyframeGuidance(0, weight=0.3), KeyframeGuidance(8, weight=1.5))
+    weighted = _restore(engine, source, refs, chunk=9, keyframe_guidance=weights)
+    assert engine.transformer_passes - passes == 1 and engine.transformer_samples >= 2
+    for s in (0.0, 1.0):
+        assert not np.array_equal(weighted, _restore(engine, source, refs, chunk=9, guidance=s))
+    assert engine.transformer_passes - passes == 1  # s = 0 and 1 read the same cache
+
+
+def test_a_reference_that_does_not_fit_gets_a_low_automatic_weight(pointwise_folder):
+    fitting = DitEngine(str(pointwise_folder), device="cpu")  # automatic weights (the default)
+    lr = _frames(9, seed=33)
+    source = ArrayFrames(lr)
+    unrelated = {4: _reference(seed=34)}  # another picture
+    log = PassLog(fitting)
+    try:
+        out = _restore(fitting, source, unrelated, chunk=9)
+    finally:
+        log.close()
+    assert log.batches == [1]  # weight 0: only the reference-free branch is needed
+    assert np.array_equal(out, _restore(fitting, source, unrelated, chunk=9, guidance=0.0))
+    # the same frame upscaled fits: full weight, the conditioned branch as at s = 1
+    own = {4: cv2.resize(lr[4], (64, 64), interpolation=cv2.INTER_CUBIC)}
+    guided = _restore(fitting, source, own, chunk=9)
+    fitting.fit_weights = False
+    assert np.array_equal(guided, _restore(fitting, source, own, chunk=9))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import pytest
 
 from sparkvsr import metrics
 from sparkvsr.engines import load_engine
-from sparkvsr.engines.base import Progress, RestoreOptions
+from sparkvsr.engines.base import KeyframeGuidance, Progress, RestoreOptions
 from sparkvsr.engines.flow import FlowEngine
 from sparkvsr.errors import Cancelled, EngineError, KeyframeError
 from sparkvsr.frames import ArrayFrames
@@ -76,10 +76,11 @@ def test_keyframes_reproduce_their_references_at_guidance_one(clip, restored):
     hr, _, references = clip
     for k, reference in references.items():
         np.testing.assert_array_equal(restored[k], reference)
-    # an HR reference that the LR frame does not explain is reproduced exactly too
+    # a Reference whose content the LR frame contradicts is not an edit: the frame stays the
+    # plain upscale (issue 16: structural differences never count as intended)
     edited = {0: np.ascontiguousarray(255 - hr[0]), 8: hr[8]}
     out = restore_all(FlowEngine(), clip[1], edited, chunk=5)
-    np.testing.assert_array_equal(out[0], edited[0])
+    np.testing.assert_array_equal(out[0], upscale(clip[1][0]))
 
 
 def test_guidance_zero_is_exactly_the_plain_upscale(clip):
@@ -287,12 +288,19 @@ def test_scene_cuts_in_a_real_clip_stop_an_edit_from_leaking():
     reference = source.read(4, 5)[0].astype(np.int16)
     reference[..., 0] += 40  # the editor warmed the picture
     references = {4: np.clip(reference, 0, 255).astype(np.uint8)}
-    chunks = FlowEngine().restore(source, references, RestoreOptions(scale=1, chunk=8, overlap=0))
+    graded = (KeyframeGuidance(4, keep_colors=True),)  # the user keeps the grade on purpose
+    options = RestoreOptions(scale=1, chunk=8, overlap=0, keyframe_guidance=graded)
+    chunks = FlowEngine().restore(source, references, options)
     out = np.concatenate([c.frames for c in chunks]).astype(np.float32)
     frames = source.read(0, source.num_frames).astype(np.float32)
     red_shift = (out - frames)[..., 0].mean(axis=(1, 2))
     assert all(red_shift[t] > 15 for t in range(1, 8)), red_shift  # frames 23..29: same shot
     assert all(abs(red_shift[t]) < 0.5 for t in range(8, 14)), red_shift  # 30..35: next shot
+    # by default the clip keeps its own colours, the keyframe included
+    default = RestoreOptions(scale=1, chunk=8, overlap=0)
+    out = np.concatenate([c.frames for c in FlowEngine().restore(source, references, default)])
+    red_shift = (out.astype(np.float32) - frames)[..., 0].mean(axis=(1, 2))
+    assert np.abs(red_shift).max() < 1.0, red_shift
 
 
 @pytest.mark.parametrize("upscaler", ["bicubic", "lanczos"])
@@ -407,3 +415,43 @@ def test_preview_cache_stays_within_its_byte_budget_and_keeps_the_newest_frame(c
     tight = FlowEngine(preview_cache_bytes=0)
     tight.preview(source, references, 5, options)
     assert tight.status().cache_entries == 1  # the newest frame is always kept
+
+
+def test_the_soft_forward_backward_mask_falls_off_without_a_hard_edge():
+    from sparkvsr import optical_flow as of
+
+    flow = np.zeros((4, 64, 2), np.float32)
+    back = np.zeros_like(flow)
+    back[..., 0] = np.linspace(0.0, 3.0, 64, dtype=np.float32)  # disagreement grows along x
+    hard = of.forward_backward_mask(flow, back)
+    soft = of.forward_backward_mask(flow, back, soft=True)
+    assert set(np.unique(hard)) == {0.0, 1.0}
+    row = soft[0]
+    assert row[0] == 1.0 and row[-1] == 0.0
+    assert ((row > 0.05) & (row < 0.95)).sum() >= 5  # a ramp, not a step
+    assert np.all(np.diff(row) <= 0)  # trust only falls as the disagreement grows
+    assert np.all(soft >= hard)  # everything the hard test trusts stays fully trusted
+
+
+def test_homography_flow_recovers_the_global_motion_from_the_trusted_flow():
+    from sparkvsr import optical_flow as of
+
+    height, width = 60, 80
+    matrix = np.array([[1.01, 0.004, 2.5], [-0.003, 0.995, -1.25], [1e-5, -2e-5, 1.0]])
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+    points = np.stack([xs, ys], axis=-1).reshape(1, -1, 2)
+    true = (
+        cv2.perspectiveTransform(points, matrix).reshape(height, width, 2)
+        - points[0].reshape(height, width, 2)
+    ).astype(np.float32)
+    flow = true.copy()
+    rng = np.random.default_rng(0)
+    flow[:, 50:] = rng.normal(0, 5, flow[:, 50:].shape)  # a region the dense flow got wrong...
+    trusted = np.ones((height, width), bool)
+    trusted[:, 50:] = False  # ...and rejected
+    wrong = rng.random((height, width)) < 0.1  # and some wrong pixels it still trusts
+    flow[wrong & trusted] += rng.normal(0, 4, flow[wrong & trusted].shape).astype(np.float32)
+    recovered = of.homography_flow(flow, trusted)
+    assert recovered is not None
+    np.testing.assert_allclose(recovered, true, atol=0.05)  # the rejected region included
+    assert of.homography_flow(flow, np.zeros_like(trusted)) is None  # nothing trusted: no fit

@@ -13,9 +13,9 @@ import cv2
 import numpy as np
 import pytest
 
-from sparkvsr import media
 from sparkvsr.errors import MediaError
-from sparkvsr.media import VideoWriter, open_clip, probe
+from sparkvsr.media import VideoWriter, open_clip, probe, probing
+from sparkvsr.media.colour import frame_to_rgb
 from tests.conftest import moving_frames, shared_clip, write_test_video
 
 # From ../shared/data/README.md: frames, fps, I-frames (display order), audio.
@@ -31,8 +31,10 @@ SHARED_CLIPS = {
 
 
 def decode_all(path: Path) -> list[np.ndarray]:
+    """Every frame, decoded straight through (no seeks), with the colours the probe found."""
+    colour = probe(path).colour
     with av.open(str(path)) as container:
-        return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+        return [frame_to_rgb(f, colour).to_ndarray() for f in container.decode(video=0)]
 
 
 @pytest.mark.parametrize("name", sorted(SHARED_CLIPS))
@@ -288,8 +290,8 @@ def test_cli_errors_are_one_line_and_exit_2(tmp_path):
 def test_probe_decodes_a_file_once_until_it_changes(tmp_path, monkeypatch):
     path = write_test_video(tmp_path / "clip.mp4", moving_frames(6, 32, 24))
     decodes = []
-    real_scan = media._scan_frames
-    monkeypatch.setattr(media, "_scan_frames", lambda *a: decodes.append(1) or real_scan(*a))
+    real_scan = probing._scan_frames
+    monkeypatch.setattr(probing, "_scan_frames", lambda *a: decodes.append(1) or real_scan(*a))
     first = probe(path)
     monkeypatch.chdir(tmp_path)
     again = probe("clip.mp4")  # the same file by another name: no second decode

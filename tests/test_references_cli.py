@@ -32,6 +32,37 @@ def test_classic_writes_the_reference_at_four_times_the_size(clip, tmp_path, cap
     assert code == 0, stdout
     assert read_image(out).shape == (96, 128, 3)
     assert "wrote" in stdout and "128x96" in stdout
+    assert "fit: fits" in stdout  # an upscale of the frame fits it
+
+
+def test_edit_prints_how_a_moved_upload_was_fitted(clip, tmp_path, capsys):
+    import cv2
+
+    from sparkvsr.media import open_clip
+
+    with open_clip(clip) as source:
+        frame = source.read(6, 7)[0]
+    sharp = cv2.resize(frame, (128, 96), interpolation=cv2.INTER_CUBIC)
+    moved = cv2.warpAffine(
+        sharp, np.float32([[1, 0, 5], [0, 1, 0]]), (128, 96), borderMode=cv2.BORDER_REFLECT
+    )
+    mine = tmp_path / "moved.png"
+    Image.fromarray(moved).save(mine)
+    argv = [
+        "edit",
+        clip,
+        "--frame",
+        6,
+        "--editor",
+        "upload",
+        "--image",
+        mine,
+        "-o",
+        tmp_path / "r.png",
+    ]
+    code, stdout, _ = run(argv, capsys)
+    assert code == 0
+    assert "fit: shifted" in stdout and "Shifted 5 px, corrected" in stdout
 
 
 def test_upload_is_fitted_and_the_user_told(clip, tmp_path, capsys):

@@ -464,16 +464,14 @@ def test_previews_are_shared_between_sessions_of_one_clip(tmp_path, clip):
         assert not np.array_equal(third.image, first.image)
 
 
-def test_unopened_uploads_are_cleaned_up_and_opened_ones_kept(tmp_path, clip):
-    with make_worker(tmp_path, UpscaleEngine(), upload_ttl=0.0, idle_timeout=0.2) as worker:
-        opened = worker.upload_clip("a.mp4", iter([clip.read_bytes()]))
-        info = worker.open_clip(OpenClipRequest(opened.clip_path))
-        stray = worker.upload_clip("b.mp4", iter([clip.read_bytes()]))
-        wait_for(lambda: not Path(stray.clip_path).exists(), timeout=10, what="the cleanup")
-        assert Path(opened.clip_path).exists() and info.clip.num_frames == 24
+def test_an_upload_over_the_limit_keeps_nothing(tmp_path, clip):
+    with make_worker(tmp_path, UpscaleEngine()) as worker:
         with pytest.raises(TooLarge, match="larger than this worker accepts"):
             worker.upload_clip("c.mp4", iter([b"x" * 100]), max_bytes=10)
-        assert len(list((tmp_path / "projects" / "_uploads").iterdir())) == 1
+        stored = worker.upload_clip("a.mp4", iter([clip.read_bytes()]))
+        assert Path(stored.clip_path).read_bytes() == clip.read_bytes()
+        files = [p for p in worker.uploads_root.rglob("*") if p.is_file()]
+        assert files == [Path(stored.clip_path)], files
 
 
 def test_the_cli_is_refused_naming_the_holder_or_waits_if_asked(tmp_path, clip):

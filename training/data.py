@@ -30,7 +30,7 @@ import torch
 
 from sparkvsr.conditioning import unit_to_signed
 from sparkvsr.errors import MediaError
-from sparkvsr.media import IMAGE_SUFFIXES, Clip, ClipInfo, probe, read_image
+from sparkvsr.media import IMAGE_SUFFIXES, Clip, ClipInfo, ColourInfo, probe, read_image
 from training.config import DataConfig, DegradationConfig, ReferenceAugmentConfig, TrainingError
 from training.degradations import degrade_image, degrade_video
 from training.keyframe_sampler import sample_keyframes
@@ -78,6 +78,9 @@ def _info_to_json(info: ClipInfo) -> dict:
     data["iframes"] = list(info.iframes)
     data["seek_frames"] = list(info.seek_frames)
     data["frame_pts"] = list(info.frame_pts)
+    data["sar"] = str(info.sar)
+    data["colour"] = dataclasses.asdict(info.colour)
+    data["streams"] = []  # nor the other streams
     return data
 
 
@@ -88,6 +91,9 @@ def _info_from_json(data: dict) -> ClipInfo:
     values["audio"] = ()
     for key in ("iframes", "seek_frames", "frame_pts"):
         values[key] = tuple(values[key])
+    values["sar"] = Fraction(values.get("sar", "1"))
+    values["colour"] = ColourInfo(**values.get("colour", {}))
+    values["streams"] = ()
     return ClipInfo(**values)
 
 

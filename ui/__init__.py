@@ -23,6 +23,7 @@ from ui.callbacks import Studio, StudioConfig
 from ui.images import ViewImages
 from ui.keyboard import SCRUB_KEYS_JS
 from ui.layout import build_blocks
+from ui.messages import DISMISS_JS
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 CSS_FILE = ASSETS / "studio.css"
@@ -48,7 +49,7 @@ class StudioApp:
         allowed = [*self.allowed_paths, *kwargs.pop("allowed_paths", [])]
         return self.blocks.queue(default_concurrency_limit=None).launch(
             css=CSS_FILE.read_text() if CSS_FILE.exists() else None,
-            js=SCRUB_KEYS_JS,
+            js=f"() => {{ ({SCRUB_KEYS_JS})(); ({DISMISS_JS})(); }}",
             theme=gr.themes.Soft(primary_hue="orange", neutral_hue="slate"),
             allowed_paths=allowed,
             footer_links=[],

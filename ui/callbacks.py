@@ -9,6 +9,8 @@ nothing the user made is touched (the worker keeps the project on disk either wa
 import contextlib
 import itertools
 import logging
+import re
+import secrets
 import threading
 import time
 from collections.abc import Iterator
@@ -20,7 +22,7 @@ from typing import Any
 import gradio as gr
 import numpy as np
 
-from sparkvsr.errors import Cancelled, KeyframeError, MediaError, SparkVSRError
+from sparkvsr.errors import Cancelled, ClipMissing, KeyframeError, MediaError, SparkVSRError
 from sparkvsr.keyframes import KeyframeSelection, select_keyframes
 from sparkvsr.references.base import DEFAULT_TASK_PROMPT
 from sparkvsr.render import RenderProgress
@@ -41,14 +43,12 @@ from sparkvsr.worker import (
     WorkerStatus,
 )
 from ui.images import ViewImages, upscale_for_compare
-from ui.messages import error_html, notice_html
+from ui.messages import error_html, notice_html, render_hint
 from ui.state import StudioState
 from ui.timeline import frame_label, keyframe_caption, timeline_html
 
 log = logging.getLogger("sparkvsr.ui")
 
-OUTPUT_FILE = "restored.mp4"
-"""The render's file inside the project folder (what ``#download`` hands out)."""
 # UI labels of the auto-pick modes -> sparkvsr.keyframes modes.
 _AUTO_MODE = {"I-frames": "iframes", "uniform": "uniform", "random": "random"}
 AUTO_MODES = tuple(_AUTO_MODE)
@@ -81,9 +81,11 @@ def _skip(count: int) -> tuple[Any, ...]:
     return tuple(gr.skip() for _ in range(count))
 
 
-def _failed(count: int, error: BaseException, action: str) -> tuple[Any, ...]:
+def _failed(
+    count: int, error: BaseException, action: str, *, work_at_stake: bool = False
+) -> tuple[Any, ...]:
     """``count`` skipped outputs followed by the error panel."""
-    return (*_skip(count), error_html(error, action))
+    return (*_skip(count), error_html(error, action, work_at_stake=work_at_stake))
 
 
 class NoClip(SparkVSRError):
@@ -145,58 +147,78 @@ class Studio:
                 self.client.close_session(SessionRequest(session_id))
 
     def start(
-        self, state: StudioState | None, remembered: str | None, request: gr.Request
+        self,
+        state: StudioState | None,
+        remembered: str | None,
+        owner: str | None,
+        request: gr.Request,
     ) -> tuple[Any, ...]:
         """Page load: reopen this browser's last project (``remembered``, kept in the browser's
         storage, so a reload loses nothing), else open the configured clip or project.
+        ``owner``: this browser's owner secret (made here on its first visit and stored).
         Outputs: see ``OPEN_OUTPUTS``."""
+        owner = (owner or "").strip() or secrets.token_urlsafe(24)
+        return _with_owner(self._start(state, remembered, owner, request), owner)
+
+    def _start(
+        self, state: StudioState | None, remembered: str | None, owner: str, request: gr.Request
+    ) -> tuple[Any, ...]:
         if state is not None:
             return self._opened(state, notice="")
         remembered = (remembered or "").strip()
         note = ""
         if remembered and not self.config.project:
             try:
-                info = self._open_remembered(remembered)
+                info = self._open_remembered(remembered, owner)
             except Exception as e:
                 held = isinstance(e, AccessDenied) and "another session" in str(e)
                 why = "it is open in another tab" if held else str(e)
                 later = " Reopen it by name once that tab is closed." if held else ""
+                if isinstance(e, ClipMissing):
+                    later = " Relink it under 'Open a clip or a saved project'."
                 note = notice_html(
-                    f"Your last project {remembered} was not reopened ({why}); a new project "
-                    f"was started here.{later}"
+                    f"Your last project {remembered} was not reopened ({why}); another project "
+                    f"was opened here.{later}"
                 )
             else:
                 if not self._other_clip_named(info):
-                    return self._session_opened(state, info, request, "")
+                    return self._session_opened(state, info, request, "", owner)
                 # The user asked for another clip by name: that wins over the remembered project.
                 with contextlib.suppress(SparkVSRError):
                     self.client.close_session(SessionRequest(info.session_id))
         if not (self.config.clip or self.config.project):
             return (*self._no_clip()[:-1], note or self._no_clip()[-1])
-        opening = OpenClipRequest(clip_path=self.config.clip, project=self.config.project)
-        return self._open(state, opening, "opening the clip", request, notice=note)
+        if self.config.project:
+            # named on the studio's command line: the host's own project, no owner check
+            opening = OpenClipRequest(clip_path=self.config.clip, project=self.config.project)
+        else:
+            # a visit that changes nothing reuses an untouched project of the clip
+            opening = OpenClipRequest(clip_path=self.config.clip, owner=owner, reuse=True)
+        return self._open(state, opening, "opening the clip", request, notice=note, owner=owner)
 
     def _other_clip_named(self, info: SessionInfo) -> bool:
         if not self.config.clip_named:
             return False
         return Path(info.clip.path).resolve() != Path(self.config.clip).resolve()
 
-    def _open_remembered(self, name: str) -> SessionInfo:
+    def _open_remembered(self, name: str, owner: str) -> SessionInfo:
         """Open project ``name``; on a reload the old tab may still hold it for a moment (its
         session closes when the server notices the tab left), so a refusal is retried."""
         deadline = time.monotonic() + REOPEN_WAIT_S
         while True:
             try:
-                return self.client.open_clip(OpenClipRequest(project=name))
-            except AccessDenied:
-                if time.monotonic() > deadline:
+                return self.client.open_clip(OpenClipRequest(project=name, owner=owner))
+            except AccessDenied as e:
+                if "another session" not in str(e) or time.monotonic() > deadline:
                     raise
                 time.sleep(0.25)
 
     def open_upload(
-        self, state: StudioState | None, upload: Any, request: gr.Request
+        self, state: StudioState | None, upload: Any, owner: str | None, request: gr.Request
     ) -> tuple[Any, ...]:
-        """``#clip-upload``: open the uploaded file as a new project."""
+        """``#clip-upload``: store the uploaded file beside the projects (the project owns its
+        copy; the browser's temporary upload may vanish) and open it: this browser's earlier
+        project of the same clip is reopened, else a new project is made."""
         path = upload if isinstance(upload, str) else getattr(upload, "name", None)
         if not path:
             return _failed(len(OPEN_OUTPUTS) - 1, NoClip("no file was received"), "uploading")
@@ -209,23 +231,52 @@ class Studio:
             )
             return _failed(len(OPEN_OUTPUTS) - 1, error, f"opening {name}")
         try:
-            # In process this is the file itself; a remote worker receives a copy.
             stored = self.client.upload_clip(str(path))
         except Exception as e:
-            return _failed(len(OPEN_OUTPUTS) - 1, e, "sending the upload to the worker")
-        opening = OpenClipRequest(clip_path=stored.clip_path)
-        opened = self._open(state, opening, f"opening {name}", request)
+            return _failed(len(OPEN_OUTPUTS) - 1, e, "storing the upload")
+        opening = OpenClipRequest(clip_path=stored.clip_path, owner=owner or "", reuse=True)
+        opened = self._open(state, opening, f"opening {name}", request, owner=owner or "")
         return _name_not_path(opened, {str(path): name, stored.clip_path: name})
 
-    def reopen(self, state: StudioState | None, name: str, request: gr.Request) -> tuple[Any, ...]:
-        """Reopen a saved project by name."""
+    def relink(
+        self,
+        state: StudioState | None,
+        name: str,
+        upload: Any,
+        owner: str | None,
+        request: gr.Request,
+    ) -> tuple[Any, ...]:
+        """``#relink-upload``: give project ``name`` (whose clip moved) its clip again. The
+        clip must have the same frame count and size; it is stored beside the projects."""
+        name = (name or "").strip()
+        path = upload if isinstance(upload, str) else getattr(upload, "name", None)
+        try:
+            if not name:
+                raise NoClip("type the name of the project to relink (the message named it)")
+            if not path:
+                raise NoClip("no file was received; drop the project's clip on the box")
+            stored = self.client.upload_clip(str(path))
+        except Exception as e:
+            return _failed(len(OPEN_OUTPUTS) - 1, e, f"relinking {name}")
+        opening = OpenClipRequest(clip_path=stored.clip_path, project=name, owner=owner or "")
+        notice = notice_html(f"{name} was relinked to {Path(str(path)).name}")
+        opened = self._open(
+            state, opening, f"relinking {name}", request, notice=notice, owner=owner or ""
+        )
+        return _name_not_path(opened, {str(path): Path(str(path)).name})
+
+    def reopen(
+        self, state: StudioState | None, name: str, owner: str | None, request: gr.Request
+    ) -> tuple[Any, ...]:
+        """Reopen a saved project by name (one this browser made, or one without an owner)."""
         name = (name or "").strip()
         if state is not None and name == state.project:
             return (*_skip(len(OPEN_OUTPUTS) - 1), notice_html(f"{name} is already open here"))
         if not name:
             error = NoClip("type the name of a saved project (shown under the title)")
             return _failed(len(OPEN_OUTPUTS) - 1, error, "reopening a project")
-        return self._open(state, OpenClipRequest(project=name), f"reopening {name}", request)
+        opening = OpenClipRequest(project=name, owner=owner or "")
+        return self._open(state, opening, f"reopening {name}", request, owner=owner or "")
 
     def _open(
         self,
@@ -234,13 +285,22 @@ class Studio:
         action: str,
         request: gr.Request | None,
         notice: str = "",
+        owner: str = "",
     ) -> tuple[Any, ...]:
         try:
             info = self.client.open_clip(opening)
+        except ClipMissing as e:
+            relink = ClipMissing(
+                f"{e} To relink: open 'Open a clip or a saved project', type the project's name "
+                "under Relink and drop the clip there."
+            )
+            return _failed(len(OPEN_OUTPUTS) - 1, relink, action)
         except Exception as e:
             # The previous session stays open: the user keeps working on what they had.
             return _failed(len(OPEN_OUTPUTS) - 1, e, action)
-        return self._session_opened(state, info, request, notice)
+        if not notice and (info.keyframes or info.references) and opening.reuse:
+            notice = notice_html(f"Your earlier work on this clip ({info.project}) was reopened.")
+        return self._session_opened(state, info, request, notice, owner)
 
     def _session_opened(
         self,
@@ -248,13 +308,14 @@ class Studio:
         info: SessionInfo,
         request: gr.Request | None,
         notice: str,
+        owner: str = "",
     ) -> tuple[Any, ...]:
         self.close_state(state)
         if request is not None and request.session_hash:
             with self._tabs_lock:
                 self._tabs[request.session_hash] = info.session_id
         return self._opened(
-            StudioState.from_session(info),
+            StudioState.from_session(info, owner or (state.owner if state else "")),
             notice=notice,
             guidance=info.guidance,
             color_fix=info.options.color_fix,
@@ -271,7 +332,7 @@ class Studio:
             frame = self._frame_path(state, 0)
             gallery = self._gallery(state)
             status = self.client.status(StatusRequest(state.session_id))
-            result = self._existing_result(state)
+            progress, result, download = self._result_view(state)
         except Exception as e:
             return _failed(len(OPEN_OUTPUTS) - 1, e, "showing the clip")
         clip = state.clip
@@ -280,7 +341,6 @@ class Studio:
             f"{clip.num_frames} frames · {clip.fps:.3g} fps"
             f"{' · audio' if clip.has_audio else ''} · project `{state.project}`"
         )
-        download = gr.DownloadButton(value=result, interactive=result is not None)
         return (
             state,
             title,
@@ -296,10 +356,12 @@ class Studio:
             None,
             result,
             download,
-            progress_html(None) if not result else notice_html("the last render is below"),
+            progress,
             engine_status_markdown(status),
             color_fix if color_fix is not None else gr.skip(),
             state.project,
+            state.owner or gr.skip(),
+            "",
             notice,
         )
 
@@ -307,12 +369,32 @@ class Studio:
         message = notice_html("Upload a clip to begin, or reopen a saved project.")
         return (*_skip(len(OPEN_OUTPUTS) - 1), message)
 
-    def _existing_result(self, state: StudioState) -> str | None:
-        """The project's last finished render, if it has one (reopened projects)."""
+    def _result_view(self, state: StudioState) -> tuple[str, str | None, Any]:
+        """(progress panel, result video, download button) for the project's last complete
+        render: "Done" when it matches the current settings, "out of date" when not."""
+        info = self.client.update_settings(SettingsRequest(state.session_id))  # reads only
+        if not info.result:
+            return progress_html(None), None, gr.DownloadButton(value=None, interactive=False)
+        path = self.client.get_file(FileRequest(state.session_id, info.result)).local_path
+        label = DOWNLOAD_LABEL if info.result_current else f"{DOWNLOAD_LABEL} (out of date)"
+        button = gr.DownloadButton(label=label, value=path, interactive=True)
+        return result_html(Path(info.result).name, info.result_current), path, button
+
+    def result_status(self, state: StudioState | None) -> tuple[Any, ...]:
+        """After a change: the result is marked out of date if the change needs a re-render
+        (left alone while a render of this page runs). Outputs: progress, download button."""
+        if state is None:
+            return _skip(2)
+        with self._tabs_lock:
+            run = self._renders.get(state.session_id)
+        if run is not None and not run.done.is_set():
+            return _skip(2)
         try:
-            return self.client.get_file(FileRequest(state.session_id, OUTPUT_FILE)).local_path
-        except SparkVSRError:
-            return None
+            progress, _, download = self._result_view(state)
+        except Exception as e:  # the status line is a courtesy: never an error panel
+            log.info("result status unavailable: %s", e)
+            return _skip(2)
+        return progress, download
 
     def editor_info(self, current: str | None) -> tuple[Any, ...]:
         """After load: label editors that cannot run on this worker and say why.
@@ -418,7 +500,8 @@ class Studio:
     def select_keyframe(self, state: StudioState | None, evt: gr.SelectData) -> tuple[Any, ...]:
         """A gallery item was chosen: open the edit panel on it and move the playhead there.
         Outputs: state, edit panel, panel title, LR-vs-reference slider, provenance, scrubber,
-        frame view, frame index, timeline, pin button, error."""
+        frame view, frame index, timeline, pin button, upload box, error. The upload box is
+        emptied: an image dropped for one keyframe never becomes another one's reference."""
         try:
             state = _require(state)
             index = evt.index[0] if isinstance(evt.index, list | tuple) else evt.index
@@ -427,7 +510,7 @@ class Studio:
             compare, provenance = self._reference_view(state, frame)
             path = self._frame_path(state, frame)
         except Exception as e:
-            return _failed(10, e, "opening the keyframe")
+            return _failed(11, e, "opening the keyframe")
         return (
             state,
             gr.Column(visible=True),
@@ -439,6 +522,7 @@ class Studio:
             frame_label(frame, state.clip.num_frames, state.clip.fps),
             self._timeline(state, frame),
             pin_label(state, frame),
+            None,
             "",
         )
 
@@ -476,12 +560,12 @@ class Studio:
                     semantic_scale,
                 )
             )
-            state = state.with_reference_made(frame)
+            state = state.with_reference_made(frame, editor)
             progress(0.9, desc="showing it")
             compare, provenance = self._reference_view(state, frame)
             gallery = self._gallery(state)
         except Exception as e:
-            return _failed(5, e, f"making a reference with {editor}")
+            return _failed(5, e, f"making a reference with {editor}", work_at_stake=True)
         return (state, compare, provenance, gallery, self._timeline(state, frame), "")
 
     def make_all_references(
@@ -497,9 +581,15 @@ class Studio:
         progress: gr.Progress = gr.Progress(),  # noqa: B008
     ) -> tuple[Any, ...]:
         """Make References for every pinned keyframe that has none (same outputs as above).
-        Stops at the first failure; the ones already made are kept."""
+        Stops at the first failure; the ones already made are kept. The upload editor is
+        refused: one picture belongs to one keyframe."""
         try:
             state = _require(state)
+            if editor == "upload":
+                raise KeyframeError(
+                    "an uploaded image belongs to the one keyframe it was made for: select each "
+                    "keyframe and drop its own picture, or choose another editor for the rest"
+                )
             todo = [k for k in state.keyframes if k not in state.with_reference]
             if not todo:
                 raise KeyframeError(
@@ -518,7 +608,7 @@ class Studio:
             task_prompt,
             content_prompt,
             seed,
-            upload,
+            None,
             pixel_scale,
             semantic_scale,
         )
@@ -527,9 +617,11 @@ class Studio:
             try:
                 self.client.make_reference(replace(request, frame=frame))
             except Exception as e:
-                error = error_html(e, f"making the reference for frame {frame} with {editor}")
+                error = error_html(
+                    e, f"making the reference for frame {frame} with {editor}", work_at_stake=True
+                )
                 break
-            state = state.with_reference_made(frame)
+            state = state.with_reference_made(frame, editor)
         try:
             shown = state.selected if state.selected is not None else todo[0]
             compare, provenance = (
@@ -597,7 +689,9 @@ class Studio:
     # Render -----------------------------------------------------------------------------------
     def render(self, state: StudioState | None, guidance: float) -> Iterator[tuple[Any, ...]]:
         """``#render``: stream progress, then show and offer the mp4.
-        Outputs: progress, result video, download button, error."""
+        Outputs: progress, result video, download button, render message. The render message
+        (beside the progress bar) keeps a render's errors until dismissed or the next render;
+        progress updates never overwrite it."""
         try:
             state = _require(state)
         except Exception as e:
@@ -619,7 +713,7 @@ class Studio:
                     progress_html(None, "waiting for the cancelled render to finish its chunk"),
                     gr.skip(),
                     gr.skip(),
-                    "",
+                    gr.skip(),
                 )
                 previous.done.wait()
             yield from self._render_steps(state, guidance)
@@ -632,25 +726,30 @@ class Studio:
     def _render_steps(self, state: StudioState, guidance: float) -> Iterator[tuple[Any, ...]]:
         last = None
         try:
+            engine = self.client.status(StatusRequest()).engine.name
+            output = output_name(state, engine, guidance)
             steps = self.client.render(
-                RenderRequest(state.session_id, guidance=guidance, output=OUTPUT_FILE)
+                RenderRequest(state.session_id, guidance=guidance, output=output)
             )
             clock = _Eta()
-            yield progress_html(None, "starting the render"), gr.skip(), gr.skip(), ""
+            hint = render_hint(state.used_editors())
+            note = notice_html(hint) if hint else ""
+            yield progress_html(None, "starting the render"), gr.skip(), gr.skip(), note
             for last in steps:
-                yield progress_html(last, clock.eta(last)), gr.skip(), gr.skip(), ""
-            path = self.client.get_file(FileRequest(state.session_id, OUTPUT_FILE)).local_path
+                yield progress_html(last, clock.eta(last)), gr.skip(), gr.skip(), gr.skip()
+            path = self.client.get_file(FileRequest(state.session_id, output)).local_path
         except Cancelled:
-            yield notice_html(cancelled_note(last)), gr.skip(), gr.skip(), ""
+            yield notice_html(cancelled_note(last)), gr.skip(), gr.skip(), gr.skip()
             return
         except Exception as e:
-            yield error_progress(), gr.skip(), gr.skip(), error_html(e, "rendering")
+            failed = error_html(e, "rendering", work_at_stake=True)
+            yield error_progress(), gr.skip(), gr.skip(), failed
             return
         yield (
             progress_html(last),
             path,
-            gr.DownloadButton(value=path, interactive=True),
-            "",
+            gr.DownloadButton(label=DOWNLOAD_LABEL, value=path, interactive=True),
+            gr.skip(),
         )
 
     def cancel(self, state: StudioState | None) -> tuple[Any, ...]:
@@ -735,6 +834,8 @@ OPEN_OUTPUTS = (
     "engine_status",
     "color_fix",
     "remembered",
+    "owner",
+    "render_message",
     "error",
 )
 """Outputs of every handler that opens a clip (names of the layout's components)."""
@@ -742,6 +843,36 @@ OPEN_OUTPUTS = (
 
 # ---------------------------------------------------------------------------------------------
 # Pure helpers
+
+
+DOWNLOAD_LABEL = "Download mp4"
+
+
+def output_name(state: StudioState, engine: str, guidance: float) -> str:
+    """The render's file name, after the clip and the settings: ``clip_x4_flow_g1.0.mp4`` (the
+    download keeps it; renders of other settings sit beside it in the project folder)."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(state.clip.path).stem).strip("-.") or "clip"
+    scale = state.output_size[0] / state.clip.width if state.clip.width else 0
+    scale_text = f"x{scale:g}" if scale else "x"
+    engine_text = re.sub(r"[^A-Za-z0-9]+", "", engine) or "engine"
+    return f"{stem[:80]}_{scale_text}_{engine_text}_g{float(guidance):.1f}.mp4"
+
+
+def result_html(name: str, current: bool) -> str:
+    """The ``#progress`` panel for a finished render: done, or out of date."""
+    if current:
+        text, stage = f"Done · {name} is below", "done"
+    else:
+        text = (
+            f"Out of date · {name} was rendered before the latest changes to keyframes, "
+            "references or settings; render again to update it"
+        )
+        stage = "stale"
+    return (
+        f'<div class="progress" data-stage="{stage}"><div class="bar"><span style="width:'
+        f'{100 if current else 0}%"></span></div><div class="progress-text">{escape(text)}'
+        "</div></div>"
+    )
 
 
 def cancelled_note(last: RenderProgress | None) -> str:
@@ -753,6 +884,13 @@ def cancelled_note(last: RenderProgress | None) -> str:
         f"Render cancelled: {done} finished chunk{'s' if done != 1 else ''} "
         f"({last.frames_done} of {last.total_frames} frames) kept. Press Render to resume."
     )
+
+
+def _with_owner(outputs: tuple[Any, ...], owner: str) -> tuple[Any, ...]:
+    """``outputs`` (``OPEN_OUTPUTS``) with the owner secret stored whatever happened: a first
+    visit whose clip failed to open must still keep the secret it was given."""
+    at = OPEN_OUTPUTS.index("owner")
+    return (*outputs[:at], owner, *outputs[at + 1 :])
 
 
 def _name_not_path(outputs: tuple[Any, ...], paths: dict[str, str]) -> tuple[Any, ...]:
@@ -886,6 +1024,12 @@ def provenance_markdown(provenance: Any, content_hash: str) -> str:
         text += f"\n\ncontent prompt: {escape(provenance.content_prompt)}"
     for note in provenance.notes:
         text += f"\n\n_{escape(note)}_"
+    fit = getattr(provenance, "fit", None)  # how well it fits its frame (references.fit)
+    if fit is not None:
+        text += (
+            f"\n\n**fit: {escape(fit.verdict)}** · {fit.psnr:.1f} dB against the frame · "
+            f"weight {fit.weight:.2f} — {escape(fit.message)}"
+        )
     return text
 
 
@@ -943,6 +1087,6 @@ def progress_html(update: RenderProgress | None, note: str = "") -> str:
 def error_progress() -> str:
     return (
         '<div class="progress" data-stage="failed"><div class="bar"><span style="width:0%">'
-        '</span></div><div class="progress-text">Render stopped: see the message above. '
+        '</span></div><div class="progress-text">Render stopped: see the message below. '
         "Finished chunks are kept; render again to resume.</div></div>"
     )

@@ -10,7 +10,7 @@ import gradio as gr
 from sparkvsr.engines.base import COLOR_FIXES
 from sparkvsr.keyframes import MIN_GAP
 from sparkvsr.references.base import DEFAULT_TASK_PROMPT
-from ui.callbacks import AUTO_MODES, OPEN_OUTPUTS, Studio, progress_html
+from ui.callbacks import AUTO_MODES, DOWNLOAD_LABEL, OPEN_OUTPUTS, Studio, progress_html
 
 STATUS_REFRESH_S = 5.0
 
@@ -25,6 +25,9 @@ def build_blocks(studio: Studio, logo_svg: str = "") -> gr.Blocks:
         remembered = gr.BrowserState(
             "", storage_key="sparkvsr-studio-project", secret="sparkvsr-studio"
         )
+        # This browser's owner secret (made on its first visit): the worker opens a project
+        # only for the browser that made it, so a project's name alone gives nobody access.
+        owner = gr.BrowserState("", storage_key="sparkvsr-studio-owner", secret="sparkvsr-studio")
 
         # Header -------------------------------------------------------------------------------
         with gr.Row(elem_id="header", equal_height=True):
@@ -35,7 +38,12 @@ def build_blocks(studio: Studio, logo_svg: str = "") -> gr.Blocks:
                 elem_id="brand",
             )
             engine_status = gr.Markdown("**Engine** starting…", elem_id="engine-status")
-        error = gr.HTML("", elem_id="error")
+        # Messages float at the bottom right of the window (inside any viewport, wherever the
+        # page is scrolled) until dismissed or replaced: #error for the last action, and
+        # #render-message for renders (progress never overwrites it).
+        with gr.Column(elem_id="messages"):
+            error = gr.HTML("", elem_id="error")
+            render_message = gr.HTML("", elem_id="render-message")
         title = gr.Markdown("", elem_id="clip-title")
         with (
             gr.Accordion("Open a clip or a saved project", open=False, elem_id="open"),
@@ -56,6 +64,17 @@ def build_blocks(studio: Studio, logo_svg: str = "") -> gr.Blocks:
                     elem_id="reopen-project",
                 )
                 reopen = gr.Button("Reopen", elem_id="reopen")
+            with gr.Column(scale=2, elem_id="relink-panel"):
+                relink_name = gr.Textbox(
+                    label="Relink… a project whose clip moved: its name",
+                    elem_id="relink-project",
+                )
+                relink_upload = gr.File(
+                    label="…and its clip (same frames and size)",
+                    type="filepath",
+                    elem_id="relink-upload",
+                    height=90,
+                )
 
         # Clip, timeline, preview -----------------------------------------------------------
         with gr.Row(elem_id="workspace"):
@@ -217,7 +236,7 @@ def build_blocks(studio: Studio, logo_svg: str = "") -> gr.Blocks:
                     label="Colour correction against the input",
                     elem_id="color-fix",
                 )
-                download = gr.DownloadButton("Download mp4", elem_id="download", interactive=False)
+                download = gr.DownloadButton(DOWNLOAD_LABEL, elem_id="download", interactive=False)
             with gr.Column(scale=6):
                 result_video = gr.Video(
                     label="Restored clip", elem_id="result-video", interactive=False, height=340
@@ -245,6 +264,8 @@ def build_blocks(studio: Studio, logo_svg: str = "") -> gr.Blocks:
             "engine_status": engine_status,
             "color_fix": color_fix,
             "remembered": remembered,
+            "owner": owner,
+            "render_message": render_message,
             "error": error,
         }
         open_outputs = [named[name] for name in OPEN_OUTPUTS]
@@ -271,20 +292,33 @@ def build_blocks(studio: Studio, logo_svg: str = "") -> gr.Blocks:
 
         preview_inputs = [state, scrubber, guidance]
         preview_outputs = [preview, before_after, error]
-        blocks.load(studio.start, [state, remembered], open_outputs, concurrency_limit=None).then(
-            studio.preview_full, preview_inputs, preview_outputs, **computing
-        ).then(studio.editor_info, [editor_choice], [editor_choice, editor_note], **quiet)
+        blocks.load(
+            studio.start, [state, remembered, owner], open_outputs, concurrency_limit=None
+        ).then(studio.preview_full, preview_inputs, preview_outputs, **computing).then(
+            studio.editor_info, [editor_choice], [editor_choice, editor_note], **quiet
+        )
         blocks.unload(studio.unload)
         opened = clip_upload.upload(
-            studio.open_upload, [state, clip_upload], open_outputs, show_progress_on=[frame_view]
+            studio.open_upload,
+            [state, clip_upload, owner],
+            open_outputs,
+            show_progress_on=[frame_view],
         )
         opened.success(studio.preview_full, preview_inputs, preview_outputs, **computing)
         # Empty the box again, good file or bad: the title names the open clip, and the next
         # file can be dropped straight away (a filled box hides its drop area).
         opened.then(lambda: None, None, clip_upload, **quiet)
         reopen.click(
-            studio.reopen, [state, reopen_name], open_outputs, show_progress_on=[frame_view]
+            studio.reopen, [state, reopen_name, owner], open_outputs, show_progress_on=[frame_view]
         ).success(studio.preview_full, preview_inputs, preview_outputs, **computing)
+        relinked = relink_upload.upload(
+            studio.relink,
+            [state, relink_name, relink_upload, owner],
+            open_outputs,
+            show_progress_on=[frame_view],
+        )
+        relinked.success(studio.preview_full, preview_inputs, preview_outputs, **computing)
+        relinked.then(lambda: None, None, relink_upload, **quiet)
 
         scrubber.input(
             studio.scrub,
@@ -300,16 +334,20 @@ def build_blocks(studio: Studio, logo_svg: str = "") -> gr.Blocks:
             trigger_mode="always_last",
             **computing,
         )
-        # Keyframes and References change the restored frame: each refreshes the preview.
+        # Keyframes and References change the restored frame: each refreshes the preview, and
+        # marks a finished render out of date.
+        result_status = ([state], [progress, download])
         pin.click(studio.toggle_pin, [state, scrubber], keyframe_outputs).then(
             studio.preview_full, preview_inputs, preview_outputs, **computing
-        )
+        ).then(studio.result_status, *result_status, **quiet)
         auto_pick.click(
             studio.auto_pick,
             [state, auto_mode, auto_n, auto_seed, scrubber],
             keyframe_outputs,
             show_progress_on=[gallery],
-        ).then(studio.preview_full, preview_inputs, preview_outputs, **computing)
+        ).then(studio.preview_full, preview_inputs, preview_outputs, **computing).then(
+            studio.result_status, *result_status, **quiet
+        )
         gallery.select(
             studio.select_keyframe,
             [state],
@@ -324,6 +362,7 @@ def build_blocks(studio: Studio, logo_svg: str = "") -> gr.Blocks:
                 frame_index,
                 timeline,
                 pin,
+                upload,
                 error,
             ],
         ).then(studio.preview_full, preview_inputs, preview_outputs, **computing)
@@ -334,13 +373,17 @@ def build_blocks(studio: Studio, logo_svg: str = "") -> gr.Blocks:
             reference_inputs,
             reference_outputs,
             show_progress_on=[reference_compare],
-        ).then(studio.preview_full, preview_inputs, preview_outputs, **computing)
+        ).then(studio.preview_full, preview_inputs, preview_outputs, **computing).then(
+            studio.result_status, *result_status, **quiet
+        )
         make_all.click(
             studio.make_all_references,
             reference_inputs,
             reference_outputs,
             show_progress_on=[gallery],
-        ).then(studio.preview_full, preview_inputs, preview_outputs, **computing)
+        ).then(studio.preview_full, preview_inputs, preview_outputs, **computing).then(
+            studio.result_status, *result_status, **quiet
+        )
 
         # The cheap preview follows the hand; the release computes the exact frame.
         guidance.input(
@@ -356,8 +399,12 @@ def build_blocks(studio: Studio, logo_svg: str = "") -> gr.Blocks:
             [preview, before_after, error],
             trigger_mode="always_last",
             **computing,
-        ).then(studio.remember_guidance, [state, guidance], None, **quiet)
-        color_fix.input(studio.set_color_fix, [state, color_fix], [error], **quiet)
+        ).then(studio.remember_guidance, [state, guidance], None, **quiet).then(
+            studio.result_status, *result_status, **quiet
+        )
+        color_fix.input(studio.set_color_fix, [state, color_fix], [error], **quiet).then(
+            studio.result_status, *result_status, **quiet
+        )
 
         # "multiple": Render pressed right after Cancel must reach the server (the default
         # "once" drops clicks while the cancelled render finishes its chunk); the handler
@@ -365,7 +412,7 @@ def build_blocks(studio: Studio, logo_svg: str = "") -> gr.Blocks:
         render.click(
             studio.render,
             [state, guidance],
-            [progress, result_video, download, error],
+            [progress, result_video, download, render_message],
             concurrency_limit=None,
             show_progress="hidden",
             trigger_mode="multiple",

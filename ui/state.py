@@ -23,6 +23,8 @@ class StudioState:
     keyframes:      pinned frames, sorted; ``with_reference``: those that have a Reference.
     output_size:    (width, height) of restored frames and References.
     selected:       the keyframe open in the edit panel, or None.
+    editors:        (keyframe, editor) of each saved Reference (the render hint reads them).
+    owner:          this browser's owner secret (kept in its storage; the worker checks it).
     """
 
     session_id: str
@@ -32,9 +34,11 @@ class StudioState:
     with_reference: tuple[int, ...] = ()
     output_size: tuple[int, int] = (0, 0)
     selected: int | None = None
+    editors: tuple[tuple[int, str], ...] = ()
+    owner: str = ""
 
     @classmethod
-    def from_session(cls, info: SessionInfo) -> StudioState:
+    def from_session(cls, info: SessionInfo, owner: str = "") -> StudioState:
         return cls(
             session_id=info.session_id,
             project=info.project,
@@ -42,6 +46,8 @@ class StudioState:
             keyframes=tuple(info.keyframes),
             with_reference=tuple(r.frame for r in info.references if r.frame in info.keyframes),
             output_size=tuple(info.output_size),
+            editors=tuple((r.frame, r.provenance.editor) for r in info.references),
+            owner=owner,
         )
 
     @property
@@ -58,9 +64,15 @@ class StudioState:
             selected=selected,
         )
 
-    def with_reference_made(self, frame: int) -> StudioState:
+    def with_reference_made(self, frame: int, editor: str = "") -> StudioState:
         refs = tuple(sorted({*self.with_reference, frame}))
-        return replace(self, with_reference=refs)
+        editors = tuple(sorted({**dict(self.editors), frame: editor}.items()))
+        return replace(self, with_reference=refs, editors=editors)
+
+    def used_editors(self) -> tuple[str, ...]:
+        """The editors of the References a render would use (pinned keyframes only)."""
+        made = dict(self.editors)
+        return tuple(made.get(k, "") for k in self.keyframes if k in self.with_reference)
 
     def select(self, frame: int | None) -> StudioState:
         return replace(self, selected=frame)

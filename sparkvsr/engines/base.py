@@ -21,6 +21,32 @@ from sparkvsr.frames import FrameSource
 from sparkvsr.keyframes import validate_keyframes
 
 COLOR_FIXES = ("none", "wavelet", "adain")
+MAX_KEYFRAME_WEIGHT = 2.0
+
+
+@dataclass(frozen=True)
+class KeyframeGuidance:
+    """The user's say over one keyframe's Reference, on top of the global guidance.
+
+    frame:       the keyframe.
+    weight:      how much this Reference counts, 0 to 2 (1 = as fitted); None = automatic, from
+                 how well it fits its frame (``references.fit.assess``: 1 when it fits, low when
+                 its content differs).
+    keep_colors: propagate the Reference's low-frequency colour / tone change too (a deliberate
+                 grade). Off by default: the output keeps the clip's colours and only the
+                 Reference's detail propagates. Structural differences never propagate.
+    """
+
+    frame: int
+    weight: float | None = None
+    keep_colors: bool = False
+
+    def __post_init__(self) -> None:
+        if self.weight is not None and not 0.0 <= self.weight <= MAX_KEYFRAME_WEIGHT:
+            raise EngineError(
+                f"keyframe {self.frame}'s weight {self.weight} is out of range: use 0 to "
+                f"{MAX_KEYFRAME_WEIGHT:g}, or leave it automatic"
+            )
 
 
 @dataclass(frozen=True)
@@ -36,6 +62,8 @@ class RestoreOptions:
     tile_overlap: LR pixels shared by neighbouring tiles, feather-blended.
     color_fix:    colour correction against the LR input: "none", "wavelet" or "adain".
     start:        first frame to yield (resume); earlier frames are not yielded.
+    keyframe_guidance: per-keyframe weights and colour switches (``KeyframeGuidance``); a
+                  keyframe not listed gets the defaults (automatic weight, the clip's colours).
     """
 
     guidance: float = 1.0
@@ -47,8 +75,18 @@ class RestoreOptions:
     tile_overlap: int = 32
     color_fix: str = "none"
     start: int = 0
+    keyframe_guidance: tuple[KeyframeGuidance, ...] = ()
 
     def __post_init__(self) -> None:
+        # JSON (a project manifest, the HTTP wire) gives lists of dicts: normalise at the edge
+        entries = tuple(
+            e if isinstance(e, KeyframeGuidance) else KeyframeGuidance(**dict(e))
+            for e in self.keyframe_guidance
+        )
+        object.__setattr__(self, "keyframe_guidance", entries)
+        frames = [e.frame for e in entries]
+        if len(set(frames)) != len(frames):
+            raise EngineError(f"keyframe guidance lists a keyframe twice: {sorted(frames)}")
         if not (0.0 <= self.guidance <= 10.0):
             raise EngineError(f"guidance {self.guidance} is out of range: use 0 to 10 (1 = plain)")
         if self.scale < 1:
@@ -72,6 +110,13 @@ class RestoreOptions:
             raise EngineError(f"start frame {self.start} must be 0 or more")
         if self.output_size is not None and min(self.output_size) < 1:
             raise EngineError(f"output size {self.output_size} must be positive (width, height)")
+
+    def for_keyframe(self, frame: int) -> KeyframeGuidance:
+        """Keyframe ``frame``'s guidance: the listed one, or the defaults."""
+        for entry in self.keyframe_guidance:
+            if entry.frame == frame:
+                return entry
+        return KeyframeGuidance(frame)
 
 
 @dataclass(frozen=True)

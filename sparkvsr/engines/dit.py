@@ -8,8 +8,11 @@ What it does for one restore, as numbered steps (``DitEngine.restore``):
 3. Per chunk and tile, get the x0 latents of the unconditioned (zero reference) and conditioned
    branches from the cache, or compute the missing ones in ONE batched transformer pass
    (s = 1: conditioned only; s = 0: unconditioned only; chunks without keyframes: one pass).
-4. Mix ``x0(s) = x0_u + s (x0_c - x0_u)``, decode, feather-blend tiles into frames and chunks into
-   the clip; yield frames as soon as no later chunk touches them.
+4. Mix ``x0(s) = x0_u + s_t (x0_c - x0_u)``, decode, feather-blend tiles into frames and chunks
+   into the clip; yield frames as soon as no later chunk touches them. ``s_t`` is the guidance
+   times the per-keyframe weights, per latent frame (``conditioning.latent_guidance``): a
+   keyframe's weight is the user's (``RestoreOptions.keyframe_guidance``) or automatic from how
+   well its Reference fits its frame (``references.fit.assess``), and costs no extra pass.
 
 The model math lives in ``sparkvsr.conditioning`` (shared with the trainer). The cache makes the
 guidance slider cost a VAE decode, an edited keyframe cost the conditioned passes of the chunks
@@ -48,6 +51,7 @@ from sparkvsr.engines.base import (
 )
 from sparkvsr.errors import EngineError
 from sparkvsr.frames import FrameSource
+from sparkvsr.references import fit
 from sparkvsr.references.base import image_hash
 from sparkvsr.tiling import Span, Tile, axis_weights, chunk_plan, tile_plan, tile_weights
 
@@ -299,6 +303,8 @@ class DitEngine:
     cache_bytes: memory budget of the x0 latent cache; beyond it entries spill to ``cache_dir``.
     cache_dir:   folder for spilled latents (the project folder); None drops them instead.
     seed:        seed of the VAE posterior sample (re-seeded per call: equal inputs, equal output).
+    fit_weights: a keyframe without a weight of the user's gets one from how well its Reference
+                 fits its frame (a different picture: ~0); False = 1 for every keyframe.
     """
 
     name = "dit"
@@ -313,9 +319,11 @@ class DitEngine:
         cache_bytes: int = DEFAULT_CACHE_BYTES,
         cache_dir: str | Path | None = None,
         seed: int = 0,
+        fit_weights: bool = True,
     ):
         # 1. Where and how to run.
         self._init_device(device, dtype, offload, seed)
+        self.fit_weights = fit_weights
         self.model_name = str(model)
 
         # 2. Find and check the pipeline folder.
@@ -352,6 +360,7 @@ class DitEngine:
         cache_bytes: int = DEFAULT_CACHE_BYTES,
         cache_dir: str | Path | None = None,
         seed: int = 0,
+        fit_weights: bool = True,
     ) -> DitEngine:
         """An engine over models already in memory (the trainer's validation, benchmarks).
 
@@ -360,6 +369,7 @@ class DitEngine:
         """
         engine = cls.__new__(cls)
         engine._init_device(device, dtype, offload, seed)
+        engine.fit_weights = fit_weights
         engine.model_name = f"in-memory:{identity}"
         engine.folder = None
         engine.prompt_cache_dir = None
@@ -386,6 +396,7 @@ class DitEngine:
         self.transformer = transformer.eval().requires_grad_(False)
         self.vae = vae.eval().requires_grad_(False)
         self.identity = identity
+        self._fit_weights: dict[tuple, float] = {}  # automatic keyframe weights, by Reference
         self._check_architecture(scheduler)
         self.alpha_bar = cond.alpha_bar(scheduler.alphas_cumprod, self.dtype)
         if vae_tiling:
@@ -526,6 +537,7 @@ class DitEngine:
             [Tile(t.rows.scaled(cond.UPSCALE), t.cols.scaled(cond.UPSCALE)) for t in tiles]
         )
         hashes = {i: image_hash(np.asarray(references[i])) for i in indices}
+        weights = self._keyframe_weights(source, references, indices, hashes, options)
         first = next(i for i, span in enumerate(chunks) if span.stop > options.start)
 
         # 3-4. Chunk by chunk: latents (cached or computed), decode, blend, yield finished frames.
@@ -536,8 +548,13 @@ class DitEngine:
             refs = _ChunkRefs(
                 tuple((i - span.start, hashes[i]) for i in indices if span.start <= i < span.stop)
             )
+            scales = cond.latent_guidance(
+                cond.latent_frame_count(cond.padded_frame_count(span.length)),
+                {local: weights[span.start + local] for local, _ in refs.frames},
+                options.guidance,
+            )
             frames = self._render_chunk(
-                source, lr, span, refs, references, tiles, tile_w, options, cancel
+                source, lr, span, refs, references, tiles, tile_w, scales, cancel
             )
             weight = torch.from_numpy(chunk_w[number]).to(frames.device)
             blender.add(span.start, frames * weight[:, None, None, None])
@@ -572,6 +589,33 @@ class DitEngine:
             )
         return check_references(source, references, cond.UPSCALE)
 
+    def _keyframe_weights(
+        self,
+        source: FrameSource,
+        references: References,
+        indices: list[int],
+        hashes: dict[int, str],
+        options: RestoreOptions,
+    ) -> dict[int, float]:
+        """Each keyframe's weight: the user's, or automatic from its Reference's fit (cached
+        per clip, frame and Reference: an LR-size comparison, read once)."""
+        weights = {}
+        for index in indices:
+            chosen = options.for_keyframe(index).weight
+            if chosen is not None or not self.fit_weights:
+                weights[index] = 1.0 if chosen is None else float(chosen)
+                continue
+            key = (source.identity, index, hashes[index])
+            weight = self._fit_weights.get(key)
+            if weight is None:
+                lr_frame = source.read(index, index + 1)[0]
+                weight = fit.assess(np.asarray(references[index]), lr_frame).fit.weight
+                self._fit_weights[key] = weight
+                while len(self._fit_weights) > 256:
+                    self._fit_weights.pop(next(iter(self._fit_weights)))
+            weights[index] = weight
+        return weights
+
     def _render_chunk(
         self,
         source: FrameSource,
@@ -581,11 +625,12 @@ class DitEngine:
         references: References,
         tiles: tuple[Tile, ...],
         tile_w: tuple[np.ndarray, ...],
-        options: RestoreOptions,
+        scales: tuple[float, ...],
         cancel: CancelFn | None,
     ) -> torch.Tensor:
         """One chunk's frames ``[F, 4H, 4W, 3]`` float32 in [0, 1] on the engine's device,
-        tiles feather-blended (blending stays on the device: no full-size CPU passes)."""
+        tiles feather-blended (blending stays on the device: no full-size CPU passes).
+        ``scales``: the guidance of each latent frame (``conditioning.latent_guidance``)."""
         height, width = lr.shape[1:3]
         padded_h, padded_w = cond.padded_lr_size(height, width)
         num_padded = cond.padded_frame_count(span.length)
@@ -593,21 +638,20 @@ class DitEngine:
         unit = None  # the padded LR chunk, built only when a latent is missing
         for tile, weight in zip(tiles, tile_w):
             raise_if_cancelled(cancel)
-            x0_u, x0_c = self._cached_latents(source, span, tile, refs, options.guidance)
-            if (options.guidance != 1.0 and x0_u is None) or (
-                options.guidance != 0.0 and x0_c is None
-            ):
+            x0_u, x0_c = self._cached_latents(source, span, tile, refs, scales)
+            need_u, need_c = cond.guidance_branches(scales)
+            if (need_u and x0_u is None) or (need_c and x0_c is None):
                 if unit is None:
                     unit = cond.frames_to_unit(lr).to(self.device)
                     unit = cond.pad_spatial(cond.pad_frames(unit, num_padded), padded_h, padded_w)
                 x0_u, x0_c = self._compute_latents(
-                    source, unit, span, tile, refs, references, options.guidance, x0_u, x0_c
+                    source, unit, span, tile, refs, references, scales, x0_u, x0_c
                 )
             # cached latents live on the CPU, fresh ones on the device: mix on the device
             x0 = cond.rfg_combine(
                 x0_u.to(self.device, torch.float32) if x0_u is not None else None,
                 x0_c.to(self.device, torch.float32) if x0_c is not None else None,
-                options.guidance,
+                scales,
             )
             pixels = self._decode(x0)  # [F', th*4, tw*4, 3]
             if len(tiles) == 1:
@@ -628,10 +672,11 @@ class DitEngine:
         key_c = key_u if refs.empty else ("x0_c", *base, refs.frames)
         return key_u, key_c
 
-    def _cached_latents(self, source, span, tile, refs, guidance):
+    def _cached_latents(self, source, span, tile, refs, scales: tuple[float, ...]):
         key_u, key_c = self._keys(source, span, tile, refs)
-        x0_u = self.cache.get(key_u) if guidance != 1.0 or refs.empty else None
-        x0_c = self.cache.get(key_c) if guidance != 0.0 else None
+        need_u, need_c = cond.guidance_branches(scales)
+        x0_u = self.cache.get(key_u) if need_u or refs.empty else None
+        x0_c = self.cache.get(key_c) if need_c else None
         return x0_u, x0_c
 
     def _compute_latents(
@@ -642,21 +687,22 @@ class DitEngine:
         tile: Tile,
         refs: _ChunkRefs,
         references: References,
-        guidance: float,
+        scales: tuple[float, ...],
         x0_u: torch.Tensor | None,
         x0_c: torch.Tensor | None,
     ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """Run the transformer once for whichever of the two branches is missing."""
         key_u, key_c = self._keys(source, span, tile, refs)
+        need_u, need_c = cond.guidance_branches(scales)
         with torch.inference_mode():
             lr_latent = self._encode(_tile_video(unit, tile))
             branches: list[str] = []
             if refs.empty:
                 branches = ["u"]  # zero reference: both branches are the same prediction
             else:
-                if guidance != 1.0 and x0_u is None:
+                if need_u and x0_u is None:
                     branches.append("u")
-                if guidance != 0.0 and x0_c is None:
+                if need_c and x0_c is None:
                     branches.append("c")
             reference_latents = [
                 torch.zeros_like(lr_latent)
@@ -757,8 +803,10 @@ class DitEngine:
         width, height = source.size
         padded_h, padded_w = cond.padded_lr_size(height, width)
         tile = Tile(Span(0, padded_h), Span(0, padded_w))
-        x0_u, x0_c = self._cached_latents(source, span, tile, refs, guidance)
-        if (guidance != 1.0 and x0_u is None) or (guidance != 0.0 and x0_c is None):
+        scales = (float(guidance),) * cond.latent_frame_count(cond.padded_frame_count(span.length))
+        x0_u, x0_c = self._cached_latents(source, span, tile, refs, scales)
+        need_u, need_c = cond.guidance_branches(scales)
+        if (need_u and x0_u is None) or (need_c and x0_c is None):
             unit = cond.pad_spatial(
                 cond.pad_frames(
                     cond.frames_to_unit(source.read(start, stop)),
@@ -768,7 +816,7 @@ class DitEngine:
                 padded_w,
             )
             x0_u, x0_c = self._compute_latents(
-                source, unit, span, tile, refs, references, guidance, x0_u, x0_c
+                source, unit, span, tile, refs, references, scales, x0_u, x0_c
             )
         return cond.rfg_combine(
             x0_u.to(self.device) if x0_u is not None else None,

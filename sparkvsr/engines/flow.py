@@ -51,6 +51,7 @@ from sparkvsr import optical_flow as of
 from sparkvsr.engines.base import (
     CancelFn,
     EngineStatus,
+    KeyframeGuidance,
     Progress,
     ProgressFn,
     References,
@@ -61,6 +62,7 @@ from sparkvsr.engines.base import (
 )
 from sparkvsr.errors import EngineError
 from sparkvsr.frames import FrameSource
+from sparkvsr.references import fit
 from sparkvsr.references.base import image_hash
 
 UPSCALERS = {"bicubic": cv2.INTER_CUBIC, "lanczos": cv2.INTER_LANCZOS4}
@@ -74,6 +76,10 @@ PLAN_AHEAD = 4
 RENDERERS = 2
 # LR rows per band of the HR half (see _bands)
 BAND_ROWS = 16
+# The global-motion fallback (see _Propagation._global_fallback) runs when more than this share
+# of a frame's dense flow is rejected; pixels above FALLBACK_TRUSTED confidence fit the motion.
+FALLBACK_REJECTED = 0.02
+FALLBACK_TRUSTED = 0.7
 
 
 @dataclass(frozen=True)
@@ -92,6 +98,7 @@ class FlowSettings:
     agreement_window: int = 5
     back_projection: int = 2
     cut_threshold: float = 0.6
+    global_fallback: bool = True
     preview_cache: int = 4
     preview_cache_bytes: int = 512 << 20
 
@@ -159,6 +166,9 @@ class FlowEngine:
     cut_threshold:       motion-compensated error between neighbouring frames, relative to their
                          contrast, that counts as a scene cut (``optical_flow.scene_cut_score``:
                          0.1-0.3 within a shot, about 1 or more across a cut); propagation stops.
+    global_fallback:     where the dense flow is rejected but a homography fitted on the trusted
+                         flow explains the LR frame better, carry the detail along it (no
+                         hole where repeating texture fools the flow).
     preview_cache:       frames whose guidance-independent parts ``preview`` keeps...
     preview_cache_bytes: ...within this many bytes (the newest frame is always kept).
     """
@@ -180,6 +190,7 @@ class FlowEngine:
         agreement_window: int = 5,
         back_projection: int = 2,
         cut_threshold: float = 0.6,
+        global_fallback: bool = True,
         preview_cache: int = 4,
         preview_cache_bytes: int = 512 << 20,
     ):
@@ -196,6 +207,7 @@ class FlowEngine:
             agreement_window=agreement_window,
             back_projection=back_projection,
             cut_threshold=cut_threshold,
+            global_fallback=global_fallback,
             preview_cache=preview_cache,
             preview_cache_bytes=preview_cache_bytes,
         )
@@ -259,7 +271,13 @@ class FlowEngine:
                 for t in range(first, last):
                     while planned < min(t + PLAN_AHEAD + 1, last):
                         plans.append(
-                            planner.submit(propagation.plan, planned, references, _same_version)
+                            planner.submit(
+                                propagation.plan,
+                                planned,
+                                references,
+                                _same_version,
+                                options.for_keyframe,
+                            )
                         )
                         planned += 1
                     renders.append(painter.submit(render_into, plans.popleft(), frames[t - first]))
@@ -294,12 +312,15 @@ class FlowEngine:
             options.scale,
             frame,
             tuple(sorted(ref_hashes.items())),
+            tuple(options.for_keyframe(k) for k in contributors),
             self.settings,
         )
         parts: _Parts | None = self._preview_frames.get(cache_key)
         if parts is None:
             propagation = self._propagation_for_preview(source, keys, options)
-            parts = propagation.frame(frame, references, ref_hashes.__getitem__)
+            parts = propagation.frame(
+                frame, references, ref_hashes.__getitem__, options.for_keyframe
+            )
             self._preview_frames[cache_key] = parts
             # Bounded by count and by bytes: at x4 of 720p one frame's parts are ~180 MB.
             while len(self._preview_frames) > self.settings.preview_cache or (
@@ -466,9 +487,12 @@ class _Keyframe:
     lr: np.ndarray  # [h, w, 3] float32 in [0, 255]
     gray: np.ndarray  # [h, w] uint8
     residual: np.ndarray  # [H, W, 4] float32: R_k - U(LR_k), 4th channel padding (see _padded)
-    lr_offset: (
-        np.ndarray
-    )  # [h, w, 3] float32: area_down(R_k) - LR_k, the LR part the editor changed
+    # [h, w, 3] float32: the LR part the editor changed on purpose, area_down(R_k) - LR_k less
+    # what is not intended (see _Propagation._intended), times trust
+    lr_offset: np.ndarray
+    # [h, w] float32 >= 0: the keyframe's weight times where its Reference shows the frame's
+    # content; None where it is 1 everywhere
+    trust: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -536,33 +560,53 @@ class _Propagation:
 
     # -- the product
 
-    def frame(self, t: int, references: References, ref_version: Callable[[int], str]) -> _Parts:
+    def frame(
+        self,
+        t: int,
+        references: References,
+        ref_version: Callable[[int], str],
+        guidance: Callable[[int], KeyframeGuidance],
+    ) -> _Parts:
         """Frame ``t``'s guidance-independent parts (see ``_Parts``): ``render(plan(t))``."""
-        return self.render(self.plan(t, references, ref_version))
+        return self.render(self.plan(t, references, ref_version, guidance))
 
-    def plan(self, t: int, references: References, ref_version: Callable[[int], str]) -> _Plan:
+    def plan(
+        self,
+        t: int,
+        references: References,
+        ref_version: Callable[[int], str],
+        guidance: Callable[[int], KeyframeGuidance],
+    ) -> _Plan:
         """The LR half of frame ``t``: flows, weights and the editor's LR offset (see ``_Plan``).
 
         Everything stateful (reads, caches, tracks) happens here, in order; ``render`` is pure,
         so ``restore`` runs it for one frame while this runs for the next.
         ``ref_version(k)`` tags keyframe ``k``'s Reference (its content hash in previews), so a
-        cached keyframe is rebuilt when its Reference changes.
+        cached keyframe is rebuilt when its Reference changes. ``guidance(k)`` is keyframe ``k``'s
+        weight and colour switch (``RestoreOptions.for_keyframe``).
         """
         lr = self._lr(t)
         contributors = _neighbours(self.keys, t)
         if contributors == [t]:
-            return _Plan(lr, (), None, self._keyframe(t, references, ref_version).residual)
+            keyframe = self._keyframe(t, references, ref_version, guidance)
+            return _Plan(lr, (), None, keyframe.residual)
         # 1. the contributions that reach t, with their per-pixel LR weights, scaled by 10:
         #    blendLinear's fixed 1e-5 regulariser then weighs like 1e-6 on unscaled weights
         #    (unscaled, it pulls weak contributions towards 0: -0.12 dB on Vid4 walk)
+        #    Each keyframe's own trust (its weight times where its Reference shows the frame's
+        #    content, carried along the flow) scales its share, so a better keyframe takes over
+        #    where another one's Reference differs.
         reached = []
         for k in contributors:
             state = self._state(k, t)
             if state is not None:
+                keyframe = self._keyframe(k, references, ref_version, guidance)
+                if keyframe.trust is not None and not keyframe.trust.any():
+                    continue  # switched off (weight 0) or contradicted everywhere: no part
                 weight = state.confidence * np.float32(10.0 / abs(t - k))
-                reached.append(
-                    _Contribution(self._keyframe(k, references, ref_version), state.to_key, weight)
-                )
+                if keyframe.trust is not None:
+                    weight = weight * of.warp(keyframe.trust, state.to_key)
+                reached.append(_Contribution(keyframe, state.to_key, weight))
         if not reached:
             return _Plan(lr, (), None, None)
         # 2. the weighted mean of the editor's LR offsets, carried along the same flows and
@@ -691,12 +735,43 @@ class _Propagation:
             seed = of.compose(step_nm, track.states[m].to_key)
             from_key = of.compose(track.tip_from_key, step_mn)
         to_key = self.refine(self._gray(n), self._gray(k), seed)
-        mask = of.forward_backward_mask(to_key, from_key)
+        mask = of.forward_backward_mask(to_key, from_key, soft=True)
         aligned = of.warp(self._lr(k), to_key)
         confidence = of.agreement(
             aligned, self._lr(n), self.settings.agreement_sigma, self.settings.agreement_window
         )
-        return _TrackState(to_key, confidence * mask), from_key
+        confidence = confidence * mask
+        if self.settings.global_fallback:
+            to_key, confidence = self._global_fallback(k, n, to_key, confidence)
+        return _TrackState(to_key, confidence), from_key
+
+    def _global_fallback(
+        self, k: int, n: int, to_key: np.ndarray, confidence: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Where the dense flow ``n -> k`` is rejected but the global motion explains frame ``n``
+        better, use the global motion (a homography fitted with RANSAC on the trusted flow).
+
+        Repeating texture (window stripes) fails the forward-backward check in both directions
+        and would leave a hole for many frames; the camera's motion still carries detail
+        there. Judged like the dense flow, by how well the LR keyframe it aligns agrees with
+        frame ``n``; skipped when nearly everything is trusted already.
+        """
+        trusted = confidence > FALLBACK_TRUSTED
+        if trusted.mean() > 1.0 - FALLBACK_REJECTED:
+            return to_key, confidence
+        motion = of.homography_flow(to_key, trusted)
+        if motion is None:
+            return to_key, confidence
+        aligned = of.warp(self._lr(k), motion)
+        explained = of.agreement(
+            aligned, self._lr(n), self.settings.agreement_sigma, self.settings.agreement_window
+        )
+        better = explained > confidence
+        if not better.any():
+            return to_key, confidence
+        to_key = np.where(better[..., None], motion, to_key)
+        confidence = np.where(better, explained, confidence).astype(np.float32)
+        return to_key, confidence
 
     def _is_cut(self, later: int) -> bool:
         """Whether a scene cut separates frame ``later - 1`` from frame ``later``."""
@@ -719,9 +794,14 @@ class _Propagation:
         return flow
 
     def _keyframe(
-        self, k: int, references: References, ref_version: Callable[[int], str]
+        self,
+        k: int,
+        references: References,
+        ref_version: Callable[[int], str],
+        guidance: Callable[[int], KeyframeGuidance],
     ) -> _Keyframe:
-        cache_key = (k, ref_version(k))
+        chosen = guidance(k)
+        cache_key = (k, ref_version(k), chosen)
         keyframe = self._keyframes.get(cache_key)
         if keyframe is None:
             reference = np.asarray(references[k])  # uint8 (check_references)
@@ -735,17 +815,54 @@ class _Propagation:
                 dst=residual,
                 dtype=cv2.CV_32F,
             )
+            # area_down(R) - LR_k = area_down(D_k) + area_down(U(LR_k)) - LR_k, the second
+            # term on the LR grid: no float copy of R at HR
+            lr_offset = self._downscale(residual)[..., :3] + self._down_up(lr) - lr
+            trust = self._intended(reference, k, chosen, residual, lr_offset)
             keyframe = _Keyframe(
                 index=k,
                 lr=lr,
                 gray=self._gray(k),
                 residual=residual,
-                # area_down(R) - LR_k = area_down(D_k) + area_down(U(LR_k)) - LR_k, the second
-                # term on the LR grid: no float copy of R at HR
-                lr_offset=self._downscale(residual)[..., :3] + self._down_up(lr) - lr,
+                lr_offset=lr_offset,
+                trust=trust,
             )
             self._keyframes.put(cache_key, keyframe)
         return keyframe
+
+    def _intended(
+        self,
+        reference: np.ndarray,
+        k: int,
+        chosen: KeyframeGuidance,
+        residual: np.ndarray,
+        lr_offset: np.ndarray,
+    ) -> np.ndarray | None:
+        """Keep only the editor's intended change in keyframe ``k``'s residual and LR offset
+        (both edited in place) and return its trust map, or None where it is 1 everywhere.
+
+        Intended: the Reference's detail, and its low-frequency colour / tone change only when
+        the user keeps its colours. Never intended: structure that differs from the frame
+        (``fit.assess``'s confidence falls to 0 there). The trust map ``[h, w]`` (LR) is the
+        keyframe's weight (the user's, or automatic from the fit) times that confidence; the
+        residual and the offset are scaled by it, so the keyframe itself shows the same.
+        """
+        lr = self._lr_u8(k)
+        maps = fit.assess(reference, lr, down=lr_offset + self._lr(k))
+        weight = maps.fit.weight if chosen.weight is None else chosen.weight
+        # a colour change below fit.COLOUR_NEGLIGIBLE is rounding (an upscaler's Reference):
+        # left alone, so a Reference that fits is reproduced exactly at its keyframe
+        if not chosen.keep_colors and maps.fit.colour_change >= fit.COLOUR_NEGLIGIBLE:
+            lr_offset -= maps.colour
+            # the HR residual loses the same colour change, upscaled like the base
+            residual[..., :3] -= self._upscale(maps.colour)
+        trust = maps.confidence * np.float32(weight)
+        if np.all(trust == 1.0):
+            return None
+        lr_offset *= trust[..., None]
+        hr_trust = cv2.resize(trust, self.hr_size, interpolation=cv2.INTER_LINEAR)
+        residual *= hr_trust[..., None]
+        return trust
 
     def _lr_u8(self, t: int) -> np.ndarray:
         frame = self._frames.get(t)

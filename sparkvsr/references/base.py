@@ -9,7 +9,7 @@ Reference it had before.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -43,8 +43,44 @@ class EditRequest:
 
 
 @dataclass(frozen=True)
+class ReferenceFit:
+    """How well a Reference fits its keyframe (``references.fit.assess``): what the user sees.
+
+    verdict:       "fits", "shifted" (moved and corrected), "recoloured" or "different content".
+    message:       one sentence for the user ("Shifted 5 px, corrected; content differs at ...").
+    psnr:          dB, the area-downscaled (registered) Reference against the LR keyframe.
+    shift:         the motion corrected by registration, HR pixels (largest corner displacement).
+    matrix:        the registration, 2x3 row-major: keyframe HR pixel -> original image pixel.
+    colour_change: mean low-frequency colour / tone change against the LR frame, 0-255 levels.
+    disagreement:  share of the frame whose structure differs from the keyframe, 0-1.
+    weight:        automatic per-keyframe weight, 0-1 (the user may override it).
+    region:        where the structure differs most ("top left", "centre", ...) or "".
+    """
+
+    verdict: str = "fits"
+    message: str = ""
+    psnr: float = 0.0
+    shift: float = 0.0
+    matrix: tuple[float, ...] = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
+    colour_change: float = 0.0
+    disagreement: float = 0.0
+    weight: float = 1.0
+    region: str = ""
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ReferenceFit:
+        """From ``dataclasses.asdict`` output (a project manifest, the HTTP wire)."""
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        if "matrix" in values:
+            values["matrix"] = tuple(float(v) for v in values["matrix"])
+        return cls(**values)
+
+
+@dataclass(frozen=True)
 class Provenance:
-    """Where a Reference came from, saved beside it in the project."""
+    """Where a Reference came from, saved beside it in the project; ``fit`` says how well it
+    fits its keyframe (None for References made before fitting existed)."""
 
     editor: str
     model: str = ""
@@ -53,6 +89,11 @@ class Provenance:
     seed: int | None = None
     created: str = ""
     notes: tuple[str, ...] = ()
+    fit: ReferenceFit | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.fit, dict):  # read back from JSON (project manifest, HTTP wire)
+            object.__setattr__(self, "fit", ReferenceFit.from_dict(self.fit))
 
 
 @dataclass(frozen=True, eq=False)

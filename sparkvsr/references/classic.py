@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from sparkvsr.references.base import EditRequest, Provenance, Reference
-from sparkvsr.references.fit import check_frame, check_target_size, fit_to_size
+from sparkvsr.references.fit import check_frame, check_target_size, fit_to_size, fitted_reference
 
 
 class ClassicEditor:
@@ -28,7 +28,9 @@ class ClassicEditor:
         target_size = check_target_size(target_size)
         image, cropped = fit_to_size(lr_frame, target_size, "lanczos", tolerance=0.02)
         notes = ("the frame's aspect differs from the target; it was centre-cropped",) * cropped
-        return Reference.create(
+        return fitted_reference(
             image,
+            lr_frame,
             Provenance(editor=self.name, model="lanczos", task_prompt="upscale", notes=notes),
+            align=False,  # the frame's own upscale: on its grid by construction
         )

@@ -1,16 +1,30 @@
-"""Fitting an image to a target size: the shared last step of every editor.
+"""Fitting a Reference to its keyframe: the shared last steps of every editor.
 
-A Reference must be exactly the target size (W, H) with the clip's aspect ratio. Editors that get
-an image of another shape (an upload, an image model's output) centre-crop it to the target's
-aspect ratio first, so nothing is stretched, then resize. Images are ``[H, W, 3]`` uint8 RGB.
+1. Size: a Reference must be exactly the target size (W, H) with the clip's aspect ratio. Editors
+   that get an image of another shape (an upload, an image model's output) centre-crop it to the
+   target's aspect ratio first, so nothing is stretched, then resize (``fit_to_size``).
+2. Place and judge (``fit_reference``): the image is registered to its LR keyframe
+   (``registration``), then ``assess`` compares the two at the LR frame's resolution: the PSNR of
+   the area-downscaled Reference against the LR frame, its low-frequency colour change, the share
+   of pixels whose structure disagrees (and where), a verdict (fits / shifted / recoloured /
+   different content), a sentence for the user and an automatic per-keyframe weight. Engines call
+   ``assess`` again for the maps they need (cheap, LR-size filters).
+
+Images are ``[H, W, 3]`` uint8 RGB.
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass, replace
+
+import cv2
 import numpy as np
 from PIL import Image
 
 from sparkvsr.errors import EditorError
+from sparkvsr.references.base import Provenance, Reference, ReferenceFit
+from sparkvsr.references.registration import Registration, register
 
 # Aspect ratios closer than this (relative) are treated as equal: resizing stretches by < 2%.
 ASPECT_TOLERANCE = 0.02
@@ -101,3 +115,195 @@ def fit_to_size(
         image = center_crop_to_aspect(image, target_size[0] / target_size[1])
         cropped = image.shape[:2] != (height, width)
     return resize(image, target_size, method), cropped
+
+
+# ---------------------------------------------------------------------------------------------
+# Fitting a Reference to its keyframe: registration, agreement, verdict (issue 16)
+
+# The colour / tone part of an editor's change is its LR offset low-passed with this sigma, as a
+# share of the LR frame's short side (8 LR pixels on a 180x120 frame): smooth grades, not detail.
+COLOUR_SIGMA_SHARE = 1 / 16
+# Structure is compared on the LR offset with its colour part removed, smoothed with this sigma
+# (LR pixels): an editor's sharpening of the LR frame's own edges averages out, a moved or
+# changed object does not.
+STRUCTURE_SIGMA = 2.0
+# Structure differences (0-255 levels, mean over channels) below LOW agree, above HIGH disagree;
+# the confidence falls smoothly between them (no hard edges where a mask starts).
+DISAGREE_LOW, DISAGREE_HIGH = 4.0, 10.0
+# A mean colour change below this (levels) is an upscaler's rounding, not a grade: engines keep
+# such a Reference as it is (exactly reproduced at its keyframe).
+COLOUR_NEGLIGIBLE = 0.3
+RECOLOURED = 3.0  # mean colour change (levels) from which a Reference counts as recoloured
+SHIFTED = 0.75  # corrected motion (HR pixels) from which a Reference counts as shifted
+DIFFERENT = 0.3  # share of disagreeing pixels from which the content counts as different
+NOTE_SHARE = 0.03  # share from which a local difference is named ("content differs at ...")
+# Auto weight: 1 while at most WEIGHT_FULL of the frame disagrees, 0 from WEIGHT_NONE on.
+WEIGHT_FULL, WEIGHT_NONE = 0.08, 0.4
+
+VERDICTS = ("fits", "shifted", "recoloured", "different content")
+
+
+@dataclass(frozen=True)
+class FitMaps:
+    """What an engine needs of a fitted Reference (LR size ``h x w``).
+
+    colour:     ``[h, w, 3]`` float32, the low-frequency colour / tone change of the Reference
+                against the LR keyframe (0-255 levels): dropped unless the user keeps colours.
+    confidence: ``[h, w]`` float32 in [0, 1]: 1 where the Reference shows the keyframe's content,
+                falling smoothly to 0 where its structure differs (never counts as intended).
+    fit:        the summary the user sees (verdict, numbers, message, auto weight).
+    """
+
+    colour: np.ndarray
+    confidence: np.ndarray
+    fit: ReferenceFit
+
+
+def assess(
+    reference: np.ndarray,
+    lr_frame: np.ndarray,
+    registration: Registration | None = None,
+    down: np.ndarray | None = None,
+) -> FitMaps:
+    """How well ``reference`` ``[H, W, 3]`` uint8 fits ``lr_frame`` ``[h, w, 3]`` uint8.
+
+    ``registration`` (when the Reference was just registered) adds the corrected motion to the
+    verdict. ``down``: the Reference area-downscaled to the LR size, ``[h, w, 3]`` float32, when
+    the caller has it (the flow engine does); then only LR-size filters run (~2 ms at 320x180).
+    """
+    lr_height, lr_width = lr_frame.shape[:2]
+    lr = lr_frame.astype(np.float32)
+    if down is None:
+        down = cv2.resize(
+            reference.astype(np.float32), (lr_width, lr_height), interpolation=cv2.INTER_AREA
+        )
+    offset = down - lr
+    sigma = max(2.0, COLOUR_SIGMA_SHARE * min(lr_width, lr_height))
+    colour = cv2.GaussianBlur(offset, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
+    structure = cv2.GaussianBlur(offset - colour, (0, 0), STRUCTURE_SIGMA)
+    difference = np.abs(structure).mean(axis=2)
+    ramp = np.clip((difference - DISAGREE_LOW) / (DISAGREE_HIGH - DISAGREE_LOW), 0.0, 1.0)
+    confidence = (1.0 - ramp * ramp * (3.0 - 2.0 * ramp)).astype(np.float32)  # smoothstep
+    if registration is not None and registration.valid is not None:
+        inside = cv2.resize(
+            registration.valid.astype(np.float32),
+            (lr_width, lr_height),
+            interpolation=cv2.INTER_AREA,
+        )
+        confidence *= inside
+    disagreeing = confidence < 0.5
+    share = float(disagreeing.mean())
+    colour_change = float(np.abs(colour).mean())
+    mse = float(np.mean(offset * offset))
+    fit_psnr = 99.0 if mse == 0 else min(99.0, 10.0 * math.log10(255.0**2 / mse))
+    weight = float(np.clip((WEIGHT_NONE - share) / (WEIGHT_NONE - WEIGHT_FULL), 0.0, 1.0))
+    region = _region(disagreeing) if share >= NOTE_SHARE else ""
+    shift = registration.shift if registration is not None else 0.0
+    matrix = (
+        tuple(float(v) for v in registration.matrix.ravel())
+        if registration is not None
+        else (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
+    )
+    verdict, message = _verdict(share, colour_change, weight, registration, region)
+    fit = ReferenceFit(
+        verdict=verdict,
+        message=message,
+        psnr=round(fit_psnr, 2),
+        shift=round(shift, 2),
+        matrix=tuple(round(v, 5) for v in matrix),
+        colour_change=round(colour_change, 2),
+        disagreement=round(share, 4),
+        weight=round(weight, 3),
+        region=region,
+    )
+    return FitMaps(colour.astype(np.float32), confidence, fit)
+
+
+def fit_reference(
+    image: np.ndarray, lr_frame: np.ndarray, align: bool = True
+) -> tuple[np.ndarray, ReferenceFit | None]:
+    """Register an editor's image ``[H, W, 3]`` uint8 (already at the target size) to its LR
+    keyframe ``[h, w, 3]`` uint8 and judge it: the registered image and the fit the user sees.
+
+    A frame whose aspect differs from the image's (more than ``ASPECT_TOLERANCE``) cannot be
+    compared: the image comes back as it is, with no fit. ``align=False`` judges without
+    registering (an upscaler's output is on the frame's grid by construction; ECC would cost
+    ~100 ms at 720p to find nothing).
+    """
+    height, width = image.shape[:2]
+    lr_height, lr_width = lr_frame.shape[:2]
+    if aspect_error((width, height), (lr_width, lr_height)) > ASPECT_TOLERANCE:
+        return image, None
+    if not align:
+        return image, assess(image, lr_frame).fit
+    registration = register(image, lr_frame)
+    return registration.image, assess(registration.image, lr_frame, registration).fit
+
+
+def fitted_reference(
+    image: np.ndarray, lr_frame: np.ndarray, provenance: Provenance, align: bool = True
+) -> Reference:
+    """The Reference every editor returns: ``image`` registered to ``lr_frame`` (see
+    ``fit_reference``), with the fit in its provenance. So both engines get References on their
+    keyframe's grid, and the user sees how well each one fits."""
+    fitted, fit = fit_reference(np.ascontiguousarray(image), check_frame(lr_frame), align)
+    return Reference.create(fitted, replace(provenance, fit=fit))
+
+
+def _verdict(
+    share: float,
+    colour_change: float,
+    weight: float,
+    registration: Registration | None,
+    region: str,
+) -> tuple[str, str]:
+    """The verdict (one of VERDICTS, the most serious finding) and a sentence for the user."""
+    findings = []
+    if registration is not None and registration.corrected and registration.shift >= SHIFTED:
+        findings.append(f"shifted {registration.shift:.0f} px, corrected")
+    if registration is not None and registration.refused:
+        findings.append(f"not re-aligned: {registration.refused}")
+    if colour_change >= RECOLOURED:
+        findings.append(
+            f"recoloured (mean change {colour_change:.0f} levels); the output keeps the clip's "
+            "colours unless you keep this reference's colours"
+        )
+    if share >= DIFFERENT:
+        use = "it is not used" if weight == 0 else "it is used little"
+        findings.insert(0, f"content differs from the frame over {share:.0%} of it; {use}")
+        verdict = "different content"
+    elif any(f.startswith("shifted") for f in findings):
+        verdict = "shifted"
+    elif colour_change >= RECOLOURED:
+        verdict = "recoloured"
+    else:
+        verdict = "fits"
+    if region and share < DIFFERENT:
+        findings.append(f"content differs at the {region}; not propagated there")
+    message = "; ".join(findings) if findings else "fits its frame"
+    return verdict, message[:1].upper() + message[1:]
+
+
+_ROWS = ("top", "middle", "bottom")
+_COLUMNS = ("left", "centre", "right")
+
+
+def _region(mask: np.ndarray) -> str:
+    """Where most of ``mask`` (``[h, w]`` bool) lies, in words: "top left", "centre", ..."""
+    height, width = mask.shape
+    counts = np.zeros((3, 3))
+    for row in range(3):
+        for column in range(3):
+            cell = mask[
+                row * height // 3 : (row + 1) * height // 3,
+                column * width // 3 : (column + 1) * width // 3,
+            ]
+            counts[row, column] = cell.mean() if cell.size else 0.0
+    row, column = np.unravel_index(int(counts.argmax()), counts.shape)
+    if (row, column) == (1, 1):
+        return "centre"
+    if row == 1:
+        return _COLUMNS[column]
+    if column == 1:
+        return _ROWS[row]
+    return f"{_ROWS[row]} {_COLUMNS[column]}"

@@ -39,7 +39,12 @@ from sparkvsr.references.base import (
     image_hash,
 )
 from sparkvsr.references.cache import ImageCache, cache_key, default_cache_dir
-from sparkvsr.references.fit import check_frame, check_target_size, fit_to_size
+from sparkvsr.references.fit import (
+    check_frame,
+    check_target_size,
+    fit_to_size,
+    fitted_reference,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -291,7 +296,7 @@ class NanoBananaEditor:
             cached = self.cache.get(key)
             if cached is not None:
                 notes = ("reused the cached result of an identical earlier request",)
-                return Reference.create(cached, replace(provenance, notes=notes))
+                return fitted_reference(cached, lr_frame, replace(provenance, notes=notes))
 
         # 3. Ask Gemini; every failure becomes an EditorError in user words.
         response = self._generate(lr_frame, target_size, request)
@@ -312,7 +317,7 @@ class NanoBananaEditor:
                 self.cache.put(key, fitted)
             except OSError as e:
                 logger.warning("could not cache the Gemini result in %s: %s", self.cache.root, e)
-        return Reference.create(fitted, replace(provenance, notes=notes))
+        return fitted_reference(fitted, lr_frame, replace(provenance, notes=notes))
 
     def _generate(
         self, lr_frame: np.ndarray, target_size: tuple[int, int], request: EditRequest

@@ -37,7 +37,7 @@ import numpy as np
 from sparkvsr.color import FIXES, color_fix
 from sparkvsr.errors import EditorError
 from sparkvsr.references.base import EditRequest, Provenance, Reference, image_hash
-from sparkvsr.references.fit import check_frame, check_target_size, resize
+from sparkvsr.references.fit import check_frame, check_target_size, fitted_reference, resize
 from sparkvsr.tiling import tile_plan, tile_weights
 
 DEFAULT_MODEL = "stabilityai/stable-diffusion-2-1-base"
@@ -516,8 +516,9 @@ class PisaSREditor:
         target_size = check_target_size(target_size)
         prediction = self.predict(lr_frame, target_size)
         image = self.render(prediction, target_size, pixel_scale, semantic_scale)
-        return Reference.create(
+        return fitted_reference(
             image,
+            lr_frame,
             Provenance(
                 editor=self.name,
                 model=f"PiSA-SR on {self.options.model}",

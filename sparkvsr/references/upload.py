@@ -18,8 +18,10 @@ from sparkvsr.references.fit import (
     ASPECT_TOLERANCE,
     MAX_SIDE,
     aspect_error,
+    check_frame,
     check_target_size,
     fit_to_size,
+    fitted_reference,
 )
 
 MIN_SIDE = 16
@@ -108,9 +110,11 @@ class UploadEditor:
     ) -> Reference:
         """Reference ``[H, W, 3]`` uint8 at ``target_size`` (W, H) from ``request.upload``.
 
-        ``lr_frame`` is not used for pixels; the upload replaces it.
+        ``lr_frame`` is not used for pixels (the upload replaces it); the upload is registered
+        to it and judged against it (``fit.fitted_reference``).
         """
         # 1. Inputs.
+        lr_frame = check_frame(lr_frame)
         target_size = check_target_size(target_size)
         image, notes = check_upload(request.upload)
         height, width = image.shape[:2]
@@ -131,9 +135,10 @@ class UploadEditor:
                 f"{target_size[0]}x{target_size[1]}; it was enlarged and will look soft",
             )
 
-        # 3. Reference, with where it came from.
-        return Reference.create(
+        # 3. Reference, registered to its frame, with where it came from and how well it fits.
+        return fitted_reference(
             fitted,
+            lr_frame,
             Provenance(
                 editor=self.name,
                 model="user upload",

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
-from sparkvsr import errors
+from sparkvsr import errors, workspace
 from sparkvsr.errors import ProjectError, SparkVSRError
 from sparkvsr.render import RenderProgress
 from sparkvsr.worker import limits as _limits
@@ -135,12 +135,16 @@ class InProcessClient:
         return self.worker.get_file(request)
 
     def upload_clip(self, local_path: str | Path) -> UploadResponse:
-        """In process the worker reads the file where it is: nothing is copied."""
+        """Copy a file (a browser upload's temporary file) into the worker's media store, so
+        the project made from it owns its clip; a folder of images is used where it is."""
         path = Path(local_path)
         if not path.exists():
             raise ProjectError(f"{path} does not exist")
-        size = path.stat().st_size if path.is_file() else 0
-        return UploadResponse(str(path.absolute()), size)
+        if path.is_dir():
+            return UploadResponse(str(path.absolute()), 0)
+        if workspace.is_stored_media(self.worker.projects_root, path):
+            return UploadResponse(str(path.absolute()), path.stat().st_size)
+        return self.worker.upload_clip(path.name, workspace.read_blocks(path))
 
     def close(self) -> None:
         if self._owns_worker:

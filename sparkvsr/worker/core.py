@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import gc
-import re
 import secrets
 import shutil
 import threading
@@ -18,14 +17,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from sparkvsr import media
+from sparkvsr import media, workspace
 from sparkvsr.engines import load_engine
 from sparkvsr.engines.base import Engine, EngineStatus
 from sparkvsr.errors import EditorError, KeyframeError, ProjectError, SparkVSRError
 from sparkvsr.project import ClipSummary, EngineSettings, Project, safe_join
 from sparkvsr.references import EDITORS, load_editor
 from sparkvsr.references.base import Editor, EditRequest
-from sparkvsr.render import RenderProgress, render_steps
+from sparkvsr.render import RenderProgress, render_fingerprint, render_steps
 from sparkvsr.worker.jobs import RenderJob
 from sparkvsr.worker.limits import (
     GUIDANCE_RANGE,
@@ -83,8 +82,8 @@ class Worker:
         self.config = config or WorkerConfig()
         self.engine = engine or load_engine(self.config.engine, **self.config.engine_config)
         self.projects_root = Path(self.config.projects_root).absolute()
-        # "_" cannot start a project name, so uploads never collide with a project
-        self.uploads_root = self.projects_root / "_uploads"
+        # "_" cannot start a project name, so stored media never collides with a project
+        self.uploads_root = workspace.media_root(self.projects_root)
         self.previews_computed = 0
         self._editors: dict[str, tuple[Editor, threading.Lock]] = {}
         self._editor_lock = threading.Lock()
@@ -118,8 +117,15 @@ class Worker:
         """
         if request.clip_path:
             self._check_clip_allowed(request.clip_path)
-        name = request.project or new_project_name(request.clip_path)
+        reused = "" if request.project else self._reusable(request)
+        name = request.project or reused or new_project_name(request.clip_path)
         folder = self._project_folder(name)
+        # (a reused project is the caller's own, or untouched: checked again once open)
+        if not reused and not workspace.may_open(folder, request.owner):
+            raise AccessDenied(
+                f"project {name!r} belongs to another browser; open your own projects, or "
+                "upload the clip to start one"
+            )
         session_id = secrets.token_urlsafe(24)
         # 1. reserve the project: join the open one, or mark it as being opened
         with self._lock:
@@ -154,6 +160,16 @@ class Worker:
                     f"project {name!r} belongs to {clip_path}, not {request.clip_path}; open the "
                     "clip without a project name to start a new one"
                 )
+            if reused and not (
+                workspace.may_open(folder, request.owner)
+                or workspace.is_pristine(shared.project.state)
+            ):
+                raise AccessDenied(f"project {name!r} belongs to another browser")
+            if request.owner and workspace.project_owner(folder) != workspace.owner_hash(
+                request.owner
+            ):
+                # a new project, or an untouched one reused: it is the caller's from now on
+                workspace.set_owner(folder, request.owner)
             scrub_clip = media.open_clip(clip_path)
             try:
                 engine_clip = media.open_clip(clip_path)
@@ -165,7 +181,6 @@ class Worker:
                 shared.sessions.discard(session_id)
             self._release_if_unused(shared)
             raise
-        self._mark_upload_opened(clip_path)
         session = Session(session_id, shared, scrub_clip, engine_clip)
         with self._lock:
             self._sessions[session.id] = session
@@ -376,36 +391,30 @@ class Worker:
     def upload_clip(
         self, filename: str, data: Iterator[bytes], *, max_bytes: int | None = None
     ) -> UploadResponse:
-        """Store a clip sent by a remote client; open it with ``OpenClipRequest(clip_path)``.
+        """Store a clip sent by a client in the media store beside the projects (content-
+        addressed: the same clip twice is stored once); open it with
+        ``OpenClipRequest(clip_path)``. Projects made from it own it: it outlives the upload.
 
         ``max_bytes``: refuse (TooLarge, nothing kept) a clip larger than this; default
         ``config.max_upload_bytes``. The disk must keep ``config.min_free_bytes`` free.
         """
         limit = self.config.max_upload_bytes if max_bytes is None else max_bytes
-        safe = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(filename).name).strip("-.") or "clip"
         self.uploads_root.mkdir(parents=True, exist_ok=True)
         self.check_upload_space(0)
-        folder = self.uploads_root / secrets.token_hex(8)
-        folder.mkdir(parents=True)
-        target = folder / safe
-        size = 0
-        try:
-            with open(target, "wb") as out:
-                for block in data:
-                    size += len(block)
-                    if size > limit:
-                        raise TooLarge(
-                            f"the clip is larger than this worker accepts ({limit / 2**30:.2f} "
-                            "GiB); trim it or start the worker with a larger --max-upload"
-                        )
-                    out.write(block)
-        except OSError as e:
-            shutil.rmtree(folder, ignore_errors=True)
-            raise ProjectError(f"cannot store the uploaded clip {safe}: {e}") from e
-        except BaseException:
-            shutil.rmtree(folder, ignore_errors=True)
-            raise
-        return UploadResponse(str(target), size)
+
+        def limited() -> Iterator[bytes]:
+            size = 0
+            for block in data:
+                size += len(block)
+                if size > limit:
+                    raise TooLarge(
+                        f"the clip is larger than this worker accepts ({limit / 2**30:.2f} "
+                        "GiB); trim it or start the worker with a larger --max-upload"
+                    )
+                yield block
+
+        target = workspace.store_media(self.projects_root, filename, limited())
+        return UploadResponse(str(target), target.stat().st_size)
 
     def check_upload_space(self, size: int) -> None:
         """Refuse (TooLarge) an upload of ``size`` bytes that would leave less than
@@ -490,6 +499,16 @@ class Worker:
                 f"({', '.join(str(r) for r in roots)}); upload the clip instead"
             )
 
+    def _reusable(self, request: OpenClipRequest) -> str:
+        """With ``reuse``: a project of the clip to reopen instead of a new one ("" = none)."""
+        if not (request.reuse and request.clip_path):
+            return ""
+        with self._lock:
+            busy = {*self._opening, *self._projects}
+        return workspace.find_reusable(
+            self.projects_root, request.clip_path, request.owner, busy=busy
+        )
+
     def _project_folder(self, name: str) -> Path:
         if not PROJECT_NAME.match(name):
             raise AccessDenied(
@@ -546,7 +565,19 @@ class Worker:
             output_size=output_size(state),
             options=state.restore_options(),
             crf=state.output.crf,
+            **self._result(session.project),
         )
+
+    def _result(self, project: Project) -> dict[str, Any]:
+        """The project's last complete render and whether the current settings would redo it."""
+        render = project.state.render
+        if render is None or not render.complete or not render.output:
+            return {}
+        output = Path(render.output)
+        if not output.is_file() or not output.is_relative_to(project.folder):
+            return {}
+        current = render.fingerprint == render_fingerprint(project.state, self.engine)
+        return {"result": str(output.relative_to(project.folder)), "result_current": current}
 
     def _editor_availability(self) -> tuple[EditorAvailability, ...]:
         """Each editor's availability (editors are built once and kept, like in ``_editor``)."""
@@ -649,8 +680,7 @@ class Worker:
         _trim_heap()
 
     def _reap(self) -> None:
-        """Close sessions idle for ``idle_timeout`` (never while their project renders) and
-        delete uploads no session opened within ``upload_ttl``."""
+        """Close sessions idle for ``idle_timeout`` (never while their project renders)."""
         period = max(0.05, min(60.0, (self.config.idle_timeout or 240.0) / 4))
         while not self._stopped.wait(period):
             now = time.monotonic()
@@ -665,25 +695,6 @@ class Worker:
             for session in idle:
                 with contextlib.suppress(Exception):
                     self._end_session(session)
-            with contextlib.suppress(OSError):
-                self._delete_stale_uploads()
-
-    def _delete_stale_uploads(self) -> None:
-        if not self.uploads_root.is_dir():
-            return
-        cutoff = time.time() - self.config.upload_ttl
-        for folder in self.uploads_root.iterdir():
-            unopened = folder.is_dir() and not (folder / UPLOAD_OPENED).exists()
-            if unopened and folder.stat().st_mtime < cutoff:
-                shutil.rmtree(folder, ignore_errors=True)
-
-    def _mark_upload_opened(self, clip_path: str) -> None:
-        """An upload opened by a session belongs to a project now: never delete it."""
-        path = Path(clip_path).resolve()
-        uploads = self.uploads_root.resolve()
-        if path.is_relative_to(uploads) and path.parent != uploads:
-            with contextlib.suppress(OSError):
-                (path.parent / UPLOAD_OPENED).touch()
 
     def _engine_status(self) -> EngineStatus:
         # The engine thread may change the engine's caches while this reads them.
@@ -841,7 +852,6 @@ class Worker:
 
 
 LOCK_PURPOSE = "the SparkVSR worker"
-UPLOAD_OPENED = ".opened"  # marks an upload folder a session opened (kept by the janitor)
 
 
 def _trim_heap() -> None:

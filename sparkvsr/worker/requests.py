@@ -44,7 +44,6 @@ class WorkerConfig:
     min_free_bytes:  free disk space an upload must leave on the projects' disk.
     idle_timeout:    seconds without requests after which a session is closed (never while
                      its project renders); 0 = never.
-    upload_ttl:      seconds an uploaded clip no session opened is kept.
     preview_cache_bytes: finished preview frames kept for every session of the same clip.
     """
 
@@ -57,7 +56,6 @@ class WorkerConfig:
     max_upload_bytes: int = 4 << 30
     min_free_bytes: int = 1 << 30
     idle_timeout: float = 1800.0
-    upload_ttl: float = 3600.0
     preview_cache_bytes: int = 96 << 20
 
 
@@ -73,11 +71,18 @@ class OpenClipRequest:
                exists, created otherwise. Empty: a new project named after the clip.
     take_over: the project is open in another session (a tab that was reloaded or left open):
                close that session and open it here (its render, if any, keeps running).
+    owner:     the caller's owner secret (the studio: its browser's). A project made with one
+               opens only for the same secret; empty = the trusted host (no check, no owner).
+    reuse:     without ``project``: reopen the owner's latest project of this clip, or an
+               untouched one, instead of making a new project (a visit that changes nothing
+               leaves no project behind).
     """
 
     clip_path: str = ""
     project: str = ""
     take_over: bool = False
+    owner: str = field(default="", repr=False)
+    reuse: bool = False
 
 
 @dataclass(frozen=True)
@@ -99,7 +104,10 @@ class SessionInfo:
     """An open session: its project, clip, keyframes, References and render settings.
 
     output_size: (width, height) of References and restored frames; options: the engine
-    options renders use (``options.guidance`` equals ``guidance``).
+    options renders use (``options.guidance`` equals ``guidance``). result: the last complete
+    render's clip, relative to the project folder ("" = none; fetch it with ``get_file``);
+    result_current: it was rendered from the project's current settings (else it is out of
+    date: keyframes, References or settings changed since).
     """
 
     session_id: str
@@ -112,6 +120,8 @@ class SessionInfo:
     output_size: tuple[int, int]
     options: RestoreOptions
     crf: int
+    result: str = ""
+    result_current: bool = False
 
 
 @dataclass(frozen=True)
