@@ -42,6 +42,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=7860, help="port to serve the studio on")
     parser.add_argument("--share", action="store_true", help="also make a public gradio link")
     parser.add_argument(
+        "--auth",
+        default=os.environ.get("SPARKVSR_AUTH", ""),
+        help="user:password the page asks for (or set SPARKVSR_AUTH); required with --share "
+        "or a --host other than this machine",
+    )
+    parser.add_argument(
         "--project",
         default="",
         help="projects folder (default ./projects); if it is itself a project, it is reopened",
@@ -56,7 +62,32 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--model applies to --engine dit")
     if args.worker and (args.engine != "flow" or args.model):
         parser.error("--engine/--model belong to the remote worker's own command line")
+    if args.auth and not _valid_auth(args.auth):
+        parser.error("--auth takes user:password (both non-empty), e.g. --auth editor:s3cret-words")
+    exposed = "--share" if args.share else ("" if is_loopback(args.host) else f"--host {args.host}")
+    if exposed and not args.auth:
+        parser.error(
+            f"{exposed} lets other machines reach the studio (its clips, projects and your "
+            "compute): add --auth user:password so the page asks who is there"
+        )
     return args
+
+
+def is_loopback(host: str) -> bool:
+    """True for addresses only this machine can reach (127.0.0.0/8, ::1, localhost)."""
+    import ipaddress
+
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to any interface
+
+
+def _valid_auth(auth: str) -> bool:
+    user, _, password = auth.partition(":")
+    return bool(user and password)
 
 
 def projects_and_name(project: str) -> tuple[Path, str]:
@@ -122,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     # below runs: renders are cancelled after their chunk, the page's temp images removed.
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        app.launch(server_name=args.host, server_port=args.port, share=args.share)
+        auth = tuple(args.auth.split(":", 1)) if args.auth else None
+        app.launch(server_name=args.host, server_port=args.port, share=args.share, auth=auth)
     except KeyboardInterrupt:
         pass
     finally:

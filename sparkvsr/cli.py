@@ -231,6 +231,21 @@ def _add_restore_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--editor", default="classic", help="editor for keyframes without --ref")
     p.add_argument("--guidance", type=float, default=1.0, help="s: 0 blind, 1 plain, >1 stronger")
+    p.add_argument(
+        "--keyframe-weight",
+        action="append",
+        default=[],
+        metavar="FRAME=W",
+        help="weight of one keyframe's Reference, 0 to 2 (repeatable; default: from its fit)",
+    )
+    p.add_argument(
+        "--keep-colors",
+        action="append",
+        default=[],
+        type=int,
+        metavar="FRAME",
+        help="propagate this keyframe's colour grade too (repeatable; default: the clip's colours)",
+    )
     p.add_argument("--chunk", type=int, default=33, help="frames per temporal chunk (8k+1 for dit)")
     p.add_argument("--overlap", type=int, default=8, help="frames shared by neighbouring chunks")
     p.add_argument("--tile", type=int, default=0, help="spatial tile in LR pixels (0: off)")
@@ -282,6 +297,27 @@ def _restore_options(args):
         tile=args.tile,
         tile_overlap=args.tile_overlap,
         color_fix=args.color_fix,
+        keyframe_guidance=_keyframe_guidance(args.keyframe_weight, args.keep_colors),
+    )
+
+
+def _keyframe_guidance(weights: list[str], keep_colors: list[int]):
+    """``--keyframe-weight FRAME=W`` and ``--keep-colors FRAME`` as ``KeyframeGuidance`` entries."""
+    from sparkvsr.engines.base import KeyframeGuidance
+    from sparkvsr.errors import EngineError
+
+    chosen: dict[int, float] = {}
+    for item in weights:
+        try:
+            frame, weight = item.split("=", 1)
+            chosen[int(frame)] = float(weight)
+        except ValueError as e:
+            raise EngineError(
+                f"--keyframe-weight {item!r} must look like FRAME=WEIGHT, e.g. 16=0.5"
+            ) from e
+    frames = sorted(set(chosen) | set(keep_colors))
+    return tuple(
+        KeyframeGuidance(f, weight=chosen.get(f), keep_colors=f in keep_colors) for f in frames
     )
 
 

@@ -32,6 +32,7 @@ import json
 import os
 import tempfile
 import threading
+import zipfile
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -117,13 +118,34 @@ class EngineSettings:
     model: str = ""
 
 
+OUTPUT_CODECS = ("h264", "h265", "prores", "ffv1", "png")
+"""Codecs a project's output may use: H.264 / H.265 (CRF), ProRes 422, FFV1 and a PNG sequence
+(both lossless)."""
+OUTPUT_PRESETS = (
+    "ultrafast",
+    "superfast",
+    "veryfast",
+    "faster",
+    "fast",
+    "medium",
+    "slow",
+    "slower",
+    "veryslow",
+)
+OUTPUT_SUFFIX = {"h264": ".mp4", "h265": ".mp4", "prores": ".mov", "ffv1": ".mkv", "png": ""}
+"""The file suffix each codec's output gets ("" = a folder of PNG frames)."""
+
+
 @dataclass(frozen=True)
 class OutputSettings:
     """Where and how the final clip is written.
 
-    path: the output file, relative to the project folder unless absolute (H.264 ``.mp4``).
-    crf:  H.264 constant rate factor (lower = better, 18 is visually lossless).
-    codec: "h264" or "h265". square_pixels: resample anamorphic sources to square pixels.
+    path:    the output file, relative to the project folder unless absolute.
+    crf:     H.264 / H.265 constant rate factor (lower = better, 18 is visually lossless).
+    codec:   one of ``OUTPUT_CODECS``; preset: the x264/x265 speed preset.
+    audio:   copy the source's audio tracks (False: video only).
+    ten_bit: write 10-bit 4:2:0 (H.264 / H.265) instead of following the source's depth.
+    square_pixels: resample anamorphic sources to square pixels.
     deinterlace: read interlaced sources deinterlaced (False keeps the fields).
     tonemap: read HDR sources tone-mapped to SDR BT.709 (False keeps HDR).
     """
@@ -131,6 +153,9 @@ class OutputSettings:
     path: str = DEFAULT_OUTPUT
     crf: int = 18
     codec: str = "h264"
+    preset: str = "fast"
+    audio: bool = True
+    ten_bit: bool = False
     square_pixels: bool = False
     deinterlace: bool = True
     tonemap: bool = False
@@ -138,8 +163,19 @@ class OutputSettings:
     def __post_init__(self) -> None:
         if not 0 <= self.crf <= 51:
             raise ProjectError(f"crf {self.crf} is out of range: use 0 (lossless) to 51")
-        if self.codec not in ("h264", "h265"):
-            raise ProjectError(f"codec {self.codec!r} is unknown: use h264 or h265")
+        if self.codec not in OUTPUT_CODECS:
+            raise ProjectError(
+                f"codec {self.codec!r} is unknown; choose one of {', '.join(OUTPUT_CODECS)}"
+            )
+        if self.preset not in OUTPUT_PRESETS:
+            raise ProjectError(
+                f"preset {self.preset!r} is unknown; choose one of {', '.join(OUTPUT_PRESETS)}"
+            )
+        if self.ten_bit and self.codec not in ("h264", "h265"):
+            raise ProjectError(
+                f"10-bit applies to H.264 and H.265, not {self.codec} (ProRes is 10-bit already; "
+                "FFV1 and PNG are lossless RGB)"
+            )
 
 
 @dataclass(frozen=True)
@@ -514,10 +550,9 @@ class Project:
                 )
             stop = start + len(frames)
             relative = f"{CHUNKS_DIR}/{start:06d}-{stop:06d}.npz"
-            data = _encode_chunk(start, frames)
             (self.folder / CHUNKS_DIR).mkdir(exist_ok=True)
-            atomic_write(self.folder / relative, data, what=f"chunk {start}-{stop}")
-            entry = ChunkEntry(start, stop, relative, hashlib.sha256(data).hexdigest())
+            digest = _write_chunk(self.folder / relative, start, frames, f"chunk {start}-{stop}")
+            entry = ChunkEntry(start, stop, relative, digest)
             self._commit(
                 replace(self._state, render=replace(render, chunks=(*render.chunks, entry)))
             )
@@ -538,6 +573,24 @@ class Project:
         render = self._require_render()
         for entry in render.chunks:
             yield entry.start, self.load_chunk(entry)
+
+    def iter_frames(self, max_frames: int) -> Iterator[tuple[int, np.ndarray]]:
+        """``(start, frames)`` of the current render in order, at most ``max_frames`` frames
+        ``[N, H, W, 3]`` uint8 decoded at a time (each chunk file is hash-checked first,
+        streamed): memory follows ``max_frames``, not the chunk length."""
+        render = self._require_render()
+        for entry in render.chunks:
+            path = self.resolve(entry.file)
+            if _file_sha256(path) != entry.sha256:
+                raise ProjectError(f"{path} is damaged (hash mismatch); render again to replace it")
+            try:
+                with np.load(path) as archive:
+                    names = sorted(n for n in archive.files if n.startswith("f"))
+                    for i in range(0, len(names), max(1, max_frames)):
+                        blobs = [archive[n].tobytes() for n in names[i : i + max(1, max_frames)]]
+                        yield entry.start + i, _decode_frames(blobs, path)
+            except (OSError, ValueError, KeyError) as e:
+                raise ProjectError(f"{path} is not a readable chunk ({e}); render again") from e
 
     def finish_render(self, output: str | os.PathLike, notes: tuple[str, ...] = ()) -> ProjectState:
         """Mark the current render complete, its clip written to ``output``; ``notes``: what
@@ -844,18 +897,72 @@ def _decode_png(data: bytes, where: Path) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
-def _encode_chunk(start: int, frames: np.ndarray) -> bytes:
-    """A chunk file: an uncompressed .npz of per-frame PNG bytes (each PNG compresses itself).
+def _write_chunk(path: Path, start: int, frames: np.ndarray, what: str) -> str:
+    """Write a chunk file atomically (like ``atomic_write``) and return its sha256: an
+    uncompressed .npz of per-frame PNG bytes (each PNG compresses itself).
 
-    Frames are encoded in parallel threads (OpenCV releases the GIL): a 33-frame HR chunk would
-    otherwise cost seconds of one core per chunk.
+    Frames are encoded in parallel threads (OpenCV releases the GIL), a few at a time, and
+    written as they come: memory stays a few PNGs above the frames themselves, whatever the
+    chunk length (a chunk of 4x 720p frames is over a gigabyte of PNG data).
     """
+    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            with zipfile.ZipFile(handle, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
+                _write_member(archive, "start", np.int64(start))
+                with ThreadPoolExecutor(max_workers=_CODEC_THREADS) as pool:
+                    for first in range(0, len(frames), _CODEC_THREADS):
+                        window = frames[first : first + _CODEC_THREADS]
+                        for i, data in enumerate(pool.map(_encode_png, window), first):
+                            _write_member(archive, f"f{i:05d}", np.frombuffer(data, np.uint8))
+            handle.flush()
+            os.fsync(handle.fileno())
+        digest = _file_sha256(Path(temp))
+        os.replace(temp, path)
+    except OSError as e:
+        _unlink_quietly(Path(temp))
+        raise ProjectError(
+            f"cannot save {what} to {path}: {e.strerror or e}. Free disk space or check "
+            "permissions; the previous state was kept."
+        ) from e
+    except BaseException:
+        _unlink_quietly(Path(temp))
+        raise
+    _fsync_folder(path.parent)
+    return digest
+
+
+def _write_member(archive: zipfile.ZipFile, name: str, array: np.ndarray) -> None:
+    with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
+        np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as handle:
+            while block := handle.read(1 << 20):
+                digest.update(block)
+    except OSError as e:
+        raise ProjectError(f"cannot read {path}: {e}") from e
+    return digest.hexdigest()
+
+
+def _decode_frames(blobs: list[bytes], where: Path) -> np.ndarray:
+    """PNG blobs decoded in parallel into one ``[N, H, W, 3]`` array (no per-frame copies)."""
+    first = _decode_png(blobs[0], where)
+    out = np.empty((len(blobs), *first.shape), np.uint8)
+    out[0] = first
+
+    def into(i: int) -> None:
+        image = _decode_png(blobs[i], where)
+        if image.shape != first.shape:
+            raise ProjectError(f"{where}: frame {i} is {image.shape}, frame 0 {first.shape}")
+        out[i] = image
+
     with ThreadPoolExecutor(max_workers=_CODEC_THREADS) as pool:
-        encoded = list(pool.map(_encode_png, frames))
-    buffer = io.BytesIO()
-    arrays = {f"f{i:05d}": np.frombuffer(data, np.uint8) for i, data in enumerate(encoded)}
-    np.savez(buffer, start=np.int64(start), **arrays)
-    return buffer.getvalue()
+        list(pool.map(into, range(1, len(blobs))))
+    return out
 
 
 def _decode_chunk(data: bytes, where: Path) -> np.ndarray:
@@ -863,7 +970,6 @@ def _decode_chunk(data: bytes, where: Path) -> np.ndarray:
         with np.load(io.BytesIO(data)) as archive:
             names = sorted(n for n in archive.files if n.startswith("f"))
             blobs = [archive[n].tobytes() for n in names]
-        with ThreadPoolExecutor(max_workers=_CODEC_THREADS) as pool:
-            return np.stack(list(pool.map(lambda blob: _decode_png(blob, where), blobs)))
+        return _decode_frames(blobs, where)
     except (OSError, ValueError, KeyError) as e:
         raise ProjectError(f"{where} is not a readable chunk ({e}); render again") from e

@@ -42,6 +42,7 @@ from sparkvsr.engines.base import (
 )
 from sparkvsr.errors import Cancelled, EngineError, MediaError, ProjectError
 from sparkvsr.project import (
+    OUTPUT_SUFFIX,
     ClipSummary,
     EngineSettings,
     OutputSettings,
@@ -94,6 +95,11 @@ ProgressCallback = Callable[[RenderProgress], None]
 # frames encoded five times gave five different streams), and then a resumed render would not
 # equal an uninterrupted one. Without it the encode is a pure function of the frames.
 DETERMINISTIC_X264 = "mbtree=0"
+RENDER_CHUNK_BYTES = 512 << 20
+"""Output frames one render chunk may hold (at 4x of 720p: 11 frames instead of 33)."""
+ASSEMBLE_BYTES = 256 << 20
+"""Decoded output frames the final encode holds per write (the writer keeps one write in
+flight): the encode's memory follows this, not the chunk length."""
 
 # Frames handed to the encoder at once while assembling: cancel is checked between blocks, and
 # the encoder runs one block behind, so a cancel stops the encode within ~2 blocks of frames.
@@ -140,11 +146,14 @@ def render_steps(
     output: str | os.PathLike | None = None,
     progress: ProgressCallback | None = None,
     cancel: CancelFn | None = None,
+    chunk_bytes: int = RENDER_CHUNK_BYTES,
 ) -> Generator[RenderProgress, None, RenderResult]:
     """Render ``project`` one chunk per step: yields a RenderProgress after each saved chunk
     and returns the RenderResult. ``progress`` also receives the engine's finer updates.
 
     ``output`` overrides the project's output path (relative paths are inside the project).
+    ``chunk_bytes``: the most bytes one chunk of output frames may take; the project's chunk is
+    shortened to fit (``chunk_within``), so memory follows the output frame size.
     Raises Cancelled (chunks kept), ProjectError (disk, manifest), EngineError, MediaError.
     """
     # 1. check the project and open the clip
@@ -180,7 +189,8 @@ def render_steps(
             output_size(clip.info, options),
             total,
             source_size=clip.size,
-            codec=settings.codec,
+            codec=settings.codec if settings.codec in media.CODECS else "h264",
+            lossless=settings.codec == "ffv1",
         )
 
         # 3. restore from the first unfinished frame, saving every chunk
@@ -191,10 +201,12 @@ def render_steps(
             _emit(progress, first)
             counts = [0]  # chunks rendered so far, read by the engine-progress forwarder
             engine_progress = _forward_engine_progress(progress, start, total, resumed, counts)
+            width, height = output_size(clip.info, options)
+            bounded = chunk_within(options, width * height * 3, chunk_bytes)
             chunks = engine.restore(
                 clip,
                 references,
-                replace(options, start=start),
+                replace(bounded, start=start),
                 progress=engine_progress,
                 cancel=cancel,
             )
@@ -474,6 +486,45 @@ def _emit(progress: ProgressCallback | None, update: RenderProgress) -> None:
         progress(update)
 
 
+def chunk_within(options: RestoreOptions, frame_bytes: int, budget: int) -> RestoreOptions:
+    """``options`` with the chunk shortened so one chunk of ``frame_bytes`` frames fits in
+    ``budget`` bytes (never below 1 frame; a chunk of the 8k+1 form, as the dit model needs,
+    keeps that form, at least 9). Frames of the flow engine do not depend on the chunk."""
+    most = max(1, budget // max(1, frame_bytes))
+    if options.chunk <= most:
+        return options
+    chunk = most
+    if options.chunk > 1 and (options.chunk - 1) % 8 == 0:
+        chunk = max(9, (most - 1) // 8 * 8 + 1)
+    if chunk >= options.chunk:
+        return options
+    return replace(options, chunk=chunk, overlap=min(options.overlap, chunk - 1))
+
+
+def writer_options(settings: OutputSettings, out_path: Path) -> dict:
+    """``VideoWriter.like`` keyword options for a project's output settings (the codec must
+    match the output's suffix: ``OUTPUT_SUFFIX``)."""
+    suffix = OUTPUT_SUFFIX[settings.codec]
+    if suffix and out_path.suffix.lower() != suffix:
+        raise ProjectError(
+            f"output {out_path.name} does not fit codec {settings.codec}: name it *{suffix}"
+        )
+    if settings.codec == "ffv1":
+        return {"lossless": True}
+    if settings.codec not in media.CODECS:
+        raise MediaError(
+            f"{settings.codec} output is not supported by this build's writer; choose one of "
+            f"{', '.join(media.CODECS)} or ffv1"
+        )
+    deterministic = DETERMINISTIC_X264 if settings.codec == "h264" else ""
+    return {
+        "codec": settings.codec,
+        "crf": settings.crf,
+        "preset": settings.preset,
+        "x264_params": deterministic,
+    }
+
+
 def _assemble(
     project: Project,
     clip: media.Clip,
@@ -486,21 +537,24 @@ def _assemble(
     ``cancel`` is checked between frames (Cancelled: the temp file is removed, the chunks are
     kept)."""
     partial = out_path.with_name(f".{out_path.stem}.partial{out_path.suffix}")
+    options = writer_options(settings, out_path)
     try:
         with (
             media.VideoWriter.like(
                 partial,
                 clip.info,
-                crf=settings.crf,
-                codec=settings.codec,
                 square_pixels=settings.square_pixels,
                 tonemapped=clip.tonemap,
                 notes=clip.notes,
-                x264_params=DETERMINISTIC_X264 if settings.codec == "h264" else "",
+                **options,
             ) as writer,
-            _prefetched(project.iter_chunks(), cancel) as chunks,
+            _prefetched(project.iter_frames(_assemble_batch(clip, project)), cancel) as batches,
         ):
-            for _, frames in chunks:
+            if not settings.audio:
+                writer.audio_from = None  # video only (read when the first frames arrive)
+            if settings.ten_bit and not writer.colour.pix_fmt.endswith("10le"):
+                writer.colour = replace(writer.colour, pix_fmt="yuv420p10le")
+            for _, frames in batches:
                 for i in range(0, len(frames), ASSEMBLE_BLOCK):
                     raise_if_cancelled(cancel)
                     writer.write(frames[i : i + ASSEMBLE_BLOCK])
@@ -518,6 +572,13 @@ def _assemble(
             "space and render again to assemble without re-rendering."
         ) from e
     return tuple(writer.notes)
+
+
+def _assemble_batch(clip: media.Clip, project: Project) -> int:
+    """Frames the final encode decodes at once: half of ``ASSEMBLE_BYTES`` of output frames,
+    as one batch is read ahead while the other is encoded."""
+    width, height = output_size(clip.info, project.state.restore_options())
+    return max(1, ASSEMBLE_BYTES // 2 // max(1, width * height * 3))
 
 
 @contextlib.contextmanager

@@ -52,6 +52,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from sparkvsr.engines.base import COLOR_FIXES
 from sparkvsr.errors import Cancelled, SparkVSRError
+from sparkvsr.project import OUTPUT_CODECS, OUTPUT_PRESETS
 from sparkvsr.worker import (
     AccessDenied,
     FileRequest,
@@ -196,6 +197,11 @@ class SettingsBody(_Strict):
     tile_overlap: _setting("tile_overlap") = None
     color_fix: Literal[COLOR_FIXES] | None = None  # type: ignore[valid-type]
     crf: _setting("crf") = None
+    output_size: tuple[Annotated[int, Field(ge=0, le=16384)], ...] | None = None
+    codec: Literal[OUTPUT_CODECS] | None = None  # type: ignore[valid-type]
+    preset: Literal[OUTPUT_PRESETS] | None = None  # type: ignore[valid-type]
+    audio: bool | None = None
+    ten_bit: bool | None = None
 
 
 class FrameBody(_Strict):

@@ -160,6 +160,16 @@ def make_interlaced(path: Path) -> Path:
     return path
 
 
+def make_interlaced_intra(path: Path) -> Path:
+    """Interlaced H.264 of FFmpeg's moving test picture, every frame a keyframe (seek point)."""
+    ffmpeg(
+        "-f", "lavfi", "-i", "testsrc2=size=160x96:rate=50", "-frames:v", "24",
+        "-vf", "tinterlace=mode=interleave_top,setfield=tff", "-c:v", "libx264",
+        "-flags", "+ildct+ilme", "-x264-params", "tff=1", "-g", "1", "-crf", "10", str(path),
+    )  # fmt: skip
+    return path
+
+
 def make_surround(path: Path, codec: str) -> Path:
     """5.1 audio (AAC in .mp4, or PCM in .mov) beside a short video."""
     ffmpeg(

@@ -19,7 +19,7 @@ import pytest
 
 from sparkvsr import cli
 from sparkvsr.engines.base import RestoreOptions
-from sparkvsr.media import probe
+from sparkvsr.media import VideoWriter, probe
 from sparkvsr.media.timing import measure_rate, plan_timing
 from tests import media_corpus as mc
 
@@ -72,6 +72,17 @@ def test_avi_with_b_frames_has_its_true_rate_stays_cfr_and_restores(tmp_path, ca
     assert len(times) == info.num_frames == 30
     assert np.ptp(np.diff(times)) < 1e-3  # constant rate
     assert 1 / np.diff(times).mean() == pytest.approx(float(Fraction(rate)), abs=0.01)
+
+
+def test_writer_given_frame_times_makes_a_clip_of_that_length(tmp_path):
+    """The stream's and the encoder's time bases agree (a 1.7 s VFR clip once came out 7,119 s)."""
+    times = [0.0, 0.04, 0.1, 0.5, 0.9, 1.7]
+    out = tmp_path / "vfr.mp4"
+    with VideoWriter(out, 25, frame_times=times) as writer:
+        writer.write(np.zeros((len(times), 32, 32, 3), np.uint8))
+    got = mc.read_video(out, 0)[0].times
+    assert np.abs(np.array(got) - np.array(times)).max() < 0.001
+    assert probe(out).duration < 2.5  # the span plus one average frame
 
 
 def test_cfr_output_timestamps_are_exact_multiples_of_the_rational_rate():
@@ -189,6 +200,17 @@ def test_interlaced_source_is_detected_deinterlaced_and_said(tmp_path, capsys):
     left = np.mean([mc.combing(mc.down_to(f, width, height)) for f in restored[2:8]])
     assert combed > 30 and left < 0.2 * combed, (combed, left)
     assert "deinterlaced" in notes(err)
+
+
+def test_deinterlaced_windows_read_after_a_seek_equal_the_frames_read_straight_through(tmp_path):
+    from sparkvsr.media import open_clip
+
+    src = mc.make_interlaced_intra(tmp_path / "int.mp4")  # every frame a seek point
+    with open_clip(src) as clip:
+        straight = clip.read(0, clip.num_frames)
+    with open_clip(src) as clip:
+        assert np.array_equal(clip.read(5, 9), straight[5:9])
+        assert np.array_equal(clip.read(2, 4), straight[2:4])
 
 
 def test_project_renders_keep_the_reading_and_encoding_settings(tmp_path, capsys):
@@ -319,6 +341,15 @@ def test_unwritable_output_folder_is_refused_before_any_work(tmp_path, capsys):
     blocked.write_text("a file where a folder should be")
     code, err = restore(capsys, src, blocked / "out.mp4")
     assert code == 2 and "cannot write" in err
+
+
+def test_too_little_disk_space_is_refused_with_the_numbers(tmp_path):
+    from sparkvsr.errors import MediaError
+    from sparkvsr.media import check_writable
+
+    with pytest.raises(MediaError, match="not enough disk space") as caught:
+        check_writable(tmp_path / "out.mp4", needed_bytes=2**62)
+    assert "MB needed" in str(caught.value) and str(tmp_path) in str(caught.value)
 
 
 def test_4k_input_at_x4_is_refused_before_any_work_and_output_size_fits_in_3gb(tmp_path):

@@ -325,3 +325,27 @@ def test_restore_options_round_trip(tmp_path, clip):
         tmp_path / "p", ClipSummary.from_info(media.probe(clip)), options=options
     )
     assert Project.open(project.folder).state.options == replace(options, guidance=1.0)
+
+
+def test_render_chunks_follow_a_byte_budget_and_the_encode_reads_a_few_frames_at_a_time(
+    tmp_path, clip
+):
+    from sparkvsr.engines.base import RestoreOptions
+    from sparkvsr.render import chunk_within
+
+    frame = 5120 * 2880 * 3  # one output frame at 4x of 720p
+    assert chunk_within(RestoreOptions(chunk=33, overlap=8), frame, 512 << 20).chunk == 9
+    flow = chunk_within(RestoreOptions(chunk=32, overlap=0), frame, 512 << 20)
+    assert flow.chunk == 12 and flow.overlap == 0
+    small = RestoreOptions(chunk=33)
+    assert chunk_within(small, 640 * 384 * 3, 512 << 20) is small
+    assert chunk_within(RestoreOptions(chunk=5, overlap=2), frame, 1).chunk == 1
+
+    project = new_project(tmp_path / "p", clip)
+    project.begin_render("fp")
+    frames = np.random.default_rng(0).integers(0, 256, (10, 8, 12, 3), np.uint8)
+    project.save_chunk(0, frames[:7])
+    project.save_chunk(7, frames[7:])
+    batches = list(project.iter_frames(3))
+    assert [start for start, _ in batches] == [0, 3, 6, 7]
+    assert np.array_equal(np.concatenate([b for _, b in batches]), frames)

@@ -143,6 +143,28 @@ def test_restore_into_a_project_keeps_each_editors_provenance(clip, tmp_path, ca
     assert upload.editor == "upload" and any("crop" in note for note in upload.notes)
 
 
+def test_restore_takes_per_keyframe_weights_and_colour_switches(clip, tmp_path, capsys):
+    from sparkvsr.engines.base import KeyframeGuidance
+    from sparkvsr.project import Project
+
+    project = tmp_path / "project"
+    argv = ["restore", clip, "-o", tmp_path / "out.mp4", "--project", project]
+    argv += ["--keyframes", "0,8", "--keyframe-weight", "8=0.5", "--keep-colors", "0"]
+    code, _, stderr = run(argv, capsys)
+    assert code == 0, stderr
+    state = Project.open(project).state  # the project keeps them with its options
+    assert state.options.keyframe_guidance == (
+        KeyframeGuidance(0, None, True),
+        KeyframeGuidance(8, 0.5, False),
+    )
+    assert state.reference(0).provenance.fit.verdict == "fits"
+    bad = ["restore", clip, "-o", tmp_path / "x.mp4", "--keyframes", "0,8"]
+    code, _, stderr = run([*bad, "--keyframe-weight", "8=lots"], capsys)
+    assert code == 2 and "FRAME=WEIGHT" in stderr
+    code, _, stderr = run([*bad, "--keyframe-weight", "8=3"], capsys)
+    assert code == 2 and "0 to 2" in stderr
+
+
 def test_an_editor_that_cannot_run_is_refused_before_any_work(clip, tmp_path, capsys, monkeypatch):
     for variable in ("GEMINI_API_KEY", "GOOGLE_API_KEY", "GOOGLE_GENAI_USE_VERTEXAI"):
         monkeypatch.delenv(variable, raising=False)

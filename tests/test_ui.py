@@ -276,6 +276,12 @@ def _make_reference_for(page, index: int, frame: int) -> None:
     page.wait_for_selector(f'#timeline .tl-key.has-ref[data-frame="{frame}"]')
 
 
+def _choose(page, dropdown: str, label: str) -> None:
+    """Pick ``label`` in a Gradio dropdown as a user does (open the list, click the option)."""
+    page.locator(f"{dropdown} input").click()
+    page.locator(f"{dropdown} li[role=option][aria-label={label!r}]").click()
+
+
 def _drag_guidance(page, value: float) -> None:
     """Drag the guidance slider's thumb to ``value`` with the mouse (input events, then release)."""
     slider = page.locator("#guidance input[type=range]")
@@ -645,7 +651,7 @@ def test_an_uploaded_clip_reopens_with_its_work_after_a_server_restart(browser, 
 
         _stop(server)
         server = _launch(projects, log, port)
-        page.reload()
+        page.goto(studio.url)  # a reload (goto: the page may be reconnecting on its own)
         page.wait_for_function(_text_has("#clip-title", project))
         page.wait_for_selector('#timeline .tl-track .tl-key.has-ref[data-frame="40"]')
         page.wait_for_selector("#result-video video[src]")
@@ -658,3 +664,74 @@ def test_an_uploaded_clip_reopens_with_its_work_after_a_server_restart(browser, 
         if context is not None:
             context.close()
         _stop(server)
+
+
+def test_output_sizes_and_names_follow_the_panel():
+    from sparkvsr.project import OutputSettings
+    from ui.output import output_name, scale_choice, size_for
+
+    assert size_for("×2", None, (160, 96)) == (320, 192)
+    assert size_for("fit 1080p", None, (1280, 720)) == (1920, 1080)
+    assert size_for("fit 2160p", None, (720, 1280)) == (2160, 3840)  # portrait turns the box
+    assert size_for("custom width", 1000, (160, 96)) == (1000, 600)
+    with pytest.raises(ValueError, match="too small"):
+        size_for("custom width", 4, (160, 96))
+    assert scale_choice((640, 384), (160, 96)) == ("×4", 640)
+    assert scale_choice((1000, 600), (160, 96)) == ("custom width", 1000)
+    plain = output_name("/c/My clip.mp4", (640, 384), (160, 96), "flow", 1.0, OutputSettings())
+    assert plain == "My-clip_x4_flow_g1.0.mp4"
+    deep = OutputSettings(codec="h265", ten_bit=True, audio=False)
+    assert output_name("/c/a.mkv", (320, 192), (160, 96), "flow", 1.25, deep) == (
+        "a_x2_flow_g1.2_h265-10bit_mute.mp4"
+    )
+    lossless = OutputSettings(codec="ffv1")
+    assert output_name("a.mp4", (1920, 1080), (1280, 720), "dit", 2, lossless) == (
+        "a_1080p_dit_g2.0_ffv1.mkv"
+    )
+
+
+@pytest.mark.browser
+def test_ffv1_and_h265_10bit_renders_at_x2_read_back_with_codec_size_and_audio(
+    studio, browser, tmp_path
+):
+    from sparkvsr import media
+    from sparkvsr.demo import ensure_demo
+
+    context, page = _open(browser, studio)
+    try:
+        _choose(page, "#output-scale", "×2")
+        page.wait_for_function(_text_has("#output-note", "320×192"))
+        _choose(page, "#output-codec", "FFV1 (lossless)")
+        page.wait_for_function(_text_has("#output-note", "FFV1"))
+        page.click("#render")
+        page.wait_for_selector('#progress [data-stage="done"]', timeout=RENDER_TIMEOUT_MS)
+        with page.expect_download() as download:
+            page.click("#download")
+        assert download.value.suggested_filename.endswith("_x2_flow_g1.0_ffv1.mkv")
+        saved = tmp_path / download.value.suggested_filename
+        download.value.save_as(saved)
+        Steps(page, tmp_path).shot("ffv1")
+        source, result = media.probe(ensure_demo().lr), media.probe(saved)
+        assert result.codec == "ffv1" and result.num_frames == source.num_frames
+        assert (result.width, result.height) == (source.width * 2, source.height * 2)
+        assert len(result.audio) == len(source.audio) == 1
+
+        # H.265 10-bit, same size: the finished chunks are kept, only the encode runs again
+        _choose(page, "#output-codec", "H.265")
+        page.check("#output-ten-bit input")
+        page.wait_for_function(_text_has("#output-note", "10-bit"))
+        page.wait_for_selector('#progress [data-stage="stale"]')
+        page.click("#render")
+        page.wait_for_selector('#progress [data-stage="done"]', timeout=RENDER_TIMEOUT_MS)
+        with page.expect_download() as download:
+            page.click("#download")
+        assert download.value.suggested_filename.endswith("_x2_flow_g1.0_h265-10bit.mp4")
+        saved = tmp_path / download.value.suggested_filename
+        download.value.save_as(saved)
+        result = media.probe(saved)
+        assert result.codec in ("hevc", "h265") and result.num_frames == source.num_frames
+        assert result.pix_fmt == "yuv420p10le"
+        assert (result.width, result.height) == (source.width * 2, source.height * 2)
+        assert len(result.audio) == 1
+    finally:
+        context.close()

@@ -442,7 +442,7 @@ def test_idle_sessions_expire_but_never_while_rendering(tmp_path, clip):
         assert list(progress)[-1].stage == "done"
         # once the render is done the session may expire too, and its project is released
         wait_for(lambda: worker.status().sessions == 0, timeout=10, what="the second expiry")
-        with Project.open(tmp_path / "projects" / busy.project, lock="after expiry"):
+        with Project.open(tmp_path / "projects" / busy.project, lock="after expiry", wait=10):
             pass
 
 

@@ -9,7 +9,6 @@ nothing the user made is touched (the worker keeps the project on disk either wa
 import contextlib
 import itertools
 import logging
-import re
 import secrets
 import threading
 import time
@@ -42,6 +41,7 @@ from sparkvsr.worker import (
     WorkerClient,
     WorkerStatus,
 )
+from ui import output as output_panel
 from ui.images import ViewImages, upscale_for_compare
 from ui.messages import error_html, notice_html, render_hint
 from ui.state import StudioState
@@ -122,6 +122,7 @@ class Studio:
         # The render handler running per worker session: a Render pressed right after Cancel
         # waits for the cancelled one to finish its chunk instead of being refused unseen.
         self._renders: dict[str, _RenderRun] = {}
+        self._engine_name: str | None = None
 
     # Sessions ---------------------------------------------------------------------------------
     def close_state(self, state: StudioState | None) -> None:
@@ -376,9 +377,80 @@ class Studio:
         if not info.result:
             return progress_html(None), None, gr.DownloadButton(value=None, interactive=False)
         path = self.client.get_file(FileRequest(state.session_id, info.result)).local_path
-        label = DOWNLOAD_LABEL if info.result_current else f"{DOWNLOAD_LABEL} (out of date)"
+        # current: the same frames (fingerprint) and the same encoding (the name says it)
+        wanted = self._output_name(state.with_settings(info), info.guidance)
+        current = info.result_current and Path(info.result).name == wanted
+        label = DOWNLOAD_LABEL if current else f"{DOWNLOAD_LABEL} (out of date)"
         button = gr.DownloadButton(label=label, value=path, interactive=True)
-        return result_html(Path(info.result).name, info.result_current), path, button
+        return result_html(Path(info.result).name, current), path, button
+
+    def _output_name(self, state: StudioState, guidance: float) -> str:
+        if self._engine_name is None:
+            self._engine_name = self.client.status(StatusRequest()).engine.name
+        return output_panel.output_name(
+            state.clip.path,
+            state.render_size,
+            (state.clip.width, state.clip.height),
+            self._engine_name,
+            float(guidance),
+            state.output,
+        )
+
+    # Output panel ---------------------------------------------------------------------------
+    def output_values(self, state: StudioState | None) -> tuple[Any, ...]:
+        """The output panel as the project has it. Outputs: scale, custom width, codec, crf,
+        preset, 10-bit, audio, output note."""
+        if state is None:
+            return _skip(8)
+        clip_size = (state.clip.width, state.clip.height)
+        choice, width = output_panel.scale_choice(state.render_size, clip_size)
+        out = state.output
+        return (
+            choice,
+            width,
+            output_panel.CODEC_LABELS[out.codec],
+            out.crf,
+            out.preset,
+            out.ten_bit,
+            out.audio,
+            output_note(state),
+        )
+
+    def set_output(
+        self,
+        state: StudioState | None,
+        scale: str,
+        custom_width: float | None,
+        codec: str,
+        crf: float,
+        preset: str,
+        ten_bit: bool,
+        audio: bool,
+    ) -> tuple[Any, ...]:
+        """An output-panel control changed: save the output settings into the project (a
+        running render keeps the ones it started with). Outputs: state, output note, error."""
+        try:
+            state = _require(state)
+            size = output_panel.size_for(scale, custom_width, (state.clip.width, state.clip.height))
+            value = output_panel.CODECS.get(codec, codec)
+            crf_codec = value in output_panel.CRF_CODECS
+            info = self.client.update_settings(
+                SettingsRequest(
+                    state.session_id,
+                    output_size=size,
+                    codec=value,
+                    crf=int(crf) if crf_codec else None,
+                    preset=preset if crf_codec else None,
+                    ten_bit=bool(ten_bit) and crf_codec,
+                    audio=bool(audio),
+                )
+            )
+        except ValueError as e:
+            return gr.skip(), gr.skip(), error_html(NoClip(str(e)), "changing the output")
+        except Exception as e:
+            return gr.skip(), gr.skip(), error_html(e, "changing the output")
+        state = state.with_settings(info)
+        return state, output_note(state), ""
 
     def result_status(self, state: StudioState | None) -> tuple[Any, ...]:
         """After a change: the result is marked out of date if the change needs a re-render
@@ -726,8 +798,7 @@ class Studio:
     def _render_steps(self, state: StudioState, guidance: float) -> Iterator[tuple[Any, ...]]:
         last = None
         try:
-            engine = self.client.status(StatusRequest()).engine.name
-            output = output_name(state, engine, guidance)
+            output = self._output_name(state, guidance)
             steps = self.client.render(
                 RenderRequest(state.session_id, guidance=guidance, output=output)
             )
@@ -736,6 +807,8 @@ class Studio:
             note = notice_html(hint) if hint else ""
             yield progress_html(None, "starting the render"), gr.skip(), gr.skip(), note
             for last in steps:
+                if last.stage == "done":
+                    continue  # "Done" shows with the result and its download, not before them
                 yield progress_html(last, clock.eta(last)), gr.skip(), gr.skip(), gr.skip()
             path = self.client.get_file(FileRequest(state.session_id, output)).local_path
         except Cancelled:
@@ -845,17 +918,19 @@ OPEN_OUTPUTS = (
 # Pure helpers
 
 
-DOWNLOAD_LABEL = "Download mp4"
+DOWNLOAD_LABEL = "Download"
 
 
-def output_name(state: StudioState, engine: str, guidance: float) -> str:
-    """The render's file name, after the clip and the settings: ``clip_x4_flow_g1.0.mp4`` (the
-    download keeps it; renders of other settings sit beside it in the project folder)."""
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(state.clip.path).stem).strip("-.") or "clip"
-    scale = state.output_size[0] / state.clip.width if state.clip.width else 0
-    scale_text = f"x{scale:g}" if scale else "x"
-    engine_text = re.sub(r"[^A-Za-z0-9]+", "", engine) or "engine"
-    return f"{stem[:80]}_{scale_text}_{engine_text}_g{float(guidance):.1f}.mp4"
+def output_note(state: StudioState) -> str:
+    """The line under the output panel: what the render will write."""
+    width, height = state.render_size
+    out = state.output
+    codec = output_panel.CODEC_LABELS.get(out.codec, out.codec)
+    bits = []
+    if out.codec in output_panel.CRF_CODECS:
+        bits.append(f"CRF {out.crf}, {out.preset}{', 10-bit' if out.ten_bit else ''}")
+    bits.append("with audio" if out.audio and state.clip.has_audio else "no audio")
+    return f"Renders {width}×{height} {codec} ({'; '.join(bits)})."
 
 
 def result_html(name: str, current: bool) -> str:

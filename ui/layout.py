@@ -9,7 +9,9 @@ import gradio as gr
 
 from sparkvsr.engines.base import COLOR_FIXES
 from sparkvsr.keyframes import MIN_GAP
+from sparkvsr.project import OUTPUT_PRESETS
 from sparkvsr.references.base import DEFAULT_TASK_PROMPT
+from ui import output as output_panel
 from ui.callbacks import AUTO_MODES, DOWNLOAD_LABEL, OPEN_OUTPUTS, Studio, progress_html
 
 STATUS_REFRESH_S = 5.0
@@ -237,6 +239,47 @@ def build_blocks(studio: Studio, logo_svg: str = "") -> gr.Blocks:
                     elem_id="color-fix",
                 )
                 download = gr.DownloadButton(DOWNLOAD_LABEL, elem_id="download", interactive=False)
+                with gr.Accordion("Output", open=True, elem_id="output-panel"):
+                    with gr.Row():
+                        output_scale = gr.Dropdown(
+                            list(output_panel.SCALES),
+                            value="×4",
+                            label="Size",
+                            elem_id="output-scale",
+                            min_width=120,
+                        )
+                        output_width = gr.Number(
+                            0, precision=0, label="Custom width", elem_id="output-width"
+                        )
+                        output_codec = gr.Dropdown(
+                            list(output_panel.CODECS),
+                            value="H.264",
+                            label="Codec",
+                            elem_id="output-codec",
+                            min_width=140,
+                        )
+                    with gr.Row():
+                        output_crf = gr.Slider(
+                            0,
+                            51,
+                            value=18,
+                            step=1,
+                            label="CRF (lower = better)",
+                            elem_id="output-crf",
+                        )
+                        output_preset = gr.Dropdown(
+                            list(OUTPUT_PRESETS),
+                            value="fast",
+                            label="Preset",
+                            elem_id="output-preset",
+                            min_width=110,
+                        )
+                    with gr.Row():
+                        output_ten_bit = gr.Checkbox(
+                            False, label="10-bit", elem_id="output-ten-bit"
+                        )
+                        output_audio = gr.Checkbox(True, label="Keep audio", elem_id="output-audio")
+                    output_note = gr.Markdown("", elem_id="output-note")
             with gr.Column(scale=6):
                 result_video = gr.Video(
                     label="Restored clip", elem_id="result-video", interactive=False, height=340
@@ -292,9 +335,21 @@ def build_blocks(studio: Studio, logo_svg: str = "") -> gr.Blocks:
 
         preview_inputs = [state, scrubber, guidance]
         preview_outputs = [preview, before_after, error]
-        blocks.load(
+        output_controls = [
+            output_scale,
+            output_width,
+            output_codec,
+            output_crf,
+            output_preset,
+            output_ten_bit,
+            output_audio,
+        ]
+        show_output = (studio.output_values, [state], [*output_controls, output_note])
+        loaded = blocks.load(
             studio.start, [state, remembered, owner], open_outputs, concurrency_limit=None
-        ).then(studio.preview_full, preview_inputs, preview_outputs, **computing).then(
+        )
+        loaded.then(*show_output, **quiet)
+        loaded.then(studio.preview_full, preview_inputs, preview_outputs, **computing).then(
             studio.editor_info, [editor_choice], [editor_choice, editor_note], **quiet
         )
         blocks.unload(studio.unload)
@@ -305,12 +360,15 @@ def build_blocks(studio: Studio, logo_svg: str = "") -> gr.Blocks:
             show_progress_on=[frame_view],
         )
         opened.success(studio.preview_full, preview_inputs, preview_outputs, **computing)
+        opened.success(*show_output, **quiet)
         # Empty the box again, good file or bad: the title names the open clip, and the next
         # file can be dropped straight away (a filled box hides its drop area).
         opened.then(lambda: None, None, clip_upload, **quiet)
-        reopen.click(
+        reopened = reopen.click(
             studio.reopen, [state, reopen_name, owner], open_outputs, show_progress_on=[frame_view]
-        ).success(studio.preview_full, preview_inputs, preview_outputs, **computing)
+        )
+        reopened.success(studio.preview_full, preview_inputs, preview_outputs, **computing)
+        reopened.success(*show_output, **quiet)
         relinked = relink_upload.upload(
             studio.relink,
             [state, relink_name, relink_upload, owner],
@@ -318,6 +376,7 @@ def build_blocks(studio: Studio, logo_svg: str = "") -> gr.Blocks:
             show_progress_on=[frame_view],
         )
         relinked.success(studio.preview_full, preview_inputs, preview_outputs, **computing)
+        relinked.success(*show_output, **quiet)
         relinked.then(lambda: None, None, relink_upload, **quiet)
 
         scrubber.input(
@@ -418,5 +477,13 @@ def build_blocks(studio: Studio, logo_svg: str = "") -> gr.Blocks:
             trigger_mode="multiple",
         )
         cancel.click(studio.cancel, [state], [progress, error], concurrency_limit=None)
+        # Output panel: every change is saved at once (a running render keeps its own settings).
+        set_output = (studio.set_output, [state, *output_controls], [state, output_note, error])
+        for control in (output_scale, output_codec, output_preset, output_ten_bit, output_audio):
+            control.input(*set_output, **quiet).then(studio.result_status, *result_status, **quiet)
+        output_crf.release(*set_output, **quiet).then(studio.result_status, *result_status, **quiet)
+        for event in (output_width.submit, output_width.blur):
+            event(*set_output, **quiet).then(studio.result_status, *result_status, **quiet)
+
         timer.tick(studio.engine_status, [state], [engine_status], **quiet)
     return blocks

@@ -7,9 +7,9 @@ clip and its keyframes, so callbacks can answer without asking the worker again.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
-from sparkvsr.project import ClipSummary
+from sparkvsr.project import ClipSummary, OutputSettings
 from sparkvsr.worker import KeyframesResponse, SessionInfo
 
 
@@ -24,6 +24,8 @@ class StudioState:
     output_size:    (width, height) of restored frames and References.
     selected:       the keyframe open in the edit panel, or None.
     editors:        (keyframe, editor) of each saved Reference (the render hint reads them).
+    render_size:    (width, height) of the rendered clip (the output panel's scale).
+    output:         how the rendered clip is encoded (codec, quality, audio).
     owner:          this browser's owner secret (kept in its storage; the worker checks it).
     """
 
@@ -36,6 +38,8 @@ class StudioState:
     selected: int | None = None
     editors: tuple[tuple[int, str], ...] = ()
     owner: str = ""
+    render_size: tuple[int, int] = (0, 0)
+    output: OutputSettings = field(default_factory=OutputSettings)
 
     @classmethod
     def from_session(cls, info: SessionInfo, owner: str = "") -> StudioState:
@@ -48,7 +52,14 @@ class StudioState:
             output_size=tuple(info.output_size),
             editors=tuple((r.frame, r.provenance.editor) for r in info.references),
             owner=owner,
+            render_size=tuple(info.options.output_size or info.output_size),
+            output=info.output,
         )
+
+    def with_settings(self, info: SessionInfo) -> StudioState:
+        """The state after the worker answered a settings change."""
+        size = tuple(info.options.output_size or info.output_size)
+        return replace(self, render_size=size, output=info.output)
 
     @property
     def last_frame(self) -> int:

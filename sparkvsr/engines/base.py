@@ -35,6 +35,11 @@ class KeyframeGuidance:
     keep_colors: propagate the Reference's low-frequency colour / tone change too (a deliberate
                  grade). Off by default: the output keeps the clip's colours and only the
                  Reference's detail propagates. Structural differences never propagate.
+                 (``flow``; the ``dit`` model follows the clip's colours as it was trained
+                 to, with colour-jittered References, and ignores this switch.)
+
+    The CLI's ``restore --keyframe-weight 16=0.5 --keep-colors 16`` builds these; a project keeps
+    them with its options.
     """
 
     frame: int

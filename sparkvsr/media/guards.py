@@ -57,6 +57,11 @@ def check_writable(output: str | os.PathLike, needed_bytes: int = 0) -> None:
             f"cannot write {output}: {folder} is not writable ({e.strerror or e}). Choose an "
             "output in a folder you can write to."
         ) from e
+    if output.is_file() and not os.access(output, os.W_OK):
+        raise MediaError(
+            f"cannot write {output}: the file exists and is read-only. Choose another name or "
+            "make it writable."
+        )
     free = shutil.disk_usage(folder).free
     if needed_bytes and free < needed_bytes + SPARE_BYTES:
         raise MediaError(

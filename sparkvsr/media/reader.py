@@ -136,8 +136,11 @@ class Clip:
         """Yield ``(display index, frame)`` from at or before ``start`` onward."""
         # Container key flags can lie (a "sync sample" that needs earlier frames decodes as
         # garbage): such a seek point is dropped and the next earlier one is tried.
+        # The deinterlacer reads the frame before as well: start decoding at or before that one,
+        # so a window read after a seek equals the same frames read straight through.
+        before = start - 1 if self.deinterlace and start > 0 else start
         while True:
-            points = [i for i in self.info.seek_frames if i <= start and i not in self._bad_seeks]
+            points = [i for i in self.info.seek_frames if i <= before and i not in self._bad_seeks]
             seek_to = max(points, default=0)
             # Keep decoding forward when that is cheaper than a seek (sequential, short jumps).
             if not (self._decoder is not None and seek_to <= self._next_index <= start):

@@ -22,7 +22,7 @@ from sparkvsr.media.guards import check_encodable
 from sparkvsr.media.images import write_image
 from sparkvsr.media.probing import ClipInfo, ffmpeg_reason, open_container
 from sparkvsr.media.timing import FINE_TIME_BASE, OutputTiming, constant_timing, plan_timing
-from sparkvsr.media.tracks import TracksPlan, container_key, plan_tracks
+from sparkvsr.media.tracks import TracksPlan, audio_info, container_key, plan_tracks
 
 log = logging.getLogger(__name__)
 
@@ -315,13 +315,12 @@ class VideoWriter:
             return
         source = open_container(self.audio_from)
         assert self._container is not None
+        # Without a plan from ``like``: the source's audio, by the same table.
         plan = self.tracks or plan_tracks(
-            tuple(_quick_audio(s) for s in source.streams.audio),
+            tuple(audio_info(s) for s in source.streams.audio),
             (),
             container_key(self.path.suffix, self.mode == "ffv1"),
         )
-        if not plan.tracks:
-            self.notes.extend(n for n in plan.notes if n not in self.notes)
         inputs = []
         for stream in source.streams:
             action = plan.action(stream.index)
@@ -330,9 +329,15 @@ class VideoWriter:
             if action == "copy":
                 out = self._container.add_stream_from_template(stream)
             else:
-                out = self._container.add_stream("aac", rate=stream.codec_context.sample_rate)
+                rate = aac_rate(stream.codec_context.sample_rate)
+                out = self._container.add_stream("aac", rate=rate)
                 out.layout = stream.codec_context.layout.name
                 self._audio_transcode[stream.index] = _Transcode(out, stream, self.timing.shift)
+                if rate != stream.codec_context.sample_rate:
+                    self.notes.append(
+                        f"audio #{stream.index}: {stream.codec_context.sample_rate} Hz is beyond "
+                        f"AAC; resampled to {rate} Hz"
+                    )
             _copy_tags(stream, out)
             self._audio_map[stream.index] = out
             inputs.append(stream)
@@ -467,7 +472,7 @@ class _Transcode:
     def __init__(self, out: av.AudioStream, source: av.AudioStream, shift: Fraction):
         self.out = out
         self.shift = shift
-        self.rate = source.codec_context.sample_rate
+        self.rate = out.codec_context.sample_rate
         self.resampler = av.AudioResampler(
             format="fltp", layout=source.codec_context.layout.name, rate=self.rate
         )
@@ -492,6 +497,12 @@ class _Transcode:
             yield from self.out.encode(frame)
 
 
+def aac_rate(rate: int) -> int:
+    """``rate`` if AAC can carry it, else the nearest rate it can (AAC stops at 96 kHz)."""
+    rates = av.Codec("aac", "w").audio_rates or (rate,)
+    return rate if rate in rates else min(rates, key=lambda r: (abs(r - rate), -r))
+
+
 def _copy_tags(source: av.stream.Stream, out: av.stream.Stream) -> None:
     """Language, title and disposition (default, forced, ...) travel with the stream."""
     for key in ("language", "title"):
@@ -500,12 +511,6 @@ def _copy_tags(source: av.stream.Stream, out: av.stream.Stream) -> None:
             out.metadata[key] = value
     with contextlib.suppress(AttributeError, TypeError, ValueError):
         out.disposition = source.disposition
-
-
-def _quick_audio(stream: av.AudioStream):
-    from sparkvsr.media.tracks import audio_info
-
-    return audio_info(stream)
 
 
 def even_size(width: int, height: int) -> tuple[int, int]:

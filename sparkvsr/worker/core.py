@@ -28,6 +28,7 @@ from sparkvsr.render import RenderProgress, render_fingerprint, render_steps
 from sparkvsr.worker.jobs import RenderJob
 from sparkvsr.worker.limits import (
     GUIDANCE_RANGE,
+    RequestError,
     TooLarge,
     check_float,
     check_int,
@@ -71,6 +72,9 @@ from sparkvsr.worker.sessions import (
     new_project_name,
     output_size,
 )
+
+OUTPUT_FIELDS = ("crf", "codec", "preset", "audio", "ten_bit")
+"""SettingsRequest fields that go to the project's OutputSettings."""
 
 
 class Worker:
@@ -214,8 +218,21 @@ class Worker:
                 project.set_options(replace(project.state.options, **changes))
             if request.guidance is not None:
                 project.set_guidance(request.guidance)
-            if request.crf is not None:
-                project.set_output(replace(project.state.output, crf=request.crf))
+            output = {n: getattr(request, n) for n in OUTPUT_FIELDS}
+            output = {n: v for n, v in output.items() if v is not None}
+            if output:
+                project.set_output(replace(project.state.output, **output))
+            if request.output_size is not None:
+                size = tuple(request.output_size)
+                if size != (0, 0):
+                    if len(size) != 2:
+                        raise RequestError(f"output_size must be (width, height); got {size!r}")
+                    for what, value in zip(("output width", "output height"), size, strict=True):
+                        check_int(what, value, 16, 16384)
+                options = replace(
+                    project.state.options, output_size=None if size == (0, 0) else size
+                )
+                project.set_options(options)
         return self._session_info(session)
 
     def frame(self, request: FrameRequest) -> FrameResponse:
@@ -565,6 +582,7 @@ class Worker:
             output_size=output_size(state),
             options=state.restore_options(),
             crf=state.output.crf,
+            output=state.output,
             **self._result(session.project),
         )
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from sparkvsr.engines.base import EngineStatus, RestoreOptions
 from sparkvsr.errors import ProjectError
-from sparkvsr.project import ClipSummary
+from sparkvsr.project import ClipSummary, OutputSettings
 from sparkvsr.references.base import DEFAULT_TASK_PROMPT, Provenance
 from sparkvsr.render import RenderProgress
 
@@ -122,6 +122,7 @@ class SessionInfo:
     crf: int
     result: str = ""
     result_current: bool = False
+    output: OutputSettings = field(default_factory=OutputSettings)
 
 
 @dataclass(frozen=True)
@@ -130,6 +131,9 @@ class SettingsRequest:
 
     guidance: s for the render; chunk / overlap / tile / tile_overlap / color_fix: engine
     options (see RestoreOptions); crf: H.264 quality of the output (lower is better).
+    output_size: (width, height) of the output frames; (0, 0) = the engine's scale x the clip.
+    codec / preset / audio / ten_bit: how the final clip is encoded (see OutputSettings).
+    A request with nothing set changes nothing and returns the session as it is.
     """
 
     session_id: str
@@ -140,6 +144,11 @@ class SettingsRequest:
     tile_overlap: int | None = None
     color_fix: str | None = None
     crf: int | None = None
+    output_size: tuple[int, int] | None = None
+    codec: str | None = None
+    preset: str | None = None
+    audio: bool | None = None
+    ten_bit: bool | None = None
 
 
 @dataclass(frozen=True)
