@@ -41,6 +41,7 @@ from sparkvsr.worker import (
     ReferenceRequest,
     RenderRequest,
     SessionNotFound,
+    SessionRequest,
     SettingsRequest,
     StatusRequest,
     Worker,
@@ -503,3 +504,26 @@ def test_control_calls_answer_at_once_while_previews_queue_behind_the_engine(tmp
         # the closed session's callers are told so (404); every other preview was answered
         assert sorted(set(answers)) in ([200], [200, 404]) and len(answers) == 48
         assert engine.previews <= 12 * 2  # coalesced: at most the first and the latest each
+
+
+def test_a_render_goes_on_when_its_http_client_leaves_and_another_follows_it(tmp_path, clip):
+    from tests.project_helpers import UpscaleEngine
+
+    config = WorkerConfig(projects_root=tmp_path / "p", options=OPTIONS)
+    with Worker(config, engine=UpscaleEngine(delay=0.2)) as worker, serving(worker) as url:
+        with HttpClient(url, timeout=60) as first:
+            info = first.open_clip(OpenClipRequest(str(clip), project="walk"))
+            progress = first.render(RenderRequest(info.session_id))
+            assert next(progress).stage == "render"
+            progress.close()  # the tab closes mid-render: its stream ends, the job does not
+            first.close_session(SessionRequest(info.session_id))
+        with HttpClient(url, timeout=60) as second:
+            again = second.open_clip(OpenClipRequest(project="walk"))
+            job = second.render_job(SessionRequest(again.session_id))
+            assert job.state in ("rendering", "encoding") and job.progress is not None
+            updates = list(second.attach(SessionRequest(again.session_id)))
+            assert updates[0].frames_done == 0 and updates[-1].stage == "done"
+            done = second.render_job(SessionRequest(again.session_id))
+            assert done.state == "done" and done.progress.frames_done == 24
+            output = second.get_file(FileRequest(again.session_id, "output.mp4"))
+            assert len(decode_all(Path(output.local_path))) == 24
