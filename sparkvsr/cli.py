@@ -422,8 +422,9 @@ def _progress_bar(total: int, engine: str):
     bar = tqdm(total=total, unit="frame", desc=f"restore ({engine})")
 
     def show(update) -> None:
-        bar.n = update.frames_done
-        bar.set_postfix_str(update.stage, refresh=True)
+        bar.n = update.encoded if update.stage == "assemble" else update.frames_done
+        bar.set_postfix_str("encoding" if update.stage == "assemble" else update.stage)
+        bar.refresh()
 
     try:
         yield show
