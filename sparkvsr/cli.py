@@ -203,6 +203,12 @@ def _add_restore(commands, name: str) -> None:
         help="HDR (PQ, HLG) sources: tone-map to SDR BT.709 (default: keep HDR, 10-bit, tagged)",
     )
     p.add_argument(
+        "--field-rate",
+        action="store_true",
+        help="interlaced sources: deinterlace to one frame per field (e.g. 50 fps from 25i: "
+        "smoother motion, twice the frames); not with --project",
+    )
+    p.add_argument(
         "--keep-fields",
         action="store_true",
         help="interlaced sources: keep the fields as they are (default: deinterlace with bwdif)",
@@ -336,7 +342,12 @@ def _run_restore(args) -> int:
     from sparkvsr.render import render_clip
 
     # 1. Check everything cheap before loading a model: the clip, the output, the keyframes.
-    clip = open_clip(args.input, deinterlace=not args.keep_fields, tonemap=args.tonemap)
+    clip = open_clip(
+        args.input,
+        deinterlace=not args.keep_fields,
+        field_rate=args.field_rate,
+        tonemap=args.tonemap,
+    )
     options, scale_note = _working_options(args, clip)
     _check_output(args, clip, options)
     ref_files = _parse_refs(args.ref)
@@ -430,6 +441,11 @@ def _run_restore_in_project(args) -> int:
     from sparkvsr.render import ensure_project, render_project
 
     # 1. Check everything cheap before loading a model.
+    if args.field_rate:
+        raise ProjectError(
+            "--field-rate cannot be combined with --project (a project's frames are the file's); "
+            "run without --project"
+        )
     if args.lossless:
         raise ProjectError(
             "--lossless cannot be combined with --project (projects write H.264 or H.265)"
