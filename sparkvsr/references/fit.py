@@ -138,6 +138,10 @@ COLOUR_NEGLIGIBLE = 0.3
 TONE_BINS = 32
 TONE_MIN_SAMPLES = 24
 TONE_NEGLIGIBLE = 2.0
+# Blockiness (``blockiness``) from which a Reference counts as JPEG-blocked (the clips' own
+# H.264 frames measure 1.0-1.26; JPEG q30 1.44-2.5), and the share of its weight it keeps then.
+BLOCKY = 1.35
+BLOCKY_WEIGHT = 0.5
 RECOLOURED = 3.0  # mean colour change (levels) from which a Reference counts as recoloured
 SHIFTED = 0.75  # corrected motion (HR pixels) from which a Reference counts as shifted
 DIFFERENT = 0.3  # share of disagreeing pixels from which the content counts as different
@@ -202,6 +206,9 @@ def assess(
     mse = float(np.mean(offset * offset))
     fit_psnr = 99.0 if mse == 0 else min(99.0, 10.0 * math.log10(255.0**2 / mse))
     weight = float(np.clip((WEIGHT_NONE - share) / (WEIGHT_NONE - WEIGHT_FULL), 0.0, 1.0))
+    blocky = blockiness(reference) >= BLOCKY
+    if blocky:  # its finest detail is partly compression artefacts
+        weight *= BLOCKY_WEIGHT
     region = _region(disagreeing) if share >= NOTE_SHARE else ""
     shift = registration.shift if registration is not None else 0.0
     matrix = (
@@ -209,7 +216,7 @@ def assess(
         if registration is not None
         else (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
     )
-    verdict, message = _verdict(share, colour_change, weight, registration, region)
+    verdict, message = _verdict(share, colour_change, weight, registration, region, blocky)
     fit = ReferenceFit(
         verdict=verdict,
         message=message,
@@ -302,6 +309,7 @@ def _verdict(
     weight: float,
     registration: Registration | None,
     region: str,
+    blocky: bool = False,
 ) -> tuple[str, str]:
     """The verdict (one of VERDICTS, the most serious finding) and a sentence for the user."""
     findings = []
@@ -324,10 +332,33 @@ def _verdict(
         verdict = "recoloured"
     else:
         verdict = "fits"
+    if blocky:
+        findings.append("shows JPEG-like blocking; its detail is used at reduced weight")
     if region and share < DIFFERENT:
         findings.append(f"content differs at the {region}; not propagated there")
     message = "; ".join(findings) if findings else "fits its frame"
     return verdict, message[:1].upper() + message[1:]
+
+
+def blockiness(image: np.ndarray, block: int = 8) -> float:
+    """How much stronger the steps between ``block``-pixel blocks are than those inside them
+    (``[H, W, 3]`` uint8): ~1 for camera or rendered images, 1.4-2.5 for JPEG at quality 30.
+
+    The grid's phase is searched (a crop or a shift moves it): the strongest phase's mean step,
+    horizontal and vertical, over the median phase's.
+    """
+    gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    ratios = []
+    for steps in (
+        np.abs(np.diff(gray, axis=1)).mean(axis=0),
+        np.abs(np.diff(gray, axis=0)).mean(axis=1),
+    ):
+        usable = len(steps) // block * block
+        if usable < 4 * block:
+            return 1.0
+        phases = steps[:usable].reshape(-1, block).mean(axis=0)
+        ratios.append(phases.max() / max(float(np.median(phases)), 1e-3))
+    return float(np.mean(ratios))
 
 
 _ROWS = ("top", "middle", "bottom")
