@@ -320,9 +320,16 @@ def main() -> int:
     parser.add_argument(
         "--only", action="append", default=[], help="perturbation(s) to run (default: all)"
     )
+    parser.add_argument(
+        "--clips",
+        type=Path,
+        nargs="+",
+        default=[WALK, BIKES],
+        help="GT clips of the perturbation table (default: walk and bikes)",
+    )
     args = parser.parse_args()
     if args.table == "perturbations":
-        return perturbation_table([WALK, BIKES], args.frames, args.every, args.config, args.only)
+        return perturbation_table(args.clips, args.frames, args.every, args.config, args.only)
     if not args.clip.exists():
         print(f"skipped: {args.clip} is missing (the shared data folder is not here)")
         return 0

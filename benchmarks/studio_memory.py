@@ -43,7 +43,6 @@ def trim(source: Path, frames: int, out: Path) -> Path:
         for index, frame in enumerate(inp.decode(video=0)):
             if index >= frames:
                 break
-            frame.pts = None
             for packet in stream.encode(frame.reformat(format="yuv420p")):
                 dst.mux(packet)
         for packet in stream.encode(None):

@@ -193,9 +193,10 @@ def _add_restore(commands, name: str) -> None:
     p.add_argument("--lossless", action="store_true", help="FFV1 .mkv (or PNG folder) output")
     p.add_argument(
         "--codec",
-        choices=("h264", "h265"),
+        choices=("h264", "h265", "prores"),
         default="h264",
-        help="video codec of .mp4/.mov/.mkv output (10-bit and HDR sources stay 10-bit in both)",
+        help="video codec of .mp4/.mov/.mkv output (10-bit and HDR sources stay 10-bit in each; "
+        "prores: 422 HQ, 10-bit, for editing, best in .mov)",
     )
     p.add_argument(
         "--square-pixels",
@@ -207,6 +208,12 @@ def _add_restore(commands, name: str) -> None:
         "--tonemap",
         action="store_true",
         help="HDR (PQ, HLG) sources: tone-map to SDR BT.709 (default: keep HDR, 10-bit, tagged)",
+    )
+    p.add_argument(
+        "--field-rate",
+        action="store_true",
+        help="interlaced sources: deinterlace to one frame per field (e.g. 50 fps from 25i: "
+        "smoother motion, twice the frames); not with --project",
     )
     p.add_argument(
         "--keep-fields",
@@ -342,7 +349,12 @@ def _run_restore(args) -> int:
     from sparkvsr.render import render_clip
 
     # 1. Check everything cheap before loading a model: the clip, the output, the keyframes.
-    clip = open_clip(args.input, deinterlace=not args.keep_fields, tonemap=args.tonemap)
+    clip = open_clip(
+        args.input,
+        deinterlace=not args.keep_fields,
+        field_rate=args.field_rate,
+        tonemap=args.tonemap,
+    )
     options, scale_note = _working_options(args, clip)
     _check_output(args, clip, options)
     ref_files = _parse_refs(args.ref)
@@ -417,8 +429,9 @@ def _progress_bar(total: int, engine: str):
     bar = tqdm(total=total, unit="frame", desc=f"restore ({engine})")
 
     def show(update) -> None:
-        bar.n = update.frames_done
-        bar.set_postfix_str(update.stage, refresh=True)
+        bar.n = update.encoded if update.stage == "assemble" else update.frames_done
+        bar.set_postfix_str("encoding" if update.stage == "assemble" else update.stage)
+        bar.refresh()
 
     try:
         yield show
@@ -435,6 +448,11 @@ def _run_restore_in_project(args) -> int:
     from sparkvsr.render import ensure_project
 
     # 1. Check everything cheap before loading a model.
+    if args.field_rate:
+        raise ProjectError(
+            "--field-rate cannot be combined with --project (a project's frames are the file's); "
+            "run without --project"
+        )
     if args.lossless:
         raise ProjectError(
             "--lossless cannot be combined with --project (projects write H.264 or H.265)"

@@ -175,6 +175,20 @@ def test_pq_tonemapped_on_request_is_sdr_bt709_and_said(tmp_path, capsys):
     assert 150 < grey.mean() < 210 and np.ptp(grey) < 6
 
 
+def test_tone_mapping_puts_pq_and_hlg_reference_white_at_the_same_sdr_level():
+    from sparkvsr.media.colour import hdr_to_nits, tonemap_to_sdr
+
+    grey = lambda v: np.full((1, 1, 3), v, np.float32)  # noqa: E731
+    # BT.2408: reference white is 203 nits, PQ signal 0.58, HLG signal 0.75.
+    assert hdr_to_nits(grey(0.58), "pq")[0, 0, 0] == pytest.approx(203, rel=0.01)
+    assert hdr_to_nits(grey(0.75), "hlg")[0, 0, 0] == pytest.approx(203, rel=0.02)
+    pq_white, hlg_white = tonemap_to_sdr(grey(0.58), "pq"), tonemap_to_sdr(grey(0.75), "hlg")
+    assert abs(int(pq_white[0, 0, 0]) - int(hlg_white[0, 0, 0])) <= 2
+    levels = [int(tonemap_to_sdr(grey(v), "pq")[0, 0, 0]) for v in (0, 0.3, 0.5, 0.58, 0.75, 1)]
+    assert levels[0] == 0 and levels == sorted(levels) and levels[-1] == 255
+    assert 235 < levels[3] < 255  # reference white stays just below peak: highlights roll off
+
+
 def test_h265_keeps_10_bit_and_the_tags(tmp_path, capsys):
     src = mc.make_colour(tmp_path / "deep.mp4", "10-bit")
     code, err = restore(capsys, src, tmp_path / "out.mkv", "--codec", "h265")
@@ -183,6 +197,18 @@ def test_h265_keeps_10_bit_and_the_tags(tmp_path, capsys):
     _, source = mc.read_video(src, 3)
     assert result.pix_fmt == "yuv420p10le" and result.tags["matrix"] == "bt709"
     assert np.abs(mc.patch_means(source[2]) - mc.patch_means(frames[2])).max() <= 4
+
+
+def test_prores_is_10_bit_422_tagged_in_mov(tmp_path, capsys):
+    src = mc.make_colour(tmp_path / "bt709.mp4", "bt709")
+    code, err = restore(capsys, src, tmp_path / "out.mov", "--codec", "prores")
+    assert code == 0, err
+    result, frames = mc.read_video(tmp_path / "out.mov", 3)
+    _, source = mc.read_video(src, 3)
+    assert result.pix_fmt == "yuv422p10le" and result.tags["matrix"] == "bt709"
+    assert np.abs(mc.patch_means(source[2]) - mc.patch_means(frames[2])).max() <= 4
+    code, err = restore(capsys, src, tmp_path / "out.mp4", "--codec", "prores")
+    assert code == 2 and ".mov" in err
 
 
 # --- interlaced --------------------------------------------------------------------------------
@@ -228,6 +254,27 @@ def test_project_renders_keep_the_reading_and_encoding_settings(tmp_path, capsys
     assert kept > 0.3 * mc.combing(source[2])
     code, err = restore(capsys, src, out, *args)  # same settings: nothing to do
     assert code == 0 and "already rendered" in err
+
+
+def test_field_rate_gives_one_progressive_frame_per_field(tmp_path, capsys):
+    src = mc.make_interlaced(tmp_path / "int.mp4")
+    code, err = restore(capsys, src, tmp_path / "out.mp4", "--field-rate")
+    assert code == 0, err
+    assert "field rate" in notes(err)
+    result, frames = mc.read_video(tmp_path / "out.mp4", 6)
+    assert len(result.times) == 2 * probe(src).num_frames
+    assert 1 / np.diff(result.times).mean() == pytest.approx(50)
+    _, source = mc.read_video(src, 4)
+    height, width = source[0].shape[:2]
+    left = mc.combing(mc.down_to(frames[5], width, height))
+    assert left < 0.3 * mc.combing(source[2])  # no woven fields left
+    from sparkvsr.media import open_clip
+
+    src = mc.make_interlaced_intra(tmp_path / "intra.mp4")
+    with open_clip(src, field_rate=True) as clip:  # windows after a seek equal a straight read
+        straight = clip.read(0, clip.num_frames)
+    with open_clip(src, field_rate=True) as clip:
+        assert np.array_equal(clip.read(9, 15), straight[9:15])
 
 
 def test_keep_fields_leaves_the_combing(tmp_path, capsys):
@@ -283,6 +330,15 @@ def test_mp4_keeps_the_audio_languages_and_says_the_subtitle_is_dropped(tmp_path
     assert [a["language"] for a in mc.audio_streams(tmp_path / "out.mp4")] == ["eng", "deu"]
     assert mc.subtitle_count(tmp_path / "out.mp4") == 0
     assert "subtitle" in notes(err) and ".mkv" in notes(err)
+
+
+def test_a_second_video_stream_is_dropped_with_a_note():
+    from sparkvsr.media.tracks import StreamInfo, plan_tracks
+
+    plan = plan_tracks(
+        (), (StreamInfo(3, "video", "mjpeg", disposition=("attached_pic",)),), ".mp4"
+    )
+    assert plan.action(3) == "drop" and "cover picture #3" in plan.notes[0]
 
 
 def test_opus_into_mov_is_reencoded_to_aac_and_said(tmp_path, capsys):

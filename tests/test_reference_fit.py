@@ -199,3 +199,33 @@ def test_the_studio_shows_the_fit_beside_the_reference(frame):
     reference = load_editor("upload").make(lr, (256, 192), EditRequest(upload=moved))
     text = provenance_markdown(reference.provenance, reference.content_hash)
     assert "**fit: shifted**" in text and "Shifted 5 px, corrected" in text
+
+
+def test_a_global_grade_is_undone_in_the_detail_too(frame):
+    from sparkvsr.references.fit import ungraded
+
+    hr, lr = frame
+    assert ungraded(hr, lr) is hr  # nothing to undo: the Reference is kept bit for bit
+    graded = 255.0 * (hr / 255.0) ** (1 / 1.2)  # a gamma lifts mid-tones and flattens detail
+    graded[..., 0] += 12
+    graded = np.clip(np.rint(graded), 0, 255).astype(np.uint8)
+    back = ungraded(graded, lr).astype(np.float32)
+    inside = (hr > 20) & (hr < 230)  # away from what the grade clipped
+    before = np.abs(graded.astype(np.float32) - hr)[inside].mean()
+    assert before > 8
+    assert np.abs(back - hr)[inside].mean() < 0.3 * before  # a small frame's curve: ~2 levels
+
+
+def test_a_jpeg_blocked_reference_is_named_and_weighted_down(frame):
+    import io
+
+    from PIL import Image
+
+    hr, lr = frame
+    buffer = io.BytesIO()
+    Image.fromarray(hr).save(buffer, "JPEG", quality=20)
+    blocked = np.asarray(Image.open(buffer).convert("RGB"))
+    _, fit = fit_reference(blocked, lr)
+    assert "blocking" in fit.message and fit.weight == pytest.approx(0.5)
+    _, clean = fit_reference(hr, lr)
+    assert "blocking" not in clean.message and clean.weight == 1.0

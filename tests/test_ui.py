@@ -282,6 +282,15 @@ def _choose(page, dropdown: str, label: str) -> None:
     page.locator(f"{dropdown} li[role=option][aria-label={label!r}]").click()
 
 
+def _estimate_bytes(page) -> float:
+    """Press #estimate and read its size (``≈ 1.23 MB``) in bytes."""
+    page.click("#estimate")
+    page.wait_for_function(_text_has("#output-estimate", "Estimate"))
+    text = page.inner_text("#output-estimate")
+    number, unit = re.search(r"≈ ([\d.]+) (GB|MB|kB|B)\b", text).groups()
+    return float(number) * {"GB": 1e9, "MB": 1e6, "kB": 1e3, "B": 1}[unit]
+
+
 def _drag_guidance(page, value: float) -> None:
     """Drag the guidance slider's thumb to ``value`` with the mouse (input events, then release)."""
     slider = page.locator("#guidance input[type=range]")
@@ -703,6 +712,7 @@ def test_ffv1_and_h265_10bit_renders_at_x2_read_back_with_codec_size_and_audio(
         page.wait_for_function(_text_has("#output-note", "320×192"))
         _choose(page, "#output-codec", "FFV1 (lossless)")
         page.wait_for_function(_text_has("#output-note", "FFV1"))
+        estimated = _estimate_bytes(page)
         page.click("#render")
         page.wait_for_selector('#progress [data-stage="done"]', timeout=RENDER_TIMEOUT_MS)
         with page.expect_download() as download:
@@ -715,12 +725,14 @@ def test_ffv1_and_h265_10bit_renders_at_x2_read_back_with_codec_size_and_audio(
         assert result.codec == "ffv1" and result.num_frames == source.num_frames
         assert (result.width, result.height) == (source.width * 2, source.height * 2)
         assert len(result.audio) == len(source.audio) == 1
+        assert abs(estimated - saved.stat().st_size) <= 0.3 * saved.stat().st_size
 
         # H.265 10-bit, same size: the finished chunks are kept, only the encode runs again
         _choose(page, "#output-codec", "H.265")
         page.check("#output-ten-bit input")
         page.wait_for_function(_text_has("#output-note", "10-bit"))
         page.wait_for_selector('#progress [data-stage="stale"]')
+        estimated = _estimate_bytes(page)
         page.click("#render")
         page.wait_for_selector('#progress [data-stage="done"]', timeout=RENDER_TIMEOUT_MS)
         with page.expect_download() as download:
@@ -733,5 +745,7 @@ def test_ffv1_and_h265_10bit_renders_at_x2_read_back_with_codec_size_and_audio(
         assert result.pix_fmt == "yuv420p10le"
         assert (result.width, result.height) == (source.width * 2, source.height * 2)
         assert len(result.audio) == 1
+        size = saved.stat().st_size
+        assert abs(estimated - size) <= 0.3 * size, (estimated, size)
     finally:
         context.close()

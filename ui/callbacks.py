@@ -21,10 +21,12 @@ from typing import Any
 import gradio as gr
 import numpy as np
 
+from sparkvsr.engines.base import RestoreOptions
 from sparkvsr.errors import Cancelled, ClipMissing, KeyframeError, MediaError, SparkVSRError
+from sparkvsr.estimate import SAMPLE_FRAMES, OutputEstimate, estimate_output, source_audio_bytes
 from sparkvsr.keyframes import KeyframeSelection, select_keyframes
 from sparkvsr.references.base import DEFAULT_TASK_PROMPT
-from sparkvsr.render import RenderProgress
+from sparkvsr.render import RENDER_CHUNK_BYTES, RenderProgress, chunk_within
 from sparkvsr.worker import (
     AccessDenied,
     FileRequest,
@@ -55,6 +57,10 @@ AUTO_MODES = tuple(_AUTO_MODE)
 THUMB_WIDTH = 320
 REOPEN_WAIT_S = 5.0
 """How long a reloaded page waits for its old tab to release the project it reopens."""
+RUNNING_JOB = ("rendering", "encoding")
+"""Render job states (``RenderJobInfo.state``) of a render still at work."""
+PROGRESS_EVERY_S = 0.25
+"""Progress updates closer than this are skipped (the latest one always shows)."""
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 """Uploads with these suffixes are pictures: the page says where a picture belongs instead."""
 
@@ -489,6 +495,46 @@ class Studio:
             names = [self.config.default_editor]
         return [n for n in names if not self.config.editors or n in self.config.editors] or names
 
+    def estimate(
+        self,
+        state: StudioState | None,
+        guidance: float,
+        progress: gr.Progress = gr.Progress(),  # noqa: B008 (Gradio's way to ask for progress)
+    ) -> str:
+        """``#estimate``: output size, time and memory of a render with the current settings,
+        from a real sample: a few consecutive restored frames from the middle of the clip,
+        encoded with the chosen codec. Outputs: the estimate line."""
+        try:
+            state = _require(state)
+            total = state.clip.num_frames
+            count = min(SAMPLE_FRAMES, total)
+            first = max(0, total // 2 - count // 2)
+            frames, seconds = [], []
+            for n, index in enumerate(range(first, first + count)):
+                progress(n / (count + 1), desc=f"restoring sample frame {index}")
+                started = time.monotonic()
+                request = PreviewRequest(state.session_id, index, float(guidance))
+                frames.append(self.client.preview(request).image)
+                seconds.append(time.monotonic() - started)
+            progress(count / (count + 1), desc="encoding the sample")
+            sample = np.stack(frames)
+            width, height = state.render_size
+            chunk = chunk_within(
+                replace(RestoreOptions(), chunk=33), width * height * 3, RENDER_CHUNK_BYTES
+            )
+            result = estimate_output(
+                sample,
+                state.clip.fps,
+                total,
+                state.output,
+                seconds_per_frame=float(np.median(seconds[1:] or seconds)),
+                audio_bytes=source_audio_bytes(state.clip.path) if state.clip.has_audio else 0,
+                chunk_frames=chunk.chunk,
+            )
+        except Exception as e:
+            return f"Estimate unavailable: {escape(str(e))}"
+        return estimate_markdown(result)
+
     # Settings ---------------------------------------------------------------------------------
     def remember_guidance(self, state: StudioState | None, guidance: float) -> None:
         """Autosave the guidance into the project (best effort: during a render the worker
@@ -796,19 +842,74 @@ class Studio:
                     del self._renders[state.session_id]
 
     def _render_steps(self, state: StudioState, guidance: float) -> Iterator[tuple[Any, ...]]:
-        last = None
+        hint = render_hint(state.used_editors())
         try:
-            output = self._output_name(state, guidance)
-            steps = self.client.render(
-                RenderRequest(state.session_id, guidance=guidance, output=output)
-            )
+            job = self._render_job(state)
+            if job is not None and job.state in RUNNING_JOB:
+                # started before a reload or in another tab: follow it instead of refusing
+                steps = self.client.attach(SessionRequest(state.session_id))
+                output, note = Path(job.output).name, "following the render already running"
+            else:
+                output = self._output_name(state, guidance)
+                steps = self.client.render(
+                    RenderRequest(state.session_id, guidance=guidance, output=output)
+                )
+                note = "starting the render"
+        except Exception as e:
+            failed = error_html(e, "rendering", work_at_stake=True)
+            yield error_progress(), gr.skip(), gr.skip(), failed
+            return
+        yield progress_html(None, note), gr.skip(), gr.skip(), notice_html(hint) if hint else ""
+        yield from self._follow(state, steps, output)
+
+    def follow_render(self, state: StudioState | None) -> Iterator[tuple[Any, ...]]:
+        """After the page opened a project: when its render is still running (started before
+        a reload, or in another tab), follow it to the end and show the result. The render
+        never needed the page. Outputs: progress, result video, download button, render
+        message."""
+        if state is None:
+            return
+        try:
+            job = self._render_job(state)
+        except Exception as e:  # the session just closed: nothing to follow
+            log.info("render job unavailable: %s", e)
+            return
+        if job is None or job.state not in RUNNING_JOB:
+            return
+        run = _RenderRun()
+        with self._tabs_lock:
+            self._renders[state.session_id] = run
+        try:
+            note = "the render kept going while the page was away; following it"
+            yield progress_html(job.progress, note), gr.skip(), gr.skip(), gr.skip()
+            steps = self.client.attach(SessionRequest(state.session_id))
+            yield from self._follow(state, steps, Path(job.output).name)
+        finally:
+            run.done.set()
+            with self._tabs_lock:
+                if self._renders.get(state.session_id) is run:
+                    del self._renders[state.session_id]
+
+    def _render_job(self, state: StudioState) -> Any:
+        """The project's render job (``RenderJobInfo``), or None from a worker without jobs."""
+        ask = getattr(self.client, "render_job", None)
+        return ask(SessionRequest(state.session_id)) if ask is not None else None
+
+    def _follow(
+        self, state: StudioState, steps: Iterator[RenderProgress], output: str
+    ) -> Iterator[tuple[Any, ...]]:
+        """Progress of ``steps`` until the render ends, then its result (or why it stopped)."""
+        last = None
+        shown = 0.0
+        try:
             clock = _Eta()
-            hint = render_hint(state.used_editors())
-            note = notice_html(hint) if hint else ""
-            yield progress_html(None, "starting the render"), gr.skip(), gr.skip(), note
             for last in steps:
                 if last.stage == "done":
                     continue  # "Done" shows with the result and its download, not before them
+                now = time.monotonic()
+                if now - shown < PROGRESS_EVERY_S and last.stage == "render":
+                    continue  # a re-attach replays every update: show the latest few
+                shown = now
                 yield progress_html(last, clock.eta(last)), gr.skip(), gr.skip(), gr.skip()
             path = self.client.get_file(FileRequest(state.session_id, output)).local_path
         except Cancelled:
@@ -919,6 +1020,29 @@ OPEN_OUTPUTS = (
 
 
 DOWNLOAD_LABEL = "Download"
+
+
+def estimate_markdown(estimate: OutputEstimate) -> str:
+    """The ``#output-estimate`` line: size, time, memory."""
+    return (
+        f"**Estimate** ≈ {_size_text(estimate.bytes)} · ≈ {_time_text(estimate.seconds)} · "
+        f"render buffers ≈ {_size_text(estimate.memory)}"
+    )
+
+
+def _size_text(count: int) -> str:
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if count >= size:
+            return f"{count / size:.3g} {unit}"
+    return f"{count} B"
+
+
+def _time_text(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    if seconds >= 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{max(1, round(seconds))} s"
 
 
 def output_note(state: StudioState) -> str:
@@ -1116,8 +1240,8 @@ class _Eta:
         self.first: int | None = None
 
     def eta(self, update: RenderProgress) -> str:
-        if update.stage != "render":
-            return ""
+        if update.stage != "render" or getattr(update, "elapsed", 0.0):
+            return ""  # the worker's own pace (progress_html shows it), or nothing to estimate
         if self.first is None:
             self.first = update.frames_done
             return ""
@@ -1143,12 +1267,16 @@ def progress_html(update: RenderProgress | None, note: str = "") -> str:
     percent = 100.0 * update.fraction
     chunks = update.chunks_rendered + update.chunks_resumed
     parts = [STAGES.get(update.stage, update.stage)]
-    parts.append(f"{update.frames_done}/{update.total_frames} frames")
+    if update.stage == "assemble":
+        parts.append(f"{update.encoded}/{update.total_frames} frames encoded ({percent:.0f} %)")
+    else:
+        parts.append(f"{update.frames_done}/{update.total_frames} frames")
     if chunks:
         resumed = f" ({update.chunks_resumed} resumed)" if update.chunks_resumed else ""
         parts.append(f"{chunks} chunk{'s' if chunks != 1 else ''} done{resumed}")
     if update.message:
         parts.append(update.message)
+    parts.extend(pace_text(update))
     if note:
         parts.append(note)
     text = escape(" · ".join(parts))
@@ -1157,6 +1285,30 @@ def progress_html(update: RenderProgress | None, note: str = "") -> str:
         f'<span style="width:{percent:.1f}%"></span></div>'
         f'<div class="progress-text">{text}</div></div>'
     )
+
+
+def pace_text(update: RenderProgress) -> list[str]:
+    """Elapsed time, pace and time left of the current stage (the worker measures them over
+    the recent frames), e.g. ``["0:42 elapsed", "3.1 frames/s", "0:17 left"]``."""
+    if update.stage == "done" or not update.elapsed:
+        return [f"took {clock_text(update.elapsed)}"] if update.elapsed else []
+    parts = [f"{clock_text(update.elapsed)} elapsed"]
+    if update.rate > 0:
+        parts.append(f"{update.rate:.1f} frames/s")
+    if update.eta is None:
+        parts.append("estimating time left")
+    else:
+        then = ", then encoding" if update.stage == "render" else ""
+        parts.append(f"{clock_text(update.eta)} left{then}")
+    return parts
+
+
+def clock_text(seconds: float) -> str:
+    """``75.4`` -> ``"1:15"``; an hour or more ``"1:02:03"``."""
+    whole = round(max(0.0, seconds))
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 def error_progress() -> str:

@@ -280,6 +280,9 @@ def build_blocks(studio: Studio, logo_svg: str = "") -> gr.Blocks:
                         )
                         output_audio = gr.Checkbox(True, label="Keep audio", elem_id="output-audio")
                     output_note = gr.Markdown("", elem_id="output-note")
+                    with gr.Row(equal_height=True):
+                        estimate = gr.Button("Estimate", elem_id="estimate", size="sm", scale=1)
+                        output_estimate = gr.Markdown("", elem_id="output-estimate")
             with gr.Column(scale=6):
                 result_video = gr.Video(
                     label="Restored clip", elem_id="result-video", interactive=False, height=340
@@ -349,6 +352,9 @@ def build_blocks(studio: Studio, logo_svg: str = "") -> gr.Blocks:
             studio.start, [state, remembered, owner], open_outputs, concurrency_limit=None
         )
         loaded.then(*show_output, **quiet)
+        # A render keeps going without the page: a (re)loaded page follows it to its result.
+        follow = (studio.follow_render, [state], [progress, result_video, download, render_message])
+        loaded.then(*follow, **quiet)
         loaded.then(studio.preview_full, preview_inputs, preview_outputs, **computing).then(
             studio.editor_info, [editor_choice], [editor_choice, editor_note], **quiet
         )
@@ -361,6 +367,7 @@ def build_blocks(studio: Studio, logo_svg: str = "") -> gr.Blocks:
         )
         opened.success(studio.preview_full, preview_inputs, preview_outputs, **computing)
         opened.success(*show_output, **quiet)
+        opened.success(*follow, **quiet)
         # Empty the box again, good file or bad: the title names the open clip, and the next
         # file can be dropped straight away (a filled box hides its drop area).
         opened.then(lambda: None, None, clip_upload, **quiet)
@@ -369,6 +376,7 @@ def build_blocks(studio: Studio, logo_svg: str = "") -> gr.Blocks:
         )
         reopened.success(studio.preview_full, preview_inputs, preview_outputs, **computing)
         reopened.success(*show_output, **quiet)
+        reopened.success(*follow, **quiet)
         relinked = relink_upload.upload(
             studio.relink,
             [state, relink_name, relink_upload, owner],
@@ -480,10 +488,20 @@ def build_blocks(studio: Studio, logo_svg: str = "") -> gr.Blocks:
         # Output panel: every change is saved at once (a running render keeps its own settings).
         set_output = (studio.set_output, [state, *output_controls], [state, output_note, error])
         for control in (output_scale, output_codec, output_preset, output_ten_bit, output_audio):
-            control.input(*set_output, **quiet).then(studio.result_status, *result_status, **quiet)
+            control.input(*set_output, **quiet).then(
+                studio.result_status, *result_status, **quiet
+            ).then(lambda: "", None, output_estimate, **quiet)
         output_crf.release(*set_output, **quiet).then(studio.result_status, *result_status, **quiet)
         for event in (output_width.submit, output_width.blur):
             event(*set_output, **quiet).then(studio.result_status, *result_status, **quiet)
+
+        estimate.click(
+            studio.estimate,
+            [state, guidance],
+            [output_estimate],
+            show_progress_on=[output_estimate],
+            concurrency_limit=None,
+        )
 
         timer.tick(studio.engine_status, [state], [engine_status], **quiet)
     return blocks

@@ -20,8 +20,8 @@ CODECS = {
     "H.265": "h265",
     "ProRes 422": "prores",
     "FFV1 (lossless)": "ffv1",
-    "PNG sequence": "png",
 }
+"""Codecs the page offers (a PNG sequence is written by the CLI: ``-o folder/``)."""
 CODEC_LABELS = {value: label for label, value in CODECS.items()}
 CRF_CODECS = ("h264", "h265")
 

@@ -30,13 +30,14 @@ from sparkvsr.media.probing import ClipInfo, probe
 from sparkvsr.media.reader import Clip, open_clip
 from sparkvsr.media.timing import FOLDER_FPS, OutputTiming
 from sparkvsr.media.tracks import AudioInfo, StreamInfo
-from sparkvsr.media.writer import CODECS, MP4_LIKE, VideoWriter, even_size
+from sparkvsr.media.writer import CODECS, MP4_LIKE, VIDEO_SUFFIXES, VideoWriter, even_size
 
 __all__ = [
     "CODECS",
     "FOLDER_FPS",
     "IMAGE_SUFFIXES",
     "MP4_LIKE",
+    "VIDEO_SUFFIXES",
     "AudioInfo",
     "Clip",
     "ClipInfo",

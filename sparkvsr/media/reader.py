@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -21,7 +22,11 @@ from sparkvsr.media.colour import frame_to_rgb, hdr_to_rgb
 from sparkvsr.media.images import read_image
 from sparkvsr.media.probing import ClipInfo, ffmpeg_reason, image_files, open_container, probe
 
-DEINTERLACER = ("bwdif", "mode=send_frame:parity=auto:deint=all")
+DEINTERLACER = "bwdif"
+DEINTERLACE_MODES = {
+    False: "mode=send_frame:parity=auto:deint=all",  # one frame per frame
+    True: "mode=send_field:parity=auto:deint=all",  # one frame per field: twice the rate
+}
 
 
 class Clip:
@@ -31,9 +36,19 @@ class Clip:
     before the window. ``frames_decoded`` counts decoded frames, so tests can check the cost.
     """
 
-    def __init__(self, info: ClipInfo, *, deinterlace: bool = True, tonemap: bool = False):
-        self.info = info
+    def __init__(
+        self,
+        info: ClipInfo,
+        *,
+        deinterlace: bool = True,
+        field_rate: bool = False,
+        tonemap: bool = False,
+    ):
         self.deinterlace = deinterlace and info.interlaced
+        # Field rate needs a next frame to time the last one's second field.
+        self.field_rate = field_rate and self.deinterlace and info.num_frames > 1
+        self.info = field_rate_info(info) if self.field_rate else info
+        self._file_pts = info.frame_pts
         self.tonemap = tonemap and bool(info.colour.hdr)
         self.frames_decoded = 0
         self._container: av.container.InputContainer | None = None
@@ -41,7 +56,7 @@ class Clip:
         self._next_index = -1  # display index the decoder yields next; -1 = needs a seek
         self._seeked_at = 0  # seek point the open decoder started from
         self._bad_seeks: set[int] = set()  # seek points that decoded corrupt frames
-        self._index_of_pts = {p: i for i, p in enumerate(info.frame_pts)}
+        self._index_of_pts = {p: i for i, p in enumerate(self.info.frame_pts)}
         self._files = image_files(Path(info.path)) if info.codec == "images" else None
 
     # FrameSource -------------------------------------------------------------------------
@@ -57,6 +72,7 @@ class Clip:
     def identity(self) -> str:
         stat = Path(self.info.path).stat()
         fields = ":fields" if self.info.interlaced and not self.deinterlace else ""
+        fields = ":field-rate" if self.field_rate else fields
         sdr = ":sdr" if self.tonemap else ""
         return f"{Path(self.info.path).resolve()}:{stat.st_size}:{stat.st_mtime_ns}{fields}{sdr}"
 
@@ -84,7 +100,12 @@ class Clip:
         if self.deinterlace:
             notes.append(
                 f"interlaced source (field order {self.info.field_order}): deinterlaced with "
-                "bwdif, frame rate kept; pass --keep-fields to keep the fields"
+                + (
+                    f"bwdif to the field rate ({self.info.fps:g} fps, one frame per field)"
+                    if self.field_rate
+                    else "bwdif, frame rate kept (--field-rate: one frame per field)"
+                )
+                + "; pass --keep-fields to keep the fields"
             )
         elif self.info.interlaced:
             notes.append("interlaced source: fields kept as they are (no deinterlacing)")
@@ -138,7 +159,9 @@ class Clip:
         # garbage): such a seek point is dropped and the next earlier one is tried.
         # The deinterlacer reads the frame before as well: start decoding at or before that one,
         # so a window read after a seek equals the same frames read straight through.
-        before = start - 1 if self.deinterlace and start > 0 else start
+        per_frame = 2 if self.field_rate else 1  # output frames per decoded frame
+        before = (start // per_frame - 1) * per_frame if self.deinterlace else start
+        before = max(before, 0)
         while True:
             points = [i for i in self.info.seek_frames if i <= before and i not in self._bad_seeks]
             seek_to = max(points, default=0)
@@ -186,11 +209,17 @@ class Clip:
         assert self._container is not None
         stream = self._container.streams.video[0]
         if seek_frame and not exact:
-            self._container.seek(
-                self.info.frame_pts[seek_frame], stream=stream, backward=True, any_frame=False
+            # On the file's own clock (at field rate, output frame 2i is the file's frame i).
+            target = (
+                self._file_pts[seek_frame // 2]
+                if self.field_rate
+                else self.info.frame_pts[seek_frame]
             )
+            self._container.seek(target, stream=stream, backward=True, any_frame=False)
         frames = self._container.decode(stream)
-        self._decoder = _deinterlaced(frames, stream) if self.deinterlace else frames
+        if self.deinterlace:
+            frames = _deinterlaced(frames, stream, self.field_rate, self.info.time_base)
+        self._decoder = frames
         self._next_index = -1
         self._seeked_at = seek_frame
 
@@ -203,36 +232,67 @@ class Clip:
         return np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb
 
 
-def open_clip(path: str | os.PathLike, *, deinterlace: bool = True, tonemap: bool = False) -> Clip:
+def open_clip(
+    path: str | os.PathLike,
+    *,
+    deinterlace: bool = True,
+    field_rate: bool = False,
+    tonemap: bool = False,
+) -> Clip:
     """Probe ``path`` (a video file or a folder of images) and return a Clip to read from.
-    ``deinterlace``: interlaced sources are deinterlaced (bwdif) unless False (fields kept).
+    ``deinterlace``: interlaced sources are deinterlaced (bwdif) unless False (fields kept);
+    with ``field_rate`` into one frame per field (twice the frames, twice the rate).
     ``tonemap``: HDR (PQ, HLG) sources are read tone-mapped to SDR BT.709 (default: as they are,
     so the output stays HDR)."""
-    return Clip(probe(path), deinterlace=deinterlace, tonemap=tonemap)
+    return Clip(probe(path), deinterlace=deinterlace, field_rate=field_rate, tonemap=tonemap)
 
 
 def _deinterlaced(
-    frames: Iterator[av.VideoFrame], stream: av.VideoStream
+    frames: Iterator[av.VideoFrame], stream: av.VideoStream, field_rate: bool, time_base: Fraction
 ) -> Iterator[av.VideoFrame]:
-    """``frames`` through FFmpeg's bwdif (one output frame per input frame, pts kept).
+    """``frames`` through FFmpeg's bwdif: one output frame per frame (pts kept) or, with
+    ``field_rate``, per field (pts on a clock of half the stream's time base, as
+    ``field_rate_info`` lists them); ``time_base``: the clock the output pts are put on.
 
     bwdif looks one frame ahead, so each frame comes out after the next one went in; a fresh
     filter starts at every seek, where the first frame is interpolated from the next alone.
     """
     graph = av.filter.Graph()
     source = graph.add_buffer(template=stream)
-    name, args = DEINTERLACER
-    deinterlacer = graph.add(name, args)
+    deinterlacer = graph.add(DEINTERLACER, DEINTERLACE_MODES[field_rate])
     sink = graph.add("buffersink")
     source.link_to(deinterlacer)
     deinterlacer.link_to(sink)
     graph.configure()
-    time_base = Fraction(stream.time_base)
     for frame in frames:
         graph.push(frame)
         yield from _drain(graph, time_base)
     graph.push(None)
     yield from _drain(graph, time_base)
+
+
+def field_rate_info(info: ClipInfo) -> ClipInfo:
+    """``info`` as bwdif's field-rate output shows the clip: two frames per frame, on a clock
+    of half the time base. Timestamps follow FFmpeg's rule exactly (first field ``2 p``, second
+    ``p + next p``; the last frame's next is extrapolated as ``2 p - previous p``), since reads
+    find frames by them."""
+    raw = info.frame_pts
+    pts: list[int] = []
+    for i, p in enumerate(raw):
+        following = raw[i + 1] if i + 1 < len(raw) else 2 * p - raw[i - 1]
+        pts += [2 * p, p + following]
+    rate = info.frame_rate * 2
+    return replace(
+        info,
+        num_frames=2 * info.num_frames,
+        fps=float(rate),
+        frame_rate=rate,
+        frame_pts=tuple(pts),
+        time_base=info.time_base / 2,
+        iframes=tuple(2 * i for i in info.iframes),
+        seek_frames=tuple(2 * i for i in info.seek_frames),
+        header_frames=2 * info.header_frames,
+    )
 
 
 def _drain(graph: av.filter.Graph, time_base: Fraction) -> Iterator[av.VideoFrame]:

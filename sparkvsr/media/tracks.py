@@ -166,8 +166,14 @@ def plan_tracks(
         tracks.append(TrackPlan(a.index, "audio", "reencode", note))
         notes.append(note)
     for s in streams:
-        if s.kind != "subtitle":
+        if s.kind in ("video", "attachment"):
+            what = "cover picture" if "attached_pic" in s.disposition else f"{s.kind} stream"
+            note = f"{what} #{s.index} ({s.codec}) dropped: only the main video is restored"
+            tracks.append(TrackPlan(s.index, s.kind, "drop", note))
+            notes.append(note)
             continue
+        if s.kind != "subtitle":
+            continue  # data streams (timecodes, chapters' text) carry nothing to see or hear
         name = f"subtitle #{s.index} ({s.codec}{', ' + s.language if s.language else ''})"
         if s.codec in SUBTITLE_COPY.get(container, frozenset()):
             tracks.append(TrackPlan(s.index, "subtitle", "copy"))

@@ -9,6 +9,7 @@ import logging
 import os
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -32,8 +33,13 @@ VIDEO_SUFFIXES = (*sorted(MP4_LIKE), ".mkv")
 CODECS = {
     "h264": ("libx264", "x264-params"),
     "h265": ("libx265", "x265-params"),
+    "prores": ("prores_ks", ""),
 }
-CODEC_NAMES = {"h264": "H.264", "h265": "H.265"}
+CODEC_NAMES = {"h264": "H.264", "h265": "H.265", "prores": "ProRes 422 HQ"}
+# ProRes is 10-bit 4:2:2 whatever the source; its quality is the profile's, not a CRF.
+PRORES_PIX_FMT = "yuv422p10le"
+PRORES_OPTIONS = {"profile": "3", "vendor": "apl0"}  # 3 = 422 HQ
+PRORES_SUFFIXES = (".mov", ".mkv")
 
 
 class VideoWriter:
@@ -91,7 +97,7 @@ class VideoWriter:
             pts = tuple(round(t / FINE_TIME_BASE) for t in frame_times)
             timing = OutputTiming(FINE_TIME_BASE, pts[0] if pts else 0, pts)
         self.timing = timing or constant_timing(self.frame_rate)
-        self.colour = colour
+        self.colour = replace(colour, pix_fmt=PRORES_PIX_FMT) if codec == "prores" else colour
         self.display_aspect = display_aspect
         self.square_pixels = square_pixels
         self.mode = self._choose_mode()
@@ -141,6 +147,8 @@ class VideoWriter:
         starts = [s.start for s in info.streams if s.index in copied and s.start is not None]
         timing = plan_timing(info.frame_times, info.time_base, info.frame_rate, info.vfr, starts)
         colour, colour_notes = output_colour(info.colour, CODEC_NAMES[codec])
+        if codec == "prores":
+            colour = replace(colour, pix_fmt=PRORES_PIX_FMT)
         if tonemapped:
             colour, colour_notes = SDR_BT709, []
         if lossless:  # FFV1 here is 8-bit RGB: no matrix, but the transfer and primaries tagged
@@ -181,6 +189,10 @@ class VideoWriter:
             return "ffv1"
         if suffix not in VIDEO_SUFFIXES:
             raise MediaError(f"output {self.path}: use .mp4, .mov or .mkv (or a folder for PNGs)")
+        if self.codec == "prores" and suffix not in PRORES_SUFFIXES:
+            raise MediaError(
+                f"ProRes output {self.path}: name it .mov (or .mkv); MP4 cannot hold it"
+            )
         return self.codec
 
     # Writing ------------------------------------------------------------------------------
@@ -274,15 +286,12 @@ class VideoWriter:
             params = self.x264_params
             if self.mode == "h265":
                 params = ":".join(p for p in ("log-level=error", params) if p)
-            stream = self._container.add_stream(
-                encoder,
-                rate=rate,
-                options={
-                    "crf": str(self.crf),
-                    "preset": self.preset,
-                    **({params_key: params} if params else {}),
-                },
-            )
+            options = {"crf": str(self.crf), "preset": self.preset}
+            if params_key and params:
+                options[params_key] = params
+            if self.mode == "prores":
+                options = dict(PRORES_OPTIONS)
+            stream = self._container.add_stream(encoder, rate=rate, options=options)
             stream.pix_fmt = self.colour.pix_fmt
             self.colour.tag(stream.codec_context)
             if self.mode == "h265" and self.path.suffix.lower() in MP4_LIKE:

@@ -133,6 +133,15 @@ DISAGREE_LOW, DISAGREE_HIGH = 4.0, 10.0
 # A mean colour change below this (levels) is an upscaler's rounding, not a grade: engines keep
 # such a Reference as it is (exactly reproduced at its keyframe).
 COLOUR_NEGLIGIBLE = 0.3
+# The global tone curve (``ungraded``): bands of LR levels, the fewest LR pixels a band needs,
+# and the largest departure from the identity (levels) that is left alone.
+TONE_BINS = 32
+TONE_MIN_SAMPLES = 24
+TONE_NEGLIGIBLE = 2.0
+# Blockiness (``blockiness``) from which a Reference counts as JPEG-blocked (the clips' own
+# H.264 frames measure 1.0-1.26; JPEG q30 1.44-2.5), and the share of its weight it keeps then.
+BLOCKY = 1.35
+BLOCKY_WEIGHT = 0.5
 RECOLOURED = 3.0  # mean colour change (levels) from which a Reference counts as recoloured
 SHIFTED = 0.75  # corrected motion (HR pixels) from which a Reference counts as shifted
 DIFFERENT = 0.3  # share of disagreeing pixels from which the content counts as different
@@ -197,6 +206,9 @@ def assess(
     mse = float(np.mean(offset * offset))
     fit_psnr = 99.0 if mse == 0 else min(99.0, 10.0 * math.log10(255.0**2 / mse))
     weight = float(np.clip((WEIGHT_NONE - share) / (WEIGHT_NONE - WEIGHT_FULL), 0.0, 1.0))
+    blocky = blockiness(reference) >= BLOCKY
+    if blocky:  # its finest detail is partly compression artefacts
+        weight *= BLOCKY_WEIGHT
     region = _region(disagreeing) if share >= NOTE_SHARE else ""
     shift = registration.shift if registration is not None else 0.0
     matrix = (
@@ -204,7 +216,7 @@ def assess(
         if registration is not None
         else (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
     )
-    verdict, message = _verdict(share, colour_change, weight, registration, region)
+    verdict, message = _verdict(share, colour_change, weight, registration, region, blocky)
     fit = ReferenceFit(
         verdict=verdict,
         message=message,
@@ -217,6 +229,47 @@ def assess(
         region=region,
     )
     return FitMaps(colour.astype(np.float32), confidence, fit)
+
+
+def ungraded(reference: np.ndarray, lr_frame: np.ndarray) -> np.ndarray:
+    """``reference`` ``[H, W, 3]`` uint8 with its global tone / colour grade undone.
+
+    Per channel, the tone curve from the LR frame's values to the area-downscaled Reference's is
+    fitted (mean per band of ``TONE_BINS`` LR levels, made monotone) and its inverse applied to
+    the Reference as a lookup table: a gamma or a channel offset is removed from the detail too
+    (a low-pass colour correction would leave the detail's contrast graded). A curve within
+    ``TONE_NEGLIGIBLE`` levels of the identity leaves the Reference untouched (exact).
+    """
+    lr_height, lr_width = lr_frame.shape[:2]
+    down = cv2.resize(reference, (lr_width, lr_height), interpolation=cv2.INTER_AREA)
+    # both smoothed a little: the curve should follow tones, not detail or a sub-pixel offset
+    down = cv2.GaussianBlur(down, (0, 0), 1.0).reshape(-1, 3).astype(np.float64)
+    lr = cv2.GaussianBlur(lr_frame, (0, 0), 1.0).reshape(-1, 3).astype(np.float64)
+    width = 256 // TONE_BINS
+    tables = []
+    graded = False
+    for channel in range(3):
+        band = (lr[:, channel] // width).astype(np.int64)
+        counts = np.bincount(band, minlength=TONE_BINS)
+        keep = counts >= TONE_MIN_SAMPLES
+        if keep.sum() < 3:
+            tables.append(np.arange(256, dtype=np.uint8))
+            continue
+        source = np.bincount(band, lr[:, channel], TONE_BINS)[keep] / counts[keep]
+        target = np.maximum.accumulate(
+            np.bincount(band, down[:, channel], TONE_BINS)[keep] / counts[keep]
+        )
+        graded |= bool(np.abs(target - source).max() >= TONE_NEGLIGIBLE)
+        values = np.arange(256, dtype=np.float64)
+        inverse = np.interp(values, target, source)
+        # beyond the fitted tones, keep the offset of the nearest end
+        inverse = np.where(values < target[0], values + source[0] - target[0], inverse)
+        inverse = np.where(values > target[-1], values + source[-1] - target[-1], inverse)
+        tables.append(np.clip(np.rint(inverse), 0, 255).astype(np.uint8))
+    if not graded:
+        return reference
+    lut = np.stack(tables, axis=-1).reshape(256, 1, 3)
+    return cv2.LUT(np.ascontiguousarray(reference), lut)
 
 
 def fit_reference(
@@ -256,6 +309,7 @@ def _verdict(
     weight: float,
     registration: Registration | None,
     region: str,
+    blocky: bool = False,
 ) -> tuple[str, str]:
     """The verdict (one of VERDICTS, the most serious finding) and a sentence for the user."""
     findings = []
@@ -278,10 +332,33 @@ def _verdict(
         verdict = "recoloured"
     else:
         verdict = "fits"
+    if blocky:
+        findings.append("shows JPEG-like blocking; its detail is used at reduced weight")
     if region and share < DIFFERENT:
         findings.append(f"content differs at the {region}; not propagated there")
     message = "; ".join(findings) if findings else "fits its frame"
     return verdict, message[:1].upper() + message[1:]
+
+
+def blockiness(image: np.ndarray, block: int = 8) -> float:
+    """How much stronger the steps between ``block``-pixel blocks are than those inside them
+    (``[H, W, 3]`` uint8): ~1 for camera or rendered images, 1.4-2.5 for JPEG at quality 30.
+
+    The grid's phase is searched (a crop or a shift moves it): the strongest phase's mean step,
+    horizontal and vertical, over the median phase's.
+    """
+    gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    ratios = []
+    for steps in (
+        np.abs(np.diff(gray, axis=1)).mean(axis=0),
+        np.abs(np.diff(gray, axis=0)).mean(axis=1),
+    ):
+        usable = len(steps) // block * block
+        if usable < 4 * block:
+            return 1.0
+        phases = steps[:usable].reshape(-1, block).mean(axis=0)
+        ratios.append(phases.max() / max(float(np.median(phases)), 1e-3))
+    return float(np.mean(ratios))
 
 
 _ROWS = ("top", "middle", "bottom")
