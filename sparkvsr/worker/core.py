@@ -99,6 +99,8 @@ class Worker:
         self._preview_queue: deque[Session] = deque()
         self._renders: deque[tuple[OpenProject, RenderJob]] = deque()
         self._previews_in_a_row = 0
+        self._round: deque[Session] = deque()  # the rest of the current preview round
+        self._last_group: tuple = ()
         self._clips_to_close: list[media.Clip] = []
         self._engine_chores: list[Callable[[], None]] = []
         self._encoders: set[threading.Thread] = set()
@@ -760,16 +762,37 @@ class Worker:
         if self._renders and (self._previews_in_a_row >= max(1, len(self._sessions))):
             self._previews_in_a_row = 0
             return "render", self._renders.popleft()
-        now = time.monotonic()
-        for session in list(self._preview_queue):
-            if now >= session.last_preview + self.config.preview_interval:
-                self._preview_queue.remove(session)
-                self._previews_in_a_row += 1
-                return "preview", session
+        session = self._next_preview()
+        if session is not None:
+            self._preview_queue.remove(session)
+            self._previews_in_a_row += 1
+            return "preview", session
         if self._renders:
             self._previews_in_a_row = 0
             return "render", self._renders.popleft()
         return None
+
+    def _next_preview(self) -> Session | None:
+        """The next due preview (lock held). Previews are served in rounds: every session due
+        when a round starts is served once in it, those of the same clip and keyframes one
+        after another (the engine's per-clip work stays warm instead of being rebuilt for
+        every other session), and a session asking meanwhile waits for the next round."""
+        while self._round:
+            session = self._round.popleft()
+            if session in self._preview_queue:
+                self._last_group = _preview_group(session)
+                return session
+        now = time.monotonic()
+        due = [
+            s for s in self._preview_queue if now >= s.last_preview + self.config.preview_interval
+        ]
+        if not due:
+            return None
+        last = self._last_group
+        due.sort(key=lambda s: (_preview_group(s) != last, _preview_group(s)))  # stable
+        self._round.extend(due[1:])
+        self._last_group = _preview_group(due[0])
+        return due[0]
 
     def _close_clips(self) -> None:
         with self._lock:
@@ -870,6 +893,12 @@ class Worker:
 
 
 LOCK_PURPOSE = "the SparkVSR worker"
+
+
+def _preview_group(session: Session) -> tuple:
+    """Sessions whose previews share the engine's per-clip work: same clip, same keyframes."""
+    state = session.project.state
+    return (state.clip.path, state.keyframes)
 
 
 def _trim_heap() -> None:
