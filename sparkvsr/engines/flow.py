@@ -255,18 +255,28 @@ class FlowEngine:
             parts = propagation.render(plan.result(), scratch)
             _finish(parts, options, self.settings.upscaler, out=out, scratch=scratch)
 
+        def report_frame(t: int, render: Future) -> None:
+            # frames finish in order: a progress bar moves frame by frame, not chunk by chunk
+            render.result()
+            if progress is not None:
+                progress(
+                    Progress(
+                        t + 1 - options.start, num_frames - options.start, "frames", f"frame {t}"
+                    )
+                )
+
         with (
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="flow-plan") as planner,
             ThreadPoolExecutor(max_workers=RENDERERS, thread_name_prefix="flow-render") as painter,
         ):
-            for done, first in enumerate(starts):
+            for first in starts:
                 raise_if_cancelled(cancel)
                 last = min(first + options.chunk, num_frames)
                 width, height = options.output_size or propagation.hr_size
                 # each frame is finished straight into its chunk: a chunk is never held twice
                 frames = np.empty((last - first, height, width, 3), np.uint8)
                 plans: deque[Future] = deque()
-                renders: deque[Future] = deque()
+                renders: deque[tuple[int, Future]] = deque()
                 planned = first
                 for t in range(first, last):
                     while planned < min(t + PLAN_AHEAD + 1, last):
@@ -280,15 +290,12 @@ class FlowEngine:
                             )
                         )
                         planned += 1
-                    renders.append(painter.submit(render_into, plans.popleft(), frames[t - first]))
+                    future = painter.submit(render_into, plans.popleft(), frames[t - first])
+                    renders.append((t, future))
                     while len(renders) > RENDERERS:
-                        renders.popleft().result()
+                        report_frame(*renders.popleft())
                 while renders:
-                    renders.popleft().result()
-                if progress is not None:
-                    progress(
-                        Progress(done + 1, len(starts), "chunks", f"frames {first}-{last - 1}")
-                    )
+                    report_frame(*renders.popleft())
                 yield RestoredChunk(first, frames)
 
     def preview(
@@ -331,6 +338,12 @@ class FlowEngine:
         else:
             self._preview_frames.move_to_end(cache_key)
         return _finish(parts, options, self.settings.upscaler)
+
+    def release_caches(self) -> None:
+        """Drop the preview caches (the worker calls this when its last session closes)."""
+        self._preview_frames.clear()
+        self._preview_propagation = None
+        self._preview_propagation_key = None
 
     def _preview_bytes(self) -> int:
         return sum(_parts_bytes(parts) for parts in self._preview_frames.values())
