@@ -12,8 +12,9 @@ A render killed at any point resumes at step 3 from the last saved chunk, and be
 stored losslessly the resumed output equals an uninterrupted one frame for frame. Without a
 project (``render_clip``) the engine's chunks stream straight into the writer.
 
-Progress arrives as ``RenderProgress`` (frames done of total, which stage); ``cancel`` is a
-callable the engine checks between chunks, raising ``Cancelled`` (finished chunks are kept).
+Progress arrives as ``RenderProgress`` (frames done of total, which stage, frames encoded in the
+final encode, elapsed time and the time left at the recent pace); ``cancel`` is a callable the
+engine checks between chunks, raising ``Cancelled`` (finished chunks are kept).
 """
 
 from __future__ import annotations
@@ -23,7 +24,11 @@ import hashlib
 import json
 import math
 import os
-from collections.abc import Callable, Generator, Mapping
+import time
+from collections import deque
+from collections.abc import Callable, Generator, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -38,7 +43,7 @@ from sparkvsr.engines.base import (
     check_references,
     raise_if_cancelled,
 )
-from sparkvsr.errors import EngineError, MediaError, ProjectError
+from sparkvsr.errors import Cancelled, EngineError, MediaError, ProjectError
 from sparkvsr.project import (
     OUTPUT_SUFFIX,
     ClipSummary,
@@ -59,6 +64,10 @@ class RenderProgress:
     chunks_rendered: chunks the engine made in this run; chunks_resumed: chunks kept from an
     earlier, interrupted run of the same settings.
     output: the final clip's path once stage is "done".
+    encoded: stage "assemble": frames of the final clip encoded so far (of total_frames).
+    elapsed: seconds since this run started (all stages).
+    eta: seconds left in the current stage at the recent pace (``Pace``); None = not known yet.
+    rate: frames a second of the current stage over its recent frames (0 = not known yet).
     """
 
     stage: str
@@ -68,10 +77,80 @@ class RenderProgress:
     chunks_resumed: int = 0
     message: str = ""
     output: str = ""
+    encoded: int = 0
+    elapsed: float = 0.0
+    eta: float | None = None
+    rate: float = 0.0
 
     @property
     def fraction(self) -> float:
-        return self.frames_done / self.total_frames if self.total_frames else 0.0
+        """The current stage's share done: frames rendered, or while encoding frames encoded."""
+        if not self.total_frames:
+            return 0.0
+        done = self.encoded if self.stage == "assemble" else self.frames_done
+        return min(1.0, done / self.total_frames)
+
+
+class Pace:
+    """Frames a second over the last ``window`` frames of a stage, and the time left at it.
+
+    A running average of recent frames, not of the whole run: a resumed render, a slow first
+    chunk or a busy machine moves the estimate within a few frames. ``clock`` is injectable
+    for tests (seconds, monotonic).
+    """
+
+    def __init__(self, window: int = 24, clock: Callable[[], float] = time.monotonic):
+        self.clock = clock
+        self._samples: deque[tuple[float, int]] = deque(maxlen=window + 1)
+
+    def update(self, count: int) -> None:
+        """``count`` frames are finished now (counts only grow; a repeated count is ignored)."""
+        if self._samples and count <= self._samples[-1][1]:
+            return
+        self._samples.append((self.clock(), count))
+
+    def start(self, count: int) -> None:
+        """The stage starts now at ``count`` frames (the first sample of the average)."""
+        self._samples.clear()
+        self._samples.append((self.clock(), count))
+
+    @property
+    def rate(self) -> float:
+        if len(self._samples) < 2:
+            return 0.0
+        (t0, c0), (t1, c1) = self._samples[0], self._samples[-1]
+        return (c1 - c0) / (t1 - t0) if t1 > t0 else 0.0
+
+    def eta(self, remaining: int) -> float | None:
+        """Seconds for ``remaining`` frames at the recent rate, counted from the last frame."""
+        if remaining <= 0:
+            return 0.0
+        rate = self.rate
+        if rate <= 0:
+            return None
+        since_last = self.clock() - self._samples[-1][0]
+        return max(0.0, remaining / rate - since_last)
+
+
+class _RenderClock:
+    """Stamps a run's RenderProgress updates with elapsed time, pace and time left."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic):
+        self.clock = clock
+        self.started = clock()
+        self.stage = ""
+        self.pace = Pace(clock=clock)
+
+    def stamp(self, update: RenderProgress) -> RenderProgress:
+        count = update.encoded if update.stage == "assemble" else update.frames_done
+        if update.stage != self.stage:
+            self.stage = update.stage
+            self.pace.start(count)
+        else:
+            self.pace.update(count)
+        eta = 0.0 if update.stage == "done" else self.pace.eta(update.total_frames - count)
+        elapsed = self.clock() - self.started
+        return replace(update, elapsed=elapsed, eta=eta, rate=self.pace.rate)
 
 
 @dataclass(frozen=True)
@@ -100,6 +179,10 @@ CHUNK_FORM = {"dit": 8}
 ASSEMBLE_BYTES = 256 << 20
 """Decoded output frames the final encode holds per write (the writer keeps one write in
 flight): the encode's memory follows this, not the chunk length."""
+# Frames handed to the encoder at once while assembling: the encode stage's progress moves and
+# cancel is checked every block (the encoder runs one block behind, so a cancel stops the encode
+# within about two blocks of frames).
+ASSEMBLE_BLOCK = 4
 
 
 def render_fingerprint(state: ProjectState, engine: Engine) -> str:
@@ -153,6 +236,13 @@ def render_steps(
     Raises Cancelled (chunks kept), ProjectError (disk, manifest), EngineError, MediaError.
     """
     # 1. check the project and open the clip
+    clock = _RenderClock()
+
+    def emit(update: RenderProgress) -> RenderProgress:
+        update = clock.stamp(update)
+        _emit(progress, update)
+        return update
+
     state = project.state
     out_path = _output_path(project, output)
     _check_clip_present(project)
@@ -163,11 +253,9 @@ def render_steps(
     # 2. fingerprint; keep chunks made with the same settings
     fingerprint = render_fingerprint(state, engine)
     if _already_done(project, fingerprint, out_path):
-        done = RenderProgress(
-            "done", total, total, output=str(out_path), message="already rendered"
+        yield emit(
+            RenderProgress("done", total, total, output=str(out_path), message="already rendered")
         )
-        _emit(progress, done)
-        yield done
         return RenderResult(out_path, total, 0, len(state.render.chunks), total, skipped=True)
     render = project.begin_render(fingerprint)
     resumed = len(render.chunks)
@@ -191,12 +279,11 @@ def render_steps(
 
         # 3. restore from the first unfinished frame, saving every chunk
         if start < total:
-            first = RenderProgress(
-                "render", start, total, 0, resumed, _resume_message(start, resumed)
+            emit(
+                RenderProgress("render", start, total, 0, resumed, _resume_message(start, resumed))
             )
-            _emit(progress, first)
             counts = [0]  # chunks rendered so far, read by the engine-progress forwarder
-            engine_progress = _forward_engine_progress(progress, start, total, resumed, counts)
+            engine_progress = _forward_engine_progress(emit, start, total, resumed, counts)
             width, height = output_size(clip.info, options)
             form = CHUNK_FORM.get(getattr(engine, "name", ""), 1)
             bounded = chunk_within(options, width * height * 3, chunk_bytes, form)
@@ -213,9 +300,7 @@ def render_steps(
                     project.save_chunk(chunk.start, chunk.frames)
                     rendered += 1
                     counts[0] = rendered
-                    step = RenderProgress("render", chunk.stop, total, rendered, resumed)
-                    _emit(progress, step)
-                    yield step
+                    yield emit(RenderProgress("render", chunk.stop, total, rendered, resumed))
             finally:
                 chunks.close()
         if project.state.render.resume_frame != total:
@@ -224,18 +309,29 @@ def render_steps(
                 "render again to continue from there"
             )
 
-        # 4. assemble the saved chunks into the final clip
+        # 4. assemble the saved chunks into the final clip: a stage with its own progress, and
+        # a step of its own, so a caller can run it on another thread than the engine's
+        # (the worker does); cancellable between blocks of frames
         raise_if_cancelled(cancel)
-        _emit(progress, RenderProgress("assemble", total, total, rendered, resumed, "encoding"))
-        notes = _assemble(project, clip, out_path, settings)
+
+        def encoded(frames: int) -> RenderProgress:
+            return emit(
+                RenderProgress(
+                    "assemble", total, total, rendered, resumed, "encoding", encoded=frames
+                )
+            )
+
+        yield encoded(0)
+        notes = _assemble(project, clip, out_path, settings, encoded, cancel)
 
     # 5. mark the render complete (the notes go into the manifest)
     project.finish_render(out_path, notes)
-    done = RenderProgress(
-        "done", total, total, rendered, resumed, "; ".join(notes), output=str(out_path)
+    message = "; ".join(notes)
+    yield emit(
+        RenderProgress(
+            "done", total, total, rendered, resumed, message, output=str(out_path), encoded=total
+        )
     )
-    _emit(progress, done)
-    yield done
     return RenderResult(out_path, total, rendered, resumed, start, notes=notes)
 
 
@@ -294,8 +390,13 @@ def render_clip(
             codec=codec,
             lossless=lossless,
         )
+        clock = _RenderClock()
+
+        def emit(update: RenderProgress) -> None:
+            _emit(progress, clock.stamp(update))
+
         counts = [0]
-        engine_progress = _forward_engine_progress(progress, options.start, total, 0, counts)
+        engine_progress = _forward_engine_progress(emit, options.start, total, 0, counts)
         rendered = 0
         with media.VideoWriter.like(
             output,
@@ -319,15 +420,15 @@ def render_clip(
                     expected = chunk.stop
                     rendered += 1
                     counts[0] = rendered
-                    _emit(progress, RenderProgress("render", chunk.stop, total, rendered))
+                    emit(RenderProgress("render", chunk.stop, total, rendered))
             finally:
                 chunks.close()
         notes = tuple(writer.notes)
     finally:
         if owned:
             source.close()
-    done = RenderProgress("done", total, total, rendered, message="; ".join(notes))
-    _emit(progress, replace(done, output=str(output)))
+    message = "; ".join(notes)
+    emit(RenderProgress("done", total, total, rendered, message=message, output=str(output)))
     return RenderResult(output, total - options.start, rendered, 0, options.start, notes=notes)
 
 
@@ -337,15 +438,22 @@ def ensure_project(
     engine: Engine,
     options: RestoreOptions,
     output: OutputSettings,
+    *,
+    lock: str | None = None,
+    wait: float = 0.0,
 ) -> Project:
     """Open the project in ``folder`` (it must belong to ``clip_path``) or create it, then make
     its options and output match the ones given. Same settings as last time: the next render
     resumes; other settings: the fingerprint changes and the render starts over.
+
+    lock: hold the project's writer lock for this purpose until ``project.close()`` (another
+    holder: ProjectLocked naming it, after waiting up to ``wait`` seconds).
     """
     folder = Path(folder)
     if Project.is_project(folder):
-        project = Project.open(folder)
+        project = Project.open(folder, lock=lock, wait=wait)
         if Path(clip_path).resolve() != Path(project.state.clip.path):
+            project.close()
             raise ProjectError(
                 f"project {folder} belongs to {project.state.clip.path}, not {clip_path}; use "
                 "another project folder for this clip"
@@ -357,6 +465,8 @@ def ensure_project(
             ClipSummary.from_info(media.probe(clip_path)),
             engine=EngineSettings(status.name, status.model),
             options=options,
+            lock=lock,
+            wait=wait,
         )
     if project.state.restore_options() != replace(options, start=0):
         project.set_options(options)
@@ -516,30 +626,51 @@ def writer_options(settings: OutputSettings, out_path: Path) -> dict:
 
 
 def _assemble(
-    project: Project, clip: media.Clip, out_path: Path, settings: OutputSettings
+    project: Project,
+    clip: media.Clip,
+    out_path: Path,
+    settings: OutputSettings,
+    encoded: Callable[[int], object] | None = None,
+    cancel: CancelFn | None = None,
 ) -> tuple[str, ...]:
     """Encode the saved chunks to ``out_path`` via a temp file, so a crash never leaves a
-    half-written clip under the final name. Returns the notes (reading and writing)."""
+    half-written clip under the final name. Returns the notes (reading and writing).
+    ``encoded(n)`` hears how many frames are encoded, every ``ASSEMBLE_BLOCK`` frames.
+    ``cancel`` is checked between blocks (Cancelled: the temp file is removed, the chunks are
+    kept)."""
     partial = out_path.with_name(f".{out_path.stem}.partial{out_path.suffix}")
     options = writer_options(settings, out_path)
     try:
-        with media.VideoWriter.like(
-            partial,
-            clip.info,
-            square_pixels=settings.square_pixels,
-            tonemapped=clip.tonemap,
-            notes=clip.notes,
-            **options,
-        ) as writer:
+        with (
+            media.VideoWriter.like(
+                partial,
+                clip.info,
+                square_pixels=settings.square_pixels,
+                tonemapped=clip.tonemap,
+                notes=clip.notes,
+                **options,
+            ) as writer,
+            _prefetched(project.iter_frames(_assemble_batch(clip, project)), cancel) as batches,
+        ):
             if not settings.audio:
                 writer.audio_from = None  # video only (read when the first frames arrive)
             if settings.ten_bit and not writer.colour.pix_fmt.endswith("10le"):
                 writer.colour = replace(writer.colour, pix_fmt="yuv420p10le")
-            width, height = output_size(clip.info, project.state.restore_options())
-            batch = max(1, ASSEMBLE_BYTES // max(1, width * height * 3))
-            for _, frames in project.iter_frames(batch):
-                writer.write(frames)
+            for _, frames in batches:
+                for i in range(0, len(frames), ASSEMBLE_BLOCK):
+                    raise_if_cancelled(cancel)
+                    block = frames[i : i + ASSEMBLE_BLOCK]
+                    writer.write(block)  # returns once the block before it is encoded
+                    if encoded is not None:
+                        encoded(writer.frames_written - len(block))
+        raise_if_cancelled(cancel)
+        if encoded is not None:
+            encoded(writer.frames_written)
         os.replace(partial, out_path)
+    except Cancelled:
+        with contextlib.suppress(OSError):
+            partial.unlink()
+        raise
     except (MediaError, OSError) as e:
         with contextlib.suppress(OSError):
             partial.unlink()
@@ -548,3 +679,39 @@ def _assemble(
             "space and render again to assemble without re-rendering."
         ) from e
     return tuple(writer.notes)
+
+
+def _assemble_batch(clip: media.Clip, project: Project) -> int:
+    """Frames the final encode decodes at once: half of ``ASSEMBLE_BYTES`` of output frames,
+    as one batch is read ahead while the other is encoded."""
+    width, height = output_size(clip.info, project.state.restore_options())
+    return max(1, ASSEMBLE_BYTES // 2 // max(1, width * height * 3))
+
+
+@contextlib.contextmanager
+def _prefetched(
+    items: Iterator[tuple[int, np.ndarray]], cancel: CancelFn | None
+) -> Iterator[Iterator[tuple[int, np.ndarray]]]:
+    """``items`` read one ahead on a thread (a chunk decodes while the previous one encodes).
+    Waiting for it checks ``cancel``, and a cancelled wait leaves the read behind, so a cancel
+    is not held up by a chunk being decoded."""
+    reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="assemble-read")
+
+    def ahead() -> Iterator[tuple[int, np.ndarray]]:
+        pending = reader.submit(next, items, None)
+        while True:
+            while True:
+                try:
+                    item = pending.result(timeout=0.05)
+                    break
+                except FutureTimeout:
+                    raise_if_cancelled(cancel)
+            if item is None:
+                return
+            pending = reader.submit(next, items, None)
+            yield item
+
+    try:
+        yield ahead()
+    finally:
+        reader.shutdown(wait=False, cancel_futures=True)

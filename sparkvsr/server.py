@@ -182,6 +182,7 @@ def _setting(name: str) -> Any:
 class OpenClipBody(_Strict):
     clip_path: Annotated[str, Field(max_length=4096)] = ""
     project: Annotated[str, Field(max_length=100)] = ""
+    take_over: bool = False
     owner: Annotated[str, Field(max_length=200)] = ""
     reuse: bool = False
 
@@ -284,6 +285,7 @@ ENDPOINTS: dict[str, _Endpoint] = {
     "status": _Endpoint(StatusBody, StatusRequest, control=True),
     "projects": _Endpoint(ProjectsBody, ProjectsRequest, control=True),
     "project_action": _Endpoint(ProjectActionBody, ProjectActionRequest),
+    "render_job": _Endpoint(SessionBody, SessionRequest, control=True),
 }
 
 
@@ -351,6 +353,7 @@ def _describe(error: ValidationError) -> str:
 
 _STREAMING: dict[str, _Endpoint] = {
     "render": _Endpoint(RenderBody, RenderRequest),
+    "attach": _Endpoint(SessionBody, SessionRequest),
 }
 
 
@@ -530,13 +533,23 @@ def create_app(
     for name in ENDPOINTS:
         app.add_api_route(f"/api/{name}", plain(name), methods=["POST"])
 
-    @app.post("/api/render")
-    async def render(request: Request) -> StreamingResponse:
-        body = await body_of(request)
-        parsed = parse_body("render", body, worker)
-        # starts now; errors before the first step answer here with their status
-        progress = await run(work_pool, lambda: worker.render(parsed))
-        return StreamingResponse(_ndjson(progress, stream_pool), media_type="application/x-ndjson")
+    def streaming(name: str) -> Callable:
+        method = getattr(worker, name)
+
+        async def call(request: Request) -> StreamingResponse:
+            parsed = parse_body(name, await body_of(request), worker)
+            # starts now; errors before the first step answer here with their status. A client
+            # that goes away stops only its stream: the render goes on (``attach`` follows it).
+            progress = await run(control_pool, lambda: method(parsed))
+            return StreamingResponse(
+                _ndjson(progress, stream_pool), media_type="application/x-ndjson"
+            )
+
+        call.__name__ = f"api_{name}"
+        return call
+
+    for name in _STREAMING:
+        app.add_api_route(f"/api/{name}", streaming(name), methods=["POST"])
 
     @app.post("/api/upload_clip")
     async def upload_clip(request: Request, filename: str) -> dict[str, Any]:

@@ -214,3 +214,18 @@ def test_a_global_grade_is_undone_in_the_detail_too(frame):
     before = np.abs(graded.astype(np.float32) - hr)[inside].mean()
     assert before > 8
     assert np.abs(back - hr)[inside].mean() < 0.3 * before  # a small frame's curve: ~2 levels
+
+
+def test_a_jpeg_blocked_reference_is_named_and_weighted_down(frame):
+    import io
+
+    from PIL import Image
+
+    hr, lr = frame
+    buffer = io.BytesIO()
+    Image.fromarray(hr).save(buffer, "JPEG", quality=20)
+    blocked = np.asarray(Image.open(buffer).convert("RGB"))
+    _, fit = fit_reference(blocked, lr)
+    assert "blocking" in fit.message and fit.weight == pytest.approx(0.5)
+    _, clean = fit_reference(hr, lr)
+    assert "blocking" not in clean.message and clean.weight == 1.0

@@ -1267,8 +1267,8 @@ class _Eta:
         self.first: int | None = None
 
     def eta(self, update: RenderProgress) -> str:
-        if update.stage != "render":
-            return ""
+        if update.stage != "render" or getattr(update, "elapsed", 0.0):
+            return ""  # the worker's own pace (progress_html shows it), or nothing to estimate
         if self.first is None:
             self.first = update.frames_done
             return ""
@@ -1294,12 +1294,16 @@ def progress_html(update: RenderProgress | None, note: str = "") -> str:
     percent = 100.0 * update.fraction
     chunks = update.chunks_rendered + update.chunks_resumed
     parts = [STAGES.get(update.stage, update.stage)]
-    parts.append(f"{update.frames_done}/{update.total_frames} frames")
+    if update.stage == "assemble":
+        parts.append(f"{update.encoded}/{update.total_frames} frames encoded ({percent:.0f} %)")
+    else:
+        parts.append(f"{update.frames_done}/{update.total_frames} frames")
     if chunks:
         resumed = f" ({update.chunks_resumed} resumed)" if update.chunks_resumed else ""
         parts.append(f"{chunks} chunk{'s' if chunks != 1 else ''} done{resumed}")
     if update.message:
         parts.append(update.message)
+    parts.extend(pace_text(update))
     if note:
         parts.append(note)
     text = escape(" · ".join(parts))
@@ -1308,6 +1312,30 @@ def progress_html(update: RenderProgress | None, note: str = "") -> str:
         f'<span style="width:{percent:.1f}%"></span></div>'
         f'<div class="progress-text">{text}</div></div>'
     )
+
+
+def pace_text(update: RenderProgress) -> list[str]:
+    """Elapsed time, pace and time left of the current stage (the worker measures them over
+    the recent frames), e.g. ``["0:42 elapsed", "3.1 frames/s", "0:17 left"]``."""
+    if update.stage == "done" or not update.elapsed:
+        return [f"took {clock_text(update.elapsed)}"] if update.elapsed else []
+    parts = [f"{clock_text(update.elapsed)} elapsed"]
+    if update.rate > 0:
+        parts.append(f"{update.rate:.1f} frames/s")
+    if update.eta is None:
+        parts.append("estimating time left")
+    else:
+        then = ", then encoding" if update.stage == "render" else ""
+        parts.append(f"{clock_text(update.eta)} left{then}")
+    return parts
+
+
+def clock_text(seconds: float) -> str:
+    """``75.4`` -> ``"1:15"``; an hour or more ``"1:02:03"``."""
+    whole = round(max(0.0, seconds))
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 def error_progress() -> str:

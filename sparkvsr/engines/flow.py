@@ -255,18 +255,28 @@ class FlowEngine:
             parts = propagation.render(plan.result(), scratch)
             _finish(parts, options, self.settings.upscaler, out=out, scratch=scratch)
 
+        def report_frame(t: int, render: Future) -> None:
+            # frames finish in order: a progress bar moves frame by frame, not chunk by chunk
+            render.result()
+            if progress is not None:
+                progress(
+                    Progress(
+                        t + 1 - options.start, num_frames - options.start, "frames", f"frame {t}"
+                    )
+                )
+
         with (
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="flow-plan") as planner,
             ThreadPoolExecutor(max_workers=RENDERERS, thread_name_prefix="flow-render") as painter,
         ):
-            for done, first in enumerate(starts):
+            for first in starts:
                 raise_if_cancelled(cancel)
                 last = min(first + options.chunk, num_frames)
                 width, height = options.output_size or propagation.hr_size
                 # each frame is finished straight into its chunk: a chunk is never held twice
                 frames = np.empty((last - first, height, width, 3), np.uint8)
                 plans: deque[Future] = deque()
-                renders: deque[Future] = deque()
+                renders: deque[tuple[int, Future]] = deque()
                 planned = first
                 for t in range(first, last):
                     while planned < min(t + PLAN_AHEAD + 1, last):
@@ -280,15 +290,12 @@ class FlowEngine:
                             )
                         )
                         planned += 1
-                    renders.append(painter.submit(render_into, plans.popleft(), frames[t - first]))
+                    future = painter.submit(render_into, plans.popleft(), frames[t - first])
+                    renders.append((t, future))
                     while len(renders) > RENDERERS:
-                        renders.popleft().result()
+                        report_frame(*renders.popleft())
                 while renders:
-                    renders.popleft().result()
-                if progress is not None:
-                    progress(
-                        Progress(done + 1, len(starts), "chunks", f"frames {first}-{last - 1}")
-                    )
+                    report_frame(*renders.popleft())
                 yield RestoredChunk(first, frames)
 
     def preview(
@@ -331,6 +338,12 @@ class FlowEngine:
         else:
             self._preview_frames.move_to_end(cache_key)
         return _finish(parts, options, self.settings.upscaler)
+
+    def release_caches(self) -> None:
+        """Drop the preview caches (the worker calls this when its last session closes)."""
+        self._preview_frames.clear()
+        self._preview_propagation = None
+        self._preview_propagation_key = None
 
     def _preview_bytes(self) -> int:
         return sum(_parts_bytes(parts) for parts in self._preview_frames.values())
@@ -756,16 +769,19 @@ class _Propagation:
         motion = of.homography_flow(to_key, trusted)
         if motion is None:
             return to_key, confidence
-        aligned = of.warp(self._lr(k), motion)
+        # judged on luma: a third of the work of the colour agreement, and as telling here
+        aligned = of.warp(self._gray_float(k), motion)
         explained = of.agreement(
-            aligned, self._lr(n), self.settings.agreement_sigma, self.settings.agreement_window
+            aligned,
+            self._gray_float(n),
+            self.settings.agreement_sigma,
+            self.settings.agreement_window,
         )
         better = explained > confidence
         if not better.any():
             return to_key, confidence
-        to_key = np.where(better[..., None], motion, to_key)
-        confidence = np.where(better, explained, confidence).astype(np.float32)
-        return to_key, confidence
+        np.copyto(to_key, motion, where=better[..., None])  # to_key is this step's own
+        return to_key, np.maximum(confidence, explained)
 
     def _is_cut(self, later: int) -> bool:
         """Whether a scene cut separates frame ``later - 1`` from frame ``later``."""
@@ -882,6 +898,10 @@ class _Propagation:
             frame.setflags(write=False)  # shared by plans, keyframes and cached previews
             self._floats.put(t, frame)
         return frame
+
+    def _gray_float(self, t: int) -> np.ndarray:
+        """Frame ``t``'s luma ``[h, w]`` float32 in [0, 255] (the fallback's agreement)."""
+        return self._gray(t).astype(np.float32)
 
     def _gray(self, t: int) -> np.ndarray:
         gray = self._grays.get(t)
