@@ -24,6 +24,7 @@ from sparkvsr.project import ClipSummary, EngineSettings, Project, safe_join
 from sparkvsr.references import EDITORS, load_editor
 from sparkvsr.references.base import Editor, EditRequest
 from sparkvsr.render import RenderProgress, render_fingerprint, render_steps
+from sparkvsr.viewport import engine_preview
 from sparkvsr.worker.jobs import DONE, RenderJob, drain
 from sparkvsr.worker.limits import (
     GUIDANCE_RANGE,
@@ -605,7 +606,14 @@ class Worker:
                 state = session.project.state
                 references = {k: v for k, v in session.references.items() if k in state.keyframes}
             options = replace(state.restore_options(), guidance=request.guidance)
-            image = self.engine.preview(session.engine_clip, references, request.frame, options)
+            image = engine_preview(
+                self.engine,
+                session.engine_clip,
+                references,
+                request.frame,
+                options,
+                request.viewport,
+            )
             self.previews_computed += 1
         except BaseException as e:
             for waiter, _ in slot.waiters:
