@@ -219,7 +219,16 @@ def format_table(rows: list[BatchRow]) -> str:
 def _run_job(job: BatchJob, options: BatchOptions, engine: Engine, rank: int) -> BatchRow:
     # 1. open or create the project
     output = OutputSettings(path=str(job.output), crf=options.crf)
-    project = ensure_project(job.project, job.clip, engine, options.options, output)
+    project = ensure_project(
+        job.project, job.clip, engine, options.options, output, lock=f"batch (rank {rank})"
+    )
+    with project:  # the writer lock, held until this clip is done
+        return _run_locked_job(job, options, engine, rank, project)
+
+
+def _run_locked_job(
+    job: BatchJob, options: BatchOptions, engine: Engine, rank: int, project: Project
+) -> BatchRow:
     # 2. keyframes (only if not chosen yet: a resumed project keeps its own)
     if not project.state.keyframes and options.keyframes.mode != "none":
         clip = project.state.clip

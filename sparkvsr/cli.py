@@ -181,6 +181,13 @@ def _add_restore(commands, name: str) -> None:
         help="project folder: every finished chunk is saved there, so running the same command "
         "again after a crash or Ctrl-C resumes from the last finished chunk",
     )
+    p.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        help="with --project: seconds to wait while another process (the studio, a worker, "
+        "another restore) has the project open (default: refuse at once, naming it)",
+    )
     _add_keyframe_selection(p, default_mode=None)
     _add_restore_options(p)
     p.add_argument("--lossless", action="store_true", help="FFV1 .mkv (or PNG folder) output")
@@ -438,8 +445,7 @@ def _run_restore_in_project(args) -> int:
     from sparkvsr.keyframes import validate_keyframes
     from sparkvsr.media import open_clip
     from sparkvsr.project import OutputSettings
-    from sparkvsr.references.assembly import references_for_keyframes
-    from sparkvsr.render import ensure_project, render_project
+    from sparkvsr.render import ensure_project
 
     # 1. Check everything cheap before loading a model.
     if args.field_rate:
@@ -469,7 +475,20 @@ def _run_restore_in_project(args) -> int:
         deinterlace=not args.keep_fields,
         tonemap=args.tonemap,
     )
-    project = ensure_project(args.project, args.input, engine, options, output)
+    project = ensure_project(
+        args.project, args.input, engine, options, output, lock="restore (CLI)", wait=args.wait
+    )
+    with project:  # the writer lock, held until the render is done
+        return _restore_locked_project(
+            args, project, engine, chosen, ref_files, options, scale_note
+        )
+
+
+def _restore_locked_project(args, project, engine, chosen, ref_files, options, scale_note) -> int:
+    from sparkvsr.media import open_clip
+    from sparkvsr.references.assembly import references_for_keyframes
+    from sparkvsr.render import render_project
+
     if chosen is not None and chosen != project.state.keyframes:
         project.set_keyframes(chosen)
     # 3. References: given images always; the editor only where the project has none yet.
@@ -528,6 +547,13 @@ def _add_worker(commands, name: str) -> None:
         help="largest clip a client may upload, in GiB (default 4; free disk space also counts)",
     )
     p.add_argument(
+        "--preview-frames",
+        type=int,
+        default=32,
+        help="flow: frames whose guidance-independent preview work is kept, for all sessions "
+        "together (default 32; bounded by 512 MiB): moving the slider on a kept frame is cheap",
+    )
+    p.add_argument(
         "--idle-timeout",
         type=float,
         default=30.0,
@@ -569,9 +595,12 @@ def _run_worker(args) -> int:
     )
     check_bind(options)
     # 2. Build the worker (the engine stays resident), then serve until interrupted.
+    engine_config = _engine_config(args)
+    if args.engine == "flow":
+        engine_config["preview_cache"] = args.preview_frames
     config = WorkerConfig(
         engine=args.engine,
-        engine_config=_engine_config(args),
+        engine_config=engine_config,
         projects_root=args.projects,
         preview_interval=args.preview_interval,
         clip_roots=tuple(args.clips),

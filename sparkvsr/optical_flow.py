@@ -156,14 +156,17 @@ def forward_backward_mask(
 def agreement(aligned: np.ndarray, target: np.ndarray, sigma: float, window: int) -> np.ndarray:
     """How well an aligned frame matches the target locally: ``[H, W]`` float32 in (0, 1].
 
-    ``aligned`` and ``target`` are ``[H, W, 3]`` float32 in [0, 255]. The squared difference is
-    averaged over channels and a ``window`` x ``window`` box, then mapped by ``exp(-e / sigma^2)``:
-    where the warp is right, the LR frames agree; where it is not, detail carried along would land
-    in the wrong place, and it costs more than the missing detail would.
+    ``aligned`` and ``target`` are ``[H, W, 3]`` (or one-channel ``[H, W]``) float32 in [0, 255].
+    The squared difference is averaged over channels and a ``window`` x ``window`` box, then
+    mapped by ``exp(-e / sigma^2)``: where the warp is right, the LR frames agree; where it is
+    not, detail carried along would land in the wrong place, and it costs more than the missing
+    detail would.
     """
     squared = cv2.pow(cv2.subtract(aligned, target), 2)
-    error = cv2.boxFilter(_channel_sum(squared), -1, (window, window))
-    return cv2.exp(error * np.float32(-1.0 / (3.0 * sigma * sigma)))
+    channels = 1 if squared.ndim == 2 else squared.shape[-1]
+    summed = squared if channels == 1 else _channel_sum(squared)
+    error = cv2.boxFilter(summed, -1, (window, window))
+    return cv2.exp(error * np.float32(-1.0 / (channels * sigma * sigma)))
 
 
 def _channel_sum(image: np.ndarray) -> np.ndarray:
@@ -202,13 +205,11 @@ def homography_flow(
     """
     height, width = flow.shape[:2]
     grid = _grid(height, width)
-    sample = np.zeros_like(trusted)
-    sample[::stride, ::stride] = True
-    picked = sample & trusted
-    if picked.sum() < 24:
+    picked = trusted[::stride, ::stride]
+    if np.count_nonzero(picked) < 24:
         return None
-    source = grid[picked]
-    target = source + flow[picked]
+    source = grid[::stride, ::stride][picked]
+    target = source + flow[::stride, ::stride][picked]
     # 200 RANSAC rounds: with half the samples outliers, a clean 4-point set is found with
     # probability 1 - (1 - 0.5^4)^200 > 0.9999
     matrix, inliers = cv2.findHomography(source, target, cv2.RANSAC, threshold, maxIters=200)

@@ -45,6 +45,7 @@ import numpy as np
 from sparkvsr.engines.base import RestoreOptions
 from sparkvsr.errors import ClipMissing, EngineError, KeyframeError, ProjectError
 from sparkvsr.keyframes import validate_keyframes
+from sparkvsr.project_lock import ProjectLock
 from sparkvsr.references.base import Provenance, Reference, image_hash
 
 FORMAT = "sparkvsr-project"
@@ -244,11 +245,12 @@ class Project:
     Thread-safe: a lock serialises changes, so a worker may call it from several threads.
     """
 
-    def __init__(self, folder: Path, state: ProjectState):
+    def __init__(self, folder: Path, state: ProjectState, lock: ProjectLock | None = None):
         # Use Project.create / Project.open; this constructor trusts its arguments.
         self.folder = folder
         self._state = state
         self._lock = threading.RLock()
+        self.lock = lock  # the folder's writer lock, when opened with ``lock=``
 
     # Opening ------------------------------------------------------------------------------
     @classmethod
@@ -260,9 +262,33 @@ class Project:
         engine: EngineSettings | None = None,
         options: RestoreOptions | None = None,
         output: OutputSettings | None = None,
+        lock: str | None = None,
+        wait: float = 0.0,
     ) -> Project:
-        """Start a new project for ``clip`` in ``folder`` (created; must not hold a manifest)."""
+        """Start a new project for ``clip`` in ``folder`` (created; must not hold a manifest).
+
+        lock: hold the folder's writer lock (``sparkvsr.project_lock``) until ``close()``, naming
+        this purpose ("restore (CLI)"...); wait: seconds to wait for another holder.
+        """
         folder = Path(folder).absolute()
+        held = ProjectLock.acquire(folder, lock, wait=wait) if lock else None
+        try:
+            return cls._create(folder, clip, engine, options, output, held)
+        except BaseException:
+            if held is not None:
+                held.release()
+            raise
+
+    @classmethod
+    def _create(
+        cls,
+        folder: Path,
+        clip: ClipSummary,
+        engine: EngineSettings | None,
+        options: RestoreOptions | None,
+        output: OutputSettings | None,
+        held: ProjectLock | None,
+    ) -> Project:
         if (folder / MANIFEST).exists():
             raise ProjectError(
                 f"{folder} already holds a project ({MANIFEST}); open it instead of creating one"
@@ -279,16 +305,39 @@ class Project:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise ProjectError(f"cannot create the project folder {folder}: {e}") from e
-        project = cls(folder, state)
+        project = cls(folder, state, held)
         project._save(state)
         return project
 
     @classmethod
-    def open(cls, folder: str | os.PathLike, *, require_clip: bool = True) -> Project:
+    def open(
+        cls,
+        folder: str | os.PathLike,
+        *,
+        require_clip: bool = True,
+        lock: str | None = None,
+        wait: float = 0.0,
+    ) -> Project:
         """Reopen a project. Raises ProjectError, touching nothing, when the manifest is missing,
         corrupt or from a newer version, or (with ``require_clip``) when the clip is gone.
+
+        lock: hold the folder's writer lock until ``close()`` (the manifest is read under it, so
+        the state is current); ProjectLocked names the holder when another one has it.
         """
         folder = Path(folder).absolute()
+        if not lock:
+            return cls._open(folder, require_clip, None)
+        if not (folder / MANIFEST).is_file():  # no lock file in a folder that is no project
+            raise ProjectError(f"{folder} is not a project: it has no {MANIFEST}")
+        held = ProjectLock.acquire(folder, lock, wait=wait)
+        try:
+            return cls._open(folder, require_clip, held)
+        except BaseException:
+            held.release()
+            raise
+
+    @classmethod
+    def _open(cls, folder: Path, require_clip: bool, held: ProjectLock | None) -> Project:
         manifest = folder / MANIFEST
         if not manifest.is_file():
             raise ProjectError(f"{folder} is not a project: it has no {MANIFEST}")
@@ -297,7 +346,7 @@ class Project:
         except (OSError, UnicodeDecodeError) as e:
             raise ProjectError(f"cannot read {manifest}: {e}") from e
         state = parse_manifest(text, manifest)
-        project = cls(folder, state)
+        project = cls(folder, state, held)
         if require_clip and not Path(state.clip.path).exists():
             raise ClipMissing(
                 f"the clip of project {folder.name} is missing: {state.clip.path} does not "
@@ -309,6 +358,17 @@ class Project:
     @classmethod
     def is_project(cls, folder: str | os.PathLike) -> bool:
         return (Path(folder) / MANIFEST).is_file()
+
+    def close(self) -> None:
+        """Release the writer lock, if this project holds it (the folder stays as it is)."""
+        if self.lock is not None:
+            self.lock.release()
+
+    def __enter__(self) -> Project:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # Reading ------------------------------------------------------------------------------
     @property
@@ -575,7 +635,12 @@ class Project:
 
     def _save(self, state: ProjectState) -> None:
         text = json.dumps(manifest_dict(state), indent=2, sort_keys=False) + "\n"
-        atomic_write(self.manifest_path, text.encode("utf-8"), what="the project manifest")
+        if self.lock is not None and self.lock.held:
+            atomic_write(self.manifest_path, text.encode("utf-8"), what="the project manifest")
+            return
+        # Opened without the lock: write only while no one else holds it (one writer).
+        with ProjectLock.acquire(self.folder, "a save"):
+            atomic_write(self.manifest_path, text.encode("utf-8"), what="the project manifest")
 
     def _read_bytes(self, relative: str) -> bytes:
         path = self.resolve(relative)

@@ -26,7 +26,9 @@ import math
 import os
 import time
 from collections import deque
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -41,7 +43,7 @@ from sparkvsr.engines.base import (
     check_references,
     raise_if_cancelled,
 )
-from sparkvsr.errors import EngineError, MediaError, ProjectError
+from sparkvsr.errors import Cancelled, EngineError, MediaError, ProjectError
 from sparkvsr.project import (
     OUTPUT_SUFFIX,
     ClipSummary,
@@ -175,8 +177,9 @@ RENDER_CHUNK_BYTES = 512 << 20
 ASSEMBLE_BYTES = 256 << 20
 """Decoded output frames the final encode holds per write (the writer keeps one write in
 flight): the encode's memory follows this, not the chunk length."""
-# Frames handed to the encoder at once while assembling: the encode stage's progress moves
-# every block.
+# Frames handed to the encoder at once while assembling: the encode stage's progress moves and
+# cancel is checked every block (the encoder runs one block behind, so a cancel stops the encode
+# within about two blocks of frames).
 ASSEMBLE_BLOCK = 4
 
 
@@ -303,18 +306,20 @@ def render_steps(
                 "render again to continue from there"
             )
 
-        # 4. assemble the saved chunks into the final clip: a stage with its own progress
+        # 4. assemble the saved chunks into the final clip: a stage with its own progress, and
+        # a step of its own, so a caller can run it on another thread than the engine's
+        # (the worker does); cancellable between blocks of frames
         raise_if_cancelled(cancel)
 
-        def encoded(frames: int) -> None:
-            emit(
+        def encoded(frames: int) -> RenderProgress:
+            return emit(
                 RenderProgress(
                     "assemble", total, total, rendered, resumed, "encoding", encoded=frames
                 )
             )
 
-        encoded(0)
-        notes = _assemble(project, clip, out_path, settings, encoded)
+        yield encoded(0)
+        notes = _assemble(project, clip, out_path, settings, encoded, cancel)
 
     # 5. mark the render complete (the notes go into the manifest)
     project.finish_render(out_path, notes)
@@ -430,15 +435,22 @@ def ensure_project(
     engine: Engine,
     options: RestoreOptions,
     output: OutputSettings,
+    *,
+    lock: str | None = None,
+    wait: float = 0.0,
 ) -> Project:
     """Open the project in ``folder`` (it must belong to ``clip_path``) or create it, then make
     its options and output match the ones given. Same settings as last time: the next render
     resumes; other settings: the fingerprint changes and the render starts over.
+
+    lock: hold the project's writer lock for this purpose until ``project.close()`` (another
+    holder: ProjectLocked naming it, after waiting up to ``wait`` seconds).
     """
     folder = Path(folder)
     if Project.is_project(folder):
-        project = Project.open(folder)
+        project = Project.open(folder, lock=lock, wait=wait)
         if Path(clip_path).resolve() != Path(project.state.clip.path):
+            project.close()
             raise ProjectError(
                 f"project {folder} belongs to {project.state.clip.path}, not {clip_path}; use "
                 "another project folder for this clip"
@@ -450,6 +462,8 @@ def ensure_project(
             ClipSummary.from_info(media.probe(clip_path)),
             engine=EngineSettings(status.name, status.model),
             options=options,
+            lock=lock,
+            wait=wait,
         )
     if project.state.restore_options() != replace(options, start=0):
         project.set_options(options)
@@ -610,37 +624,47 @@ def _assemble(
     clip: media.Clip,
     out_path: Path,
     settings: OutputSettings,
-    encoded: Callable[[int], None] | None = None,
+    encoded: Callable[[int], object] | None = None,
+    cancel: CancelFn | None = None,
 ) -> tuple[str, ...]:
     """Encode the saved chunks to ``out_path`` via a temp file, so a crash never leaves a
     half-written clip under the final name. Returns the notes (reading and writing).
-    ``encoded(n)`` hears how many frames are encoded, every ``ASSEMBLE_BLOCK`` frames."""
+    ``encoded(n)`` hears how many frames are encoded, every ``ASSEMBLE_BLOCK`` frames.
+    ``cancel`` is checked between blocks (Cancelled: the temp file is removed, the chunks are
+    kept)."""
     partial = out_path.with_name(f".{out_path.stem}.partial{out_path.suffix}")
     options = writer_options(settings, out_path)
     try:
-        with media.VideoWriter.like(
-            partial,
-            clip.info,
-            square_pixels=settings.square_pixels,
-            tonemapped=clip.tonemap,
-            notes=clip.notes,
-            **options,
-        ) as writer:
+        with (
+            media.VideoWriter.like(
+                partial,
+                clip.info,
+                square_pixels=settings.square_pixels,
+                tonemapped=clip.tonemap,
+                notes=clip.notes,
+                **options,
+            ) as writer,
+            _prefetched(project.iter_frames(_assemble_batch(clip, project)), cancel) as batches,
+        ):
             if not settings.audio:
                 writer.audio_from = None  # video only (read when the first frames arrive)
             if settings.ten_bit and not writer.colour.pix_fmt.endswith("10le"):
                 writer.colour = replace(writer.colour, pix_fmt="yuv420p10le")
-            width, height = output_size(clip.info, project.state.restore_options())
-            batch = max(1, ASSEMBLE_BYTES // max(1, width * height * 3))
-            for _, frames in project.iter_frames(batch):
+            for _, frames in batches:
                 for i in range(0, len(frames), ASSEMBLE_BLOCK):
+                    raise_if_cancelled(cancel)
                     block = frames[i : i + ASSEMBLE_BLOCK]
                     writer.write(block)  # returns once the block before it is encoded
                     if encoded is not None:
                         encoded(writer.frames_written - len(block))
+        raise_if_cancelled(cancel)
         if encoded is not None:
             encoded(writer.frames_written)
         os.replace(partial, out_path)
+    except Cancelled:
+        with contextlib.suppress(OSError):
+            partial.unlink()
+        raise
     except (MediaError, OSError) as e:
         with contextlib.suppress(OSError):
             partial.unlink()
@@ -649,3 +673,39 @@ def _assemble(
             "space and render again to assemble without re-rendering."
         ) from e
     return tuple(writer.notes)
+
+
+def _assemble_batch(clip: media.Clip, project: Project) -> int:
+    """Frames the final encode decodes at once: half of ``ASSEMBLE_BYTES`` of output frames,
+    as one batch is read ahead while the other is encoded."""
+    width, height = output_size(clip.info, project.state.restore_options())
+    return max(1, ASSEMBLE_BYTES // 2 // max(1, width * height * 3))
+
+
+@contextlib.contextmanager
+def _prefetched(
+    items: Iterator[tuple[int, np.ndarray]], cancel: CancelFn | None
+) -> Iterator[Iterator[tuple[int, np.ndarray]]]:
+    """``items`` read one ahead on a thread (a chunk decodes while the previous one encodes).
+    Waiting for it checks ``cancel``, and a cancelled wait leaves the read behind, so a cancel
+    is not held up by a chunk being decoded."""
+    reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="assemble-read")
+
+    def ahead() -> Iterator[tuple[int, np.ndarray]]:
+        pending = reader.submit(next, items, None)
+        while True:
+            while True:
+                try:
+                    item = pending.result(timeout=0.05)
+                    break
+                except FutureTimeout:
+                    raise_if_cancelled(cancel)
+            if item is None:
+                return
+            pending = reader.submit(next, items, None)
+            yield item
+
+    try:
+        yield ahead()
+    finally:
+        reader.shutdown(wait=False, cancel_futures=True)

@@ -53,6 +53,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sparkvsr.engines.base import COLOR_FIXES
 from sparkvsr.errors import Cancelled, SparkVSRError
 from sparkvsr.project import OUTPUT_CODECS, OUTPUT_PRESETS
+from sparkvsr.viewport import MAX_SIDE as VIEWPORT_MAX_SIDE
+from sparkvsr.viewport import MAX_ZOOM as VIEWPORT_MAX_ZOOM
 from sparkvsr.worker import (
     AccessDenied,
     FileRequest,
@@ -179,6 +181,7 @@ def _setting(name: str) -> Any:
 class OpenClipBody(_Strict):
     clip_path: Annotated[str, Field(max_length=4096)] = ""
     project: Annotated[str, Field(max_length=100)] = ""
+    take_over: bool = False
     owner: Annotated[str, Field(max_length=200)] = ""
     reuse: bool = False
 
@@ -229,10 +232,22 @@ class ReferenceBody(_Strict):
     semantic_scale: Scale = 1.0
 
 
+class ViewportBody(_Strict):
+    width: Annotated[int, Field(ge=1, le=VIEWPORT_MAX_SIDE)]
+    height: Annotated[int, Field(ge=1, le=VIEWPORT_MAX_SIDE)]
+    zoom: Annotated[float, Field(ge=0.0, le=VIEWPORT_MAX_ZOOM, allow_inf_nan=False)] = 0.0
+    # a JSON array (strict mode takes no list for a tuple); the worker's Viewport makes it one
+    center: Annotated[
+        list[Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]],
+        Field(min_length=2, max_length=2),
+    ] = [0.5, 0.5]
+
+
 class PreviewBody(_Strict):
     session_id: SessionId
     frame: FrameIndex
     guidance: Guidance
+    viewport: ViewportBody | None = None
 
 
 class RenderBody(_Strict):
@@ -268,6 +283,7 @@ ENDPOINTS: dict[str, _Endpoint] = {
     "preview": _Endpoint(PreviewBody, PreviewRequest),
     "cancel": _Endpoint(SessionBody, SessionRequest, control=True),
     "status": _Endpoint(StatusBody, StatusRequest, control=True),
+    "render_job": _Endpoint(SessionBody, SessionRequest, control=True),
 }
 
 
@@ -335,6 +351,7 @@ def _describe(error: ValidationError) -> str:
 
 _STREAMING: dict[str, _Endpoint] = {
     "render": _Endpoint(RenderBody, RenderRequest),
+    "attach": _Endpoint(SessionBody, SessionRequest),
 }
 
 
@@ -514,13 +531,23 @@ def create_app(
     for name in ENDPOINTS:
         app.add_api_route(f"/api/{name}", plain(name), methods=["POST"])
 
-    @app.post("/api/render")
-    async def render(request: Request) -> StreamingResponse:
-        body = await body_of(request)
-        parsed = parse_body("render", body, worker)
-        # starts now; errors before the first step answer here with their status
-        progress = await run(work_pool, lambda: worker.render(parsed))
-        return StreamingResponse(_ndjson(progress, stream_pool), media_type="application/x-ndjson")
+    def streaming(name: str) -> Callable:
+        method = getattr(worker, name)
+
+        async def call(request: Request) -> StreamingResponse:
+            parsed = parse_body(name, await body_of(request), worker)
+            # starts now; errors before the first step answer here with their status. A client
+            # that goes away stops only its stream: the render goes on (``attach`` follows it).
+            progress = await run(control_pool, lambda: method(parsed))
+            return StreamingResponse(
+                _ndjson(progress, stream_pool), media_type="application/x-ndjson"
+            )
+
+        call.__name__ = f"api_{name}"
+        return call
+
+    for name in _STREAMING:
+        app.add_api_route(f"/api/{name}", streaming(name), methods=["POST"])
 
     @app.post("/api/upload_clip")
     async def upload_clip(request: Request, filename: str) -> dict[str, Any]:

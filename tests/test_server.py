@@ -41,6 +41,7 @@ from sparkvsr.worker import (
     ReferenceRequest,
     RenderRequest,
     SessionNotFound,
+    SessionRequest,
     SettingsRequest,
     StatusRequest,
     Worker,
@@ -463,3 +464,84 @@ def test_half_open_connections_neither_block_requests_nor_stay_open(tmp_path):
         finally:
             for s in sockets:
                 s.close()
+
+
+def test_control_calls_answer_at_once_while_previews_queue_behind_the_engine(tmp_path, clip):
+    from tests.project_helpers import CountingEngine, UpscaleEngine
+
+    engine = CountingEngine(UpscaleEngine(), preview_delay=1.0)
+    config = WorkerConfig(projects_root=tmp_path / "p", options=OPTIONS, preview_interval=0.0)
+    with Worker(config, engine=engine) as worker, serving(worker) as url:
+        sessions = [worker.open_clip(OpenClipRequest(str(clip))).session_id for _ in range(12)]
+        answers: list[int] = []
+
+        def ask(sid: str, guidance: float) -> None:
+            body = {"session_id": sid, "frame": 3, "guidance": guidance}
+            answers.append(httpx.post(f"{url}/api/preview", json=body, timeout=120).status_code)
+
+        # 48 previews from 12 sessions: >= 12 s of engine work queued (coalesced per session);
+        # a control call waiting behind it would take seconds, on any machine
+        threads = [
+            threading.Thread(target=ask, args=(sid, g / 10)) for g in range(4) for sid in sessions
+        ]
+        for thread in threads:
+            thread.start()
+        time.sleep(0.3)
+        for method, body in [
+            ("status", {}),
+            ("render_job", {"session_id": sessions[0]}),
+            ("cancel", {"session_id": sessions[1]}),
+            ("close_session", {"session_id": sessions[2]}),
+        ]:
+            start = time.monotonic()
+            reply = httpx.post(f"{url}/api/{method}", json=body, timeout=30)
+            assert reply.is_success, reply.text
+            assert time.monotonic() - start < 2.0, f"{method} waited behind the engine"
+        start = time.monotonic()
+        assert httpx.get(f"{url}/api/health").is_success and time.monotonic() - start < 2.0
+        for thread in threads:
+            thread.join(timeout=120)
+        # the closed session's callers are told so (404); every other preview was answered
+        assert sorted(set(answers)) in ([200], [200, 404]) and len(answers) == 48
+        assert engine.previews <= 12 * 2  # coalesced: at most the first and the latest each
+
+
+def test_a_render_goes_on_when_its_http_client_leaves_and_another_follows_it(tmp_path, clip):
+    from tests.project_helpers import UpscaleEngine
+
+    config = WorkerConfig(projects_root=tmp_path / "p", options=OPTIONS)
+    with Worker(config, engine=UpscaleEngine(delay=0.2)) as worker, serving(worker) as url:
+        with HttpClient(url, timeout=60) as first:
+            info = first.open_clip(OpenClipRequest(str(clip), project="walk"))
+            progress = first.render(RenderRequest(info.session_id))
+            assert next(progress).stage == "render"
+            progress.close()  # the tab closes mid-render: its stream ends, the job does not
+            first.close_session(SessionRequest(info.session_id))
+        with HttpClient(url, timeout=60) as second:
+            again = second.open_clip(OpenClipRequest(project="walk"))
+            job = second.render_job(SessionRequest(again.session_id))
+            assert job.state in ("rendering", "encoding") and job.progress is not None
+            updates = list(second.attach(SessionRequest(again.session_id)))
+            assert updates[0].frames_done == 0 and updates[-1].stage == "done"
+            done = second.render_job(SessionRequest(again.session_id))
+            assert done.state == "done" and done.progress.frames_done == 24
+            output = second.get_file(FileRequest(again.session_id, "output.mp4"))
+            assert len(decode_all(Path(output.local_path))) == 24
+
+
+def test_a_flood_of_identical_log_lines_is_throttled():
+    import logging
+
+    from sparkvsr.server import LogThrottle
+
+    throttle = LogThrottle(burst=10, window=60.0)
+    records = [
+        logging.LogRecord(
+            "uvicorn.error", logging.WARNING, __file__, 1, "Invalid HTTP request", (), None
+        )
+        for _ in range(1000)
+    ]
+    passed = [r for r in records if throttle.filter(r)]
+    assert len(passed) == 10
+    other = logging.LogRecord("uvicorn.error", logging.WARNING, __file__, 1, "other", (), None)
+    assert throttle.filter(other)  # a different message has its own allowance

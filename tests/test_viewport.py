@@ -122,3 +122,19 @@ def test_the_worker_answers_a_preview_at_the_viewport_and_it_crosses_the_wire(tm
         assert small.image.shape == (64, 96, 3)  # the 192x128 frame, fitted to the viewer
         full = worker.preview(PreviewRequest(info.session_id, 4, 1.0)).image
         assert full.shape == (128, 192, 3)
+
+
+def test_the_http_server_accepts_a_viewport_and_refuses_a_bad_one():
+    import json
+
+    from sparkvsr.server import parse_body
+    from sparkvsr.worker.limits import RequestError
+
+    request = PreviewRequest("s" * 20, 4, 1.0, Viewport(900, 506, 2.0, (0.25, 0.75)))
+    assert parse_body("preview", json.dumps(to_wire(request)).encode()) == request
+    plain = PreviewRequest("s" * 20, 4, 1.0)
+    assert parse_body("preview", json.dumps(to_wire(plain)).encode()) == plain
+    bad = to_wire(request)
+    bad["viewport"]["zoom"] = 1000.0
+    with pytest.raises(RequestError, match="zoom"):
+        parse_body("preview", json.dumps(bad).encode())

@@ -3,6 +3,9 @@ session isolation and path refusal."""
 
 from __future__ import annotations
 
+import json
+import os
+import signal
 import threading
 import time
 from pathlib import Path
@@ -14,6 +17,7 @@ from sparkvsr.engines import load_engine
 from sparkvsr.engines.base import RestoreOptions
 from sparkvsr.errors import Cancelled, EditorError, KeyframeError, ProjectError
 from sparkvsr.project import Project
+from sparkvsr.project_lock import ProjectLocked
 from sparkvsr.render import render_project
 from sparkvsr.worker import (
     AccessDenied,
@@ -31,7 +35,7 @@ from sparkvsr.worker import (
     Worker,
     WorkerConfig,
 )
-from sparkvsr.worker.limits import RequestError
+from sparkvsr.worker.limits import RequestError, TooLarge
 from tests.project_helpers import (
     CountingEngine,
     UpscaleEngine,
@@ -70,7 +74,11 @@ def open_with_keyframes(worker: Worker, clip: Path, keyframes=(0, 12), project: 
 def test_whole_session_in_process_with_flow(tmp_path, clip, flow):
     with InProcessClient(make_worker(tmp_path, flow)) as client:
         info, frames = run_session(client, clip)
+        # while the session is open the project is the worker's: no one else may write it
+        with pytest.raises(ProjectLocked, match="in use by the SparkVSR worker"):
+            Project.open(tmp_path / "projects" / info.project, lock="a test")
         # the output equals a render of the same project outside the worker
+        client.close_session(SessionRequest(info.session_id))
         project = Project.open(tmp_path / "projects" / info.project)
         direct = render_project(load_engine("flow"), project, output=tmp_path / "direct.mp4")
         assert np.array_equal(frames, decode_all(direct.output))
@@ -251,3 +259,255 @@ def test_a_project_whose_clip_moved_reports_it_and_relinks(tmp_path, clip):
         relinked = worker.open_clip(OpenClipRequest(str(moved), project="moved"))
         assert relinked.clip.path == str(moved.resolve())
         assert relinked.keyframes == (4,) and [r.frame for r in relinked.references] == [4]
+
+
+# ---------------------------------------------------------------------------------------------
+# Render jobs, one writer per project, the engine thread kept for the engine, session lifetime
+
+SHARED_CLIP = Path("../shared/data/zhengchen1999_006.mp4")  # 100 frames of 320x240
+
+
+def wait_for(condition, timeout: float = 60.0, what: str = "the condition"):
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        assert time.monotonic() < deadline, f"{what} did not happen within {timeout} s"
+        time.sleep(0.01)
+    return value
+
+
+def test_a_render_outlives_its_caller_and_can_be_followed_again(tmp_path, clip):
+    with make_worker(tmp_path, UpscaleEngine(delay=0.1)) as worker:
+        info = open_with_keyframes(worker, clip)
+        sid = info.session_id
+        assert worker.render_job(SessionRequest(sid)).state == "none"
+        progress = worker.render(RenderRequest(sid))
+        next(progress)
+        del progress  # the caller goes away (a closed tab): the job goes on
+        # pins made during the render stay; the render keeps the settings it started with
+        worker.set_keyframe(KeyframeRequest(sid, 20))
+        job = worker.render_job(SessionRequest(sid))
+        assert job.state in ("rendering", "encoding") and job.project == info.project
+        replayed = list(worker.attach(SessionRequest(sid)))  # from the start, to the end
+        assert replayed[0].frames_done == 0 and replayed[-1].stage == "done"
+        done = worker.render_job(SessionRequest(sid))
+        assert done.state == "done" and done.output.endswith("output.mp4") and done.finished
+        assert len(decode_all(Path(done.output))) == 24
+        project = json.loads((tmp_path / "projects" / info.project / "project.json").read_text())
+        assert project["keyframes"] == [0, 12, 20]
+        again = worker.render(RenderRequest(sid))  # settings changed (a pin): renders anew
+        with pytest.raises(ProjectError, match="already running"):
+            worker.render(RenderRequest(sid))
+        assert list(again)[-1].stage == "done"
+
+
+def test_closing_during_the_encode_then_reopening_and_pinning_keeps_the_pin(tmp_path, clip):
+    with make_worker(tmp_path, UpscaleEngine(delay=0.05)) as worker:
+        info = open_with_keyframes(worker, clip, project="pinned")
+        worker.render(RenderRequest(info.session_id))
+        worker.close_session(SessionRequest(info.session_id))  # the render goes on
+        again = worker.open_clip(OpenClipRequest(project="pinned"))
+        worker.set_keyframe(KeyframeRequest(again.session_id, 20))
+        updates = list(worker.attach(SessionRequest(again.session_id)))
+        assert updates[-1].stage == "done"
+        state = Project.open(tmp_path / "projects" / "pinned").state
+        assert state.keyframes == (0, 12, 20) and state.render.complete
+        # another session of the project can cancel; a tab left open can be taken over
+        with pytest.raises(AccessDenied, match="take_over"):
+            worker.open_clip(OpenClipRequest(project="pinned"))
+        third = worker.open_clip(OpenClipRequest(project="pinned", take_over=True))
+        with pytest.raises(SessionNotFound):
+            worker.frame(FrameRequest(again.session_id, 0))
+        assert worker.status().sessions == 1 and third.keyframes == (0, 12, 20)
+
+
+def test_a_project_has_one_writer_across_processes_and_kill_9_frees_it(tmp_path, clip):
+    import subprocess
+    import sys
+
+    folder = tmp_path / "projects" / "shared"
+    with make_worker(tmp_path, UpscaleEngine()) as worker:
+        info = open_with_keyframes(worker, clip, project="shared")
+        # another process cannot take the project while the worker has it open
+        probe = (
+            "import sys; from sparkvsr.project import Project\n"
+            "try:\n    Project.open(sys.argv[1], lock='probe')\n"
+            "except Exception as e:\n    print(e); sys.exit(3)\n"
+        )
+        refused = subprocess.run(
+            [sys.executable, "-c", probe, str(folder)], capture_output=True, text=True, timeout=60
+        )
+        assert refused.returncode == 3
+        assert f"in use by the SparkVSR worker (pid {os.getpid()}" in refused.stdout
+        worker.close_session(SessionRequest(info.session_id))
+    # a holder killed with -9 leaves a note but no lock: the next opener takes it over
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from sparkvsr.project import Project\n"
+            "p = Project.open(sys.argv[1], lock='a doomed holder'); print('held', flush=True)\n"
+            "time.sleep(120)\n",
+            str(folder),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with make_worker(tmp_path, UpscaleEngine()) as worker:
+            with pytest.raises(ProjectLocked, match=f"a doomed holder \\(pid {holder.pid} on"):
+                worker.open_clip(OpenClipRequest(project="shared"))
+            with pytest.raises(ProjectLocked):  # waiting, if asked, up to a limit
+                Project.open(folder, lock="a patient opener", wait=0.3)
+            os.kill(holder.pid, signal.SIGKILL)
+            holder.wait(timeout=30)
+            taken = Project.open(folder, lock="after the crash")
+            assert taken.lock.stale is not None and taken.lock.stale.pid == holder.pid
+            taken.close()
+            reopened = worker.open_clip(OpenClipRequest(project="shared"))
+            assert list(worker.render(RenderRequest(reopened.session_id)))[-1].stage == "done"
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+
+
+class _FastRenderFlowPreview:
+    """The flow engine for previews, a nearest-neighbour engine for the render's chunks: the
+    chunks finish in moments, so the test reaches the final encode (what it is about) quickly."""
+
+    name = "flow"
+
+    def __init__(self):
+        self.flow = load_engine("flow")
+        self.fast = UpscaleEngine()
+
+    def restore(self, *args, **kwargs):
+        return self.fast.restore(*args, **kwargs)
+
+    def preview(self, *args, **kwargs):
+        return self.flow.preview(*args, **kwargs)
+
+    def status(self):
+        return self.flow.status()
+
+
+@pytest.mark.skipif(not SHARED_CLIP.exists(), reason=f"{SHARED_CLIP} is not here")
+def test_the_final_encode_neither_blocks_previews_nor_ignores_cancel(tmp_path):
+    options = RestoreOptions(chunk=25, overlap=0)
+    config = WorkerConfig(projects_root=tmp_path / "projects", options=options)
+    with Worker(config, engine=_FastRenderFlowPreview()) as worker:
+        rendering = open_with_keyframes(worker, SHARED_CLIP, keyframes=(0, 60))
+        other = open_with_keyframes(worker, SHARED_CLIP, keyframes=(10, 50))
+        worker.preview(PreviewRequest(other.session_id, 30, 1.0))  # flows for this frame cached
+        progress = worker.render(RenderRequest(rendering.session_id))
+        wait_for(
+            lambda: worker.render_job(SessionRequest(rendering.session_id)).state == "encoding",
+            what="the final encode",
+        )
+        start = time.monotonic()
+        preview = worker.preview(PreviewRequest(other.session_id, 30, 0.5))
+        preview_seconds = time.monotonic() - start
+        assert preview.image.shape == (960, 1280, 3)
+        assert worker.render_job(SessionRequest(rendering.session_id)).state == "encoding"
+
+        start = time.monotonic()
+        assert worker.cancel(SessionRequest(other.session_id)).cancelled is False  # not its own
+        assert worker.cancel(SessionRequest(rendering.session_id)).cancelled
+        with pytest.raises(Cancelled):
+            list(progress)
+        cancel_seconds = time.monotonic() - start
+        job = worker.render_job(SessionRequest(rendering.session_id))
+        assert job.state == "cancelled" and job.error == "Cancelled"
+        folder = tmp_path / "projects" / rendering.project
+        assert not (folder / "output.mp4").exists()
+        assert not list(folder.glob(".output.partial*"))
+        assert not Project.open(folder).state.render.complete
+    print(f"preview during the encode {preview_seconds:.3f} s, cancel {cancel_seconds:.3f} s")
+    assert preview_seconds < 1.0, f"a preview during the encode took {preview_seconds:.2f} s"
+    assert cancel_seconds < 2.0, f"cancel during the encode took {cancel_seconds:.2f} s"
+
+
+def test_idle_sessions_expire_but_never_while_rendering(tmp_path, clip):
+    with make_worker(tmp_path, UpscaleEngine(delay=0.6), idle_timeout=1.0) as worker:
+        busy = open_with_keyframes(worker, clip)
+        progress = worker.render(RenderRequest(busy.session_id))  # ~4 s, no requests meanwhile
+        idle = worker.open_clip(OpenClipRequest(str(clip)))
+        counts = []
+        while worker.status().renders_running:  # status without a session touches none
+            counts.append(worker.status().sessions)
+            time.sleep(0.05)
+        assert counts[0] == 2 and counts[-1] == 1, counts  # the idle one closed, the busy not
+        with pytest.raises(SessionNotFound):
+            worker.frame(FrameRequest(idle.session_id, 0))
+        assert list(progress)[-1].stage == "done"
+        # once the render is done the session may expire too, and its project is released
+        wait_for(lambda: worker.status().sessions == 0, timeout=10, what="the second expiry")
+        with Project.open(tmp_path / "projects" / busy.project, lock="after expiry", wait=10):
+            pass
+
+
+def test_previews_are_shared_between_sessions_of_one_clip(tmp_path, clip):
+    engine = CountingEngine(load_engine("flow"))
+    with make_worker(tmp_path, engine, preview_interval=0.0) as worker:
+        a = open_with_keyframes(worker, clip)
+        b = open_with_keyframes(worker, clip)  # same clip, same classic References
+        first = worker.preview(PreviewRequest(a.session_id, 6, 0.7))
+        computed = worker.status().previews_computed
+        second = worker.preview(PreviewRequest(b.session_id, 6, 0.7))
+        assert worker.status().previews_computed == computed
+        assert np.array_equal(first.image, second.image)
+        worker.make_reference(
+            ReferenceRequest(b.session_id, 12, editor="upload", upload=first.image)
+        )
+        third = worker.preview(PreviewRequest(b.session_id, 6, 0.7))  # other References now
+        assert worker.status().previews_computed == computed + 1
+        assert not np.array_equal(third.image, first.image)
+
+
+def test_an_upload_over_the_limit_keeps_nothing(tmp_path, clip):
+    with make_worker(tmp_path, UpscaleEngine()) as worker:
+        with pytest.raises(TooLarge, match="larger than this worker accepts"):
+            worker.upload_clip("c.mp4", iter([b"x" * 100]), max_bytes=10)
+        stored = worker.upload_clip("a.mp4", iter([clip.read_bytes()]))
+        assert Path(stored.clip_path).read_bytes() == clip.read_bytes()
+        files = [p for p in worker.uploads_root.rglob("*") if p.is_file()]
+        assert files == [Path(stored.clip_path)], files
+
+
+def test_the_cli_is_refused_naming_the_holder_or_waits_if_asked(tmp_path, clip):
+    import subprocess
+    import sys
+
+    from tests.project_helpers import run_module, start_module
+
+    folder, output = tmp_path / "cli-project", tmp_path / "out.mp4"
+    first = run_module("restore", str(clip), "-o", str(output), "--project", str(folder))
+    assert first.returncode == 0, first.stderr
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from sparkvsr.project import Project\n"
+            "p = Project.open(sys.argv[1], lock='the studio'); print('held', flush=True)\n"
+            "time.sleep(120)\n",
+            str(folder),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        args = ("restore", str(clip), "-o", str(output), "--project", str(folder), "--crf", "20")
+        refused = run_module(*args)
+        assert refused.returncode == 2
+        assert f"in use by the studio (pid {holder.pid} on" in refused.stderr
+        waiting = start_module(*args, "--wait", "60", log=tmp_path / "wait.log")
+        time.sleep(1.0)
+        assert waiting.poll() is None, (tmp_path / "wait.log").read_text()
+        os.kill(holder.pid, signal.SIGKILL)  # the holder dies: the kernel frees its lock
+        assert waiting.wait(timeout=120) == 0, (tmp_path / "wait.log").read_text()
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+    assert len(decode_all(output)) == 24
+    assert Project.open(folder).state.output.crf == 20

@@ -408,6 +408,12 @@ class FlowEngine:
                 self._small_references.popitem(last=False)
         return small
 
+    def release_caches(self) -> None:
+        """Drop the preview caches (the worker calls this when its last session closes)."""
+        self._preview_frames.clear()
+        self._preview_propagation = None
+        self._preview_propagation_key = None
+
     def _preview_bytes(self) -> int:
         return sum(_parts_bytes(parts) for parts in self._preview_frames.values())
 
@@ -878,16 +884,19 @@ class _Propagation:
         motion = of.homography_flow(to_key, trusted)
         if motion is None:
             return to_key, confidence
-        aligned = of.warp(self._lr(k), motion)
+        # judged on luma: a third of the work of the colour agreement, and as telling here
+        aligned = of.warp(self._gray_float(k), motion)
         explained = of.agreement(
-            aligned, self._lr(n), self.settings.agreement_sigma, self.settings.agreement_window
+            aligned,
+            self._gray_float(n),
+            self.settings.agreement_sigma,
+            self.settings.agreement_window,
         )
         better = explained > confidence
         if not better.any():
             return to_key, confidence
-        to_key = np.where(better[..., None], motion, to_key)
-        confidence = np.where(better, explained, confidence).astype(np.float32)
-        return to_key, confidence
+        np.copyto(to_key, motion, where=better[..., None])  # to_key is this step's own
+        return to_key, np.maximum(confidence, explained)
 
     def _is_cut(self, later: int) -> bool:
         """Whether a scene cut separates frame ``later - 1`` from frame ``later``."""
@@ -1004,6 +1013,10 @@ class _Propagation:
             frame.setflags(write=False)  # shared by plans, keyframes and cached previews
             self._floats.put(t, frame)
         return frame
+
+    def _gray_float(self, t: int) -> np.ndarray:
+        """Frame ``t``'s luma ``[h, w]`` float32 in [0, 255] (the fallback's agreement)."""
+        return self._gray(t).astype(np.float32)
 
     def _gray(self, t: int) -> np.ndarray:
         gray = self._grays.get(t)

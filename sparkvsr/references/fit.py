@@ -182,10 +182,9 @@ def assess(
     """
     lr_height, lr_width = lr_frame.shape[:2]
     lr = lr_frame.astype(np.float32)
-    if down is None:
-        down = cv2.resize(
-            reference.astype(np.float32), (lr_width, lr_height), interpolation=cv2.INTER_AREA
-        )
+    if down is None:  # from uint8 (no HR float copy: 15 ms at 720p); rounding is < 0.5 level
+        down = cv2.resize(reference, (lr_width, lr_height), interpolation=cv2.INTER_AREA)
+        down = down.astype(np.float32)
     offset = down - lr
     sigma = max(2.0, COLOUR_SIGMA_SHARE * min(lr_width, lr_height))
     colour = cv2.GaussianBlur(offset, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
@@ -347,17 +346,20 @@ def blockiness(image: np.ndarray, block: int = 8) -> float:
     The grid's phase is searched (a crop or a shift moves it): the strongest phase's mean step,
     horizontal and vertical, over the median phase's.
     """
-    gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    # mean absolute steps per column and per row, in uint8 with OpenCV (2 ms at 720p)
+    across = cv2.reduce(cv2.absdiff(gray[:, 1:], gray[:, :-1]), 0, cv2.REDUCE_AVG, dtype=cv2.CV_32F)
+    down = cv2.reduce(cv2.absdiff(gray[1:], gray[:-1]), 1, cv2.REDUCE_AVG, dtype=cv2.CV_32F)
     ratios = []
-    for steps in (
-        np.abs(np.diff(gray, axis=1)).mean(axis=0),
-        np.abs(np.diff(gray, axis=0)).mean(axis=1),
-    ):
-        usable = len(steps) // block * block
+    for steps in (across.ravel(), down.ravel()):
+        usable = len(steps) // (2 * block) * (2 * block)
         if usable < 4 * block:
             return 1.0
-        phases = steps[:usable].reshape(-1, block).mean(axis=0)
-        ratios.append(phases.max() / max(float(np.median(phases)), 1e-3))
+        # a JPEG grid steps at every block boundary alike; content with a period of two blocks
+        # (an upscaled blocky frame) steps at every other one: the weaker half counts
+        pairs = steps[:usable].reshape(-1, 2, block).mean(axis=0)
+        phases = pairs.min(axis=0)
+        ratios.append(phases.max() / max(float(np.median(pairs.mean(axis=0))), 1e-3))
     return float(np.mean(ratios))
 
 

@@ -13,6 +13,9 @@ same methods exist on ``Worker``, ``InProcessClient`` and ``HttpClient``)::
     reference(KeyframeRequest(session_id, frame))          -> ReferenceResponse (the saved one)
     preview(PreviewRequest(session_id, frame, guidance))   -> PreviewResponse (HR frame)
     render(RenderRequest(session_id, guidance=None))       -> Iterator[RenderProgress]
+    attach(SessionRequest(session_id))                     -> Iterator[RenderProgress] (follow
+        the project's running or last render from its start, e.g. after a reload)
+    render_job(SessionRequest(session_id))                 -> RenderJobInfo (state, progress)
     cancel(SessionRequest(session_id))                     -> CancelResponse
     status(StatusRequest(session_id=""))                   -> WorkerStatus
     get_file(FileRequest(session_id, path))                -> FileResponse (a local path to read)
@@ -29,25 +32,34 @@ request names something outside the session. The render's output lands in the pr
 How it works:
 
 - One engine thread runs every engine call (previews and render chunks), so the engine and its
-  caches are never used from two threads. Renders advance one chunk per turn, and pending
-  previews are served between chunks, so the slider stays live while a render runs.
+  caches are never used from two threads. Renders advance one chunk per turn; previews are
+  served round-robin between sessions, a render step after each round, so the slider stays live
+  while a render runs. The final encode of a render runs on its own thread, cancellable between
+  frames; control calls (status, cancel, close, render_job) never wait for the engine.
 - Previews coalesce: each session has one preview slot. A newer request replaces a queued older
   one (the older caller receives the newer result, ``superseded=True``), and a session computes
   at most one preview per ``preview_interval`` seconds (the first one at once). The last
-  guidance always wins.
+  guidance always wins. Finished previews are cached for every session of the same clip.
 - Sessions are isolated: ids are unguessable (``secrets``); each session owns its own project
   folder under ``projects_root`` and a project is open in at most one session; files are served
-  only from the session's own folder (no ``..``, absolute paths or symlinks out).
-- Renders save every finished chunk into the project, so a killed worker resumes the same render
-  from the last finished chunk (``render_steps`` in ``sparkvsr.render``).
+  only from the session's own folder (no ``..``, absolute paths or symlinks out). Idle sessions
+  close after ``idle_timeout`` (never while their project renders).
+- One writer per project: an open project holds its folder's lock (``sparkvsr.project_lock``),
+  so the CLI, batch or another worker cannot write it meanwhile (and vice versa).
+- Renders are jobs of the project, not of the caller: they run on when the caller stops
+  iterating or closes its session, can be followed again (``attach``) and cancelled from any
+  session of the project. They save every finished chunk, so a killed worker resumes the same
+  render from the last finished chunk (``render_steps`` in ``sparkvsr.render``).
 
-Modules: ``requests`` (request/response types, config, errors), ``sessions`` (per-session
-state), ``jobs`` (render jobs), ``core`` (the Worker and its engine thread), ``clients``
+Modules: ``requests`` (request/response types, config, errors), ``limits`` (ranges and
+sizes), ``sessions`` (per-session and per-project state), ``previews`` (coalescing slots, shared
+cache), ``jobs`` (render jobs), ``core`` (the Worker and its engine thread), ``clients``
 (in-process and HTTP clients), ``wire`` (JSON wire form).
 """
 
 from sparkvsr.worker.clients import METHODS, HttpClient, InProcessClient, WorkerClient
 from sparkvsr.worker.core import Worker
+from sparkvsr.worker.limits import RequestError, TooLarge
 from sparkvsr.worker.requests import (
     AccessDenied,
     CancelResponse,
@@ -64,6 +76,7 @@ from sparkvsr.worker.requests import (
     ReferenceInfo,
     ReferenceRequest,
     ReferenceResponse,
+    RenderJobInfo,
     RenderRequest,
     SessionInfo,
     SessionNotFound,
@@ -74,7 +87,7 @@ from sparkvsr.worker.requests import (
     WorkerConfig,
     WorkerStatus,
 )
-from sparkvsr.worker.sessions import Session
+from sparkvsr.worker.sessions import OpenProject, Session
 from sparkvsr.worker.wire import from_wire, to_wire
 
 __all__ = [
@@ -91,18 +104,22 @@ __all__ = [
     "KeyframeRequest",
     "KeyframesResponse",
     "OpenClipRequest",
+    "OpenProject",
     "PreviewRequest",
     "PreviewResponse",
     "ReferenceInfo",
     "ReferenceRequest",
     "ReferenceResponse",
+    "RenderJobInfo",
     "RenderRequest",
+    "RequestError",
     "Session",
     "SessionInfo",
     "SessionNotFound",
     "SessionRequest",
     "SettingsRequest",
     "StatusRequest",
+    "TooLarge",
     "UploadResponse",
     "Worker",
     "WorkerClient",

@@ -29,6 +29,7 @@ from sparkvsr.worker.requests import (
     PreviewResponse,
     ReferenceRequest,
     ReferenceResponse,
+    RenderJobInfo,
     RenderRequest,
     SessionInfo,
     SessionRequest,
@@ -55,6 +56,8 @@ class WorkerClient(Protocol):
     def preview(self, request: PreviewRequest) -> PreviewResponse: ...
     def render(self, request: RenderRequest) -> Iterator[RenderProgress]: ...
     def cancel(self, request: SessionRequest) -> CancelResponse: ...
+    def render_job(self, request: SessionRequest) -> RenderJobInfo: ...
+    def attach(self, request: SessionRequest) -> Iterator[RenderProgress]: ...
     def status(self, request: StatusRequest | None = None) -> WorkerStatus: ...
     def get_file(self, request: FileRequest) -> FileResponse: ...
     def upload_clip(self, local_path: str | Path) -> UploadResponse: ...
@@ -72,10 +75,11 @@ METHODS: dict[str, tuple[type, type | None]] = {
     "reference": (KeyframeRequest, ReferenceResponse),
     "preview": (PreviewRequest, PreviewResponse),
     "cancel": (SessionRequest, CancelResponse),
+    "render_job": (SessionRequest, RenderJobInfo),
     "status": (StatusRequest, WorkerStatus),
 }
 """Request/response types of the plain (non-streaming) methods; ``render`` streams
-RenderProgress and ``get_file`` transfers bytes."""
+RenderProgress (as does ``attach``) and ``get_file`` transfers bytes."""
 
 
 class InProcessClient:
@@ -117,6 +121,12 @@ class InProcessClient:
 
     def cancel(self, request: SessionRequest) -> CancelResponse:
         return self.worker.cancel(request)
+
+    def render_job(self, request: SessionRequest) -> RenderJobInfo:
+        return self.worker.render_job(request)
+
+    def attach(self, request: SessionRequest) -> Iterator[RenderProgress]:
+        return self.worker.attach(request)
 
     def status(self, request: StatusRequest | None = None) -> WorkerStatus:
         return self.worker.status(request)
@@ -209,13 +219,24 @@ class HttpClient:
     def cancel(self, request: SessionRequest) -> CancelResponse:
         return self._call("cancel", request)
 
+    def render_job(self, request: SessionRequest) -> RenderJobInfo:
+        return self._call("render_job", request)
+
+    def attach(self, request: SessionRequest) -> Iterator[RenderProgress]:
+        """Follow the project's running (or last) render from its start (NDJSON stream)."""
+        return self._stream("attach", request)
+
     def status(self, request: StatusRequest | None = None) -> WorkerStatus:
         return self._call("status", request or StatusRequest())
 
     def render(self, request: RenderRequest) -> Iterator[RenderProgress]:
-        """Streams progress lines (NDJSON) from the worker; raises the worker's error, if any."""
+        """Streams progress lines (NDJSON) from the worker; raises the worker's error, if any.
+        Stopping the iteration leaves the render running on the worker (see ``attach``)."""
+        return self._stream("render", request)
+
+    def _stream(self, method: str, request: Any) -> Iterator[RenderProgress]:
         try:
-            with self._http.stream("POST", "/api/render", json=to_wire(request)) as reply:
+            with self._http.stream("POST", f"/api/{method}", json=to_wire(request)) as reply:
                 if reply.status_code != 200:
                     _raise_for_error(reply.status_code, reply.read())
                 for line in reply.iter_lines():

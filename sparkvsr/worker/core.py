@@ -4,13 +4,14 @@ docstring for its methods)."""
 from __future__ import annotations
 
 import contextlib
-import queue
+import ctypes
+import gc
 import secrets
 import shutil
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import replace
 from pathlib import Path
@@ -18,14 +19,14 @@ from typing import Any
 
 from sparkvsr import media, workspace
 from sparkvsr.engines import load_engine
-from sparkvsr.engines.base import Engine
+from sparkvsr.engines.base import Engine, EngineStatus
 from sparkvsr.errors import EditorError, KeyframeError, ProjectError, SparkVSRError
 from sparkvsr.project import ClipSummary, EngineSettings, Project, safe_join
 from sparkvsr.references import EDITORS, load_editor
 from sparkvsr.references.base import Editor, EditRequest
 from sparkvsr.render import RenderProgress, render_fingerprint, render_steps
 from sparkvsr.viewport import engine_preview
-from sparkvsr.worker.jobs import DONE, RenderJob, drain
+from sparkvsr.worker.jobs import RenderJob
 from sparkvsr.worker.limits import (
     GUIDANCE_RANGE,
     RequestError,
@@ -35,6 +36,7 @@ from sparkvsr.worker.limits import (
     check_settings,
     upload_pixel_limit,
 )
+from sparkvsr.worker.previews import PreviewCache, PreviewSlot, preview_key
 from sparkvsr.worker.requests import (
     AccessDenied,
     CancelResponse,
@@ -51,6 +53,7 @@ from sparkvsr.worker.requests import (
     ReferenceInfo,
     ReferenceRequest,
     ReferenceResponse,
+    RenderJobInfo,
     RenderRequest,
     SessionInfo,
     SessionNotFound,
@@ -63,7 +66,7 @@ from sparkvsr.worker.requests import (
 )
 from sparkvsr.worker.sessions import (
     PROJECT_NAME,
-    PreviewSlot,
+    OpenProject,
     Session,
     check_index,
     keyframes_response,
@@ -90,19 +93,34 @@ class Worker:
         self._editors: dict[str, tuple[Editor, threading.Lock]] = {}
         self._editor_lock = threading.Lock()
         self._sessions: dict[str, Session] = {}
+        self._projects: dict[str, OpenProject] = {}
         self._opening: set[str] = set()
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._preview_queue: deque[Session] = deque()
-        self._renders: deque[Session] = deque()
+        self._renders: deque[tuple[OpenProject, RenderJob]] = deque()
+        self._previews_in_a_row = 0
+        self._round: deque[Session] = deque()  # the rest of the current preview round
+        self._last_group: tuple = ()
+        self._clips_to_close: list[media.Clip] = []
+        self._engine_chores: list[Callable[[], None]] = []
+        self._encoders: set[threading.Thread] = set()
+        self.previews = PreviewCache(self.config.preview_cache_bytes)
         self._closing = False
+        self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sparkvsr-engine", daemon=True)
         self._thread.start()
+        self._reaper = threading.Thread(target=self._reap, name="sparkvsr-reaper", daemon=True)
+        self._reaper.start()
 
     # Sessions -----------------------------------------------------------------------------
     def open_clip(self, request: OpenClipRequest) -> SessionInfo:
         """Open (or reopen) a project in a new session. The project folder is created under
-        ``projects_root``; a project already open in another session is refused.
+        ``projects_root``. A project open in another session is refused unless
+        ``request.take_over`` (that session is closed); a project whose render still runs with
+        no session (its tab was closed) is joined, and the render can be followed (``attach``).
+        Another process writing the project (CLI, batch, another worker) is refused by its lock,
+        naming it.
         """
         if request.clip_path:
             self._check_clip_allowed(request.clip_path)
@@ -115,18 +133,43 @@ class Worker:
                 f"project {name!r} belongs to another browser; open your own projects, or "
                 "upload the clip to start one"
             )
+        session_id = secrets.token_urlsafe(24)
+        # 1. reserve the project: join the open one, or mark it as being opened
         with self._lock:
-            if name in self._opening or any(s.name == name for s in self._sessions.values()):
+            shared = self._projects.get(name)
+            holders = [self._sessions[i] for i in shared.sessions] if shared else []
+            if name in self._opening or (holders and not request.take_over):
                 raise AccessDenied(
-                    f"project {name!r} is open in another session; close that session first or "
-                    "open the clip as a new project"
+                    f"project {name!r} is open in another session; close that session first, "
+                    "open it with take_over, or open the clip as a new project"
                 )
-            # Reserve the name while the (slow) probe runs, so two opens cannot race.
-            self._opening.add(name)
+            if shared is None:
+                self._opening.add(name)  # so two opens cannot race while the probe runs
+            else:
+                shared.sessions.add(session_id)  # keeps it open while the clips open
+        for holder in holders:
+            self._end_session(holder)
+        # 2. open the project (taking its writer lock) unless it is open already
+        if shared is None:
+            try:
+                project, _ = self._open_or_create(folder, request.clip_path)
+                shared = OpenProject(name, project, project.reference_images(), {session_id})
+                with self._lock:
+                    self._projects[name] = shared
+            finally:
+                with self._lock:
+                    self._opening.discard(name)
+        # 3. the session's own clip readers
         try:
-            project, clip_path = self._open_or_create(folder, request.clip_path)
+            clip_path = shared.project.state.clip.path
+            if request.clip_path and Path(request.clip_path).resolve() != Path(clip_path):
+                raise ProjectError(
+                    f"project {name!r} belongs to {clip_path}, not {request.clip_path}; open the "
+                    "clip without a project name to start a new one"
+                )
             if reused and not (
-                workspace.may_open(folder, request.owner) or workspace.is_pristine(project.state)
+                workspace.may_open(folder, request.owner)
+                or workspace.is_pristine(shared.project.state)
             ):
                 raise AccessDenied(f"project {name!r} belongs to another browser")
             if request.owner and workspace.project_owner(folder) != workspace.owner_hash(
@@ -135,32 +178,30 @@ class Worker:
                 # a new project, or an untouched one reused: it is the caller's from now on
                 workspace.set_owner(folder, request.owner)
             scrub_clip = media.open_clip(clip_path)
-            engine_clip = media.open_clip(clip_path)
-            session = Session(
-                id=secrets.token_urlsafe(24),
-                name=name,
-                project=project,
-                scrub_clip=scrub_clip,
-                engine_clip=engine_clip,
-                references=project.reference_images(),
-            )
+            try:
+                engine_clip = media.open_clip(clip_path)
+            except BaseException:
+                scrub_clip.close()
+                raise
+        except BaseException:
             with self._lock:
-                self._sessions[session.id] = session
-        finally:
-            with self._lock:
-                self._opening.discard(name)
+                shared.sessions.discard(session_id)
+            self._release_if_unused(shared)
+            raise
+        session = Session(session_id, shared, scrub_clip, engine_clip)
+        with self._lock:
+            self._sessions[session.id] = session
         return self._session_info(session)
 
     def close_session(self, request: SessionRequest) -> SessionInfo:
-        """Close a session: its render is cancelled, its project stays on disk."""
+        """Close a session at once: its clip readers, queued previews and, when no other session
+        or render needs it, its project (writer lock, References, caches) are released. A render
+        of the project keeps running (re-open the project to follow it, or cancel it first);
+        the project stays on disk.
+        """
         session = self._session(request.session_id)
         info = self._session_info(session)
-        if session.render is not None:
-            session.render.cancel.set()
-        with self._lock:
-            self._sessions.pop(session.id, None)
-        with session.lock:
-            session.scrub_clip.close()
+        self._end_session(session)
         return info
 
     def update_settings(self, request: SettingsRequest) -> SessionInfo:
@@ -174,9 +215,7 @@ class Worker:
             {**changes, "guidance": request.guidance, "crf": request.crf},
             output_size(session.project.state),
         )
-        with session.lock:
-            if session.render is not None:
-                raise ProjectError("a render is running in this session; cancel it first")
+        with session.shared.lock:  # a running render keeps the settings it started with
             project = session.project
             if changes:
                 project.set_options(replace(project.state.options, **changes))
@@ -245,7 +284,7 @@ class Worker:
         editor, lock = self._editor(request.editor)
         with lock:  # one call per editor at a time (a local model holds one GPU context)
             reference = editor.make(lr_frame, output_size(session.project.state), edit)
-        with session.lock:
+        with session.shared.lock:
             session.project.set_reference(request.frame, reference)
             session.references[request.frame] = reference.image
         return ReferenceResponse(
@@ -275,7 +314,14 @@ class Worker:
         check_index(request.frame, session)
         check_float("guidance", request.guidance, *GUIDANCE_RANGE)
         waiter: Future = Future()
+        key = self._preview_key(session, request)
+        cached = self.previews.get(key)
+        if cached is not None:  # the same frame of the same clip and settings, from any session
+            waiter.set_result(PreviewResponse(request.frame, request.guidance, cached))
+            return waiter
         with self._wake:
+            if session.closed:
+                raise SessionNotFound("the session was closed; open the clip again")
             if session.preview is None:
                 session.preview = PreviewSlot(request, [(waiter, request)])
                 self._preview_queue.append(session)
@@ -286,21 +332,49 @@ class Worker:
         return waiter
 
     def render(self, request: RenderRequest) -> Iterator[RenderProgress]:
-        """Render the session's project; yields progress until the final ``stage="done"``.
+        """Start rendering the session's project; yields its progress until ``stage="done"``.
 
-        The render runs on the worker whether or not the caller keeps iterating; ``cancel``
-        stops it after the current chunk (raising Cancelled here). Resumes finished chunks.
+        The render is a job of the worker: it keeps running when the caller stops iterating
+        (follow it again with ``attach``, see it with ``render_job``). It renders the project's
+        settings as they are when it starts; changes made meanwhile (pins, References, settings)
+        are kept for the next render. ``cancel`` (from any session of the project) stops it
+        between chunks or between frames of the final encode, raising Cancelled here.
+        Finished chunks are kept, so the next render resumes.
         """
         session = self._session(request.session_id)
         job = self._start_render(session, request)
-        return drain(job)
+        return job.follow()
+
+    def attach(self, request: SessionRequest) -> Iterator[RenderProgress]:
+        """Follow the project's running (or last) render from its start: every progress update,
+        then its end (Cancelled or the render's error is raised, like ``render``)."""
+        session = self._session(request.session_id)
+        job = session.shared.job
+        if job is None:
+            raise ProjectError(
+                f"project {session.name!r} has no render since the worker started; start one"
+            )
+        return job.follow()
+
+    def render_job(self, request: SessionRequest) -> RenderJobInfo:
+        """Where the project's running (or last) render stands; ``state="none"`` if it has had
+        none since the worker started. Never waits for the engine."""
+        session = self._session(request.session_id)
+        job = session.shared.job
+        if job is None:
+            state = session.project.state
+            return RenderJobInfo("", session.name, "none", None, "", state.guidance)
+        return job.info()
 
     def cancel(self, request: SessionRequest) -> CancelResponse:
+        """Cancel the project's running render (from any of its sessions)."""
         session = self._session(request.session_id)
-        job = session.render
-        if job is None:
+        job = session.shared.job
+        if job is None or not job.running:
             return CancelResponse(False)
         job.cancel.set()
+        with self._wake:
+            self._wake.notify_all()
         return CancelResponse(True)
 
     def status(self, request: StatusRequest | None = None) -> WorkerStatus:
@@ -308,13 +382,13 @@ class Worker:
         render = None
         if request.session_id:
             session = self._session(request.session_id)
-            job = session.render
-            render = job.last if job else session.last_render
+            job = session.shared.job
+            render = job.last if job else None
         with self._lock:
             sessions = len(self._sessions)
-            running = len(self._renders)
+            running = sum(1 for p in self._projects.values() if p.rendering)
         return WorkerStatus(
-            engine=self.engine.status(),
+            engine=self._engine_status(),
             editors=tuple(EDITORS),
             sessions=sessions,
             previews_computed=self.previews_computed,
@@ -391,18 +465,31 @@ class Worker:
 
     # Lifetime -----------------------------------------------------------------------------
     def close(self) -> None:
-        """Cancel renders, stop the engine thread, close every session."""
+        """Cancel renders, stop the engine thread, close every session, release projects."""
         with self._wake:
             self._closing = True
-            sessions = list(self._sessions.values())
-            for session in sessions:
-                if session.render is not None:
-                    session.render.cancel.set()
+            for shared in self._projects.values():
+                if shared.job is not None:
+                    shared.job.cancel.set()
             self._wake.notify_all()
+        self._stopped.set()
         self._thread.join(timeout=60)
+        for encoder in list(self._encoders):
+            encoder.join(timeout=30)
+        with self._lock:
+            sessions = list(self._sessions.values())
         for session in sessions:
             with contextlib.suppress(Exception):
-                self.close_session(SessionRequest(session.id))
+                self._end_session(session)
+        for clip in self._clips_to_close:
+            with contextlib.suppress(Exception):
+                clip.close()
+        with self._lock:
+            projects = list(self._projects.values())
+            self._projects.clear()
+        for shared in projects:
+            shared.project.close()
+        self.previews.clear()
 
     def __enter__(self) -> Worker:
         return self
@@ -413,7 +500,9 @@ class Worker:
     # Internals: sessions ------------------------------------------------------------------
     def _session(self, session_id: str) -> Session:
         with self._lock:
-            session = self._sessions.get(session_id)
+            session = self._sessions.get(session_id) if isinstance(session_id, str) else None
+            if session is not None:
+                session.last_used = time.monotonic()
         if session is None:
             raise SessionNotFound(
                 "no open session with that id; it was closed or the worker restarted. Open the "
@@ -435,7 +524,7 @@ class Worker:
         if not (request.reuse and request.clip_path):
             return ""
         with self._lock:
-            busy = {*self._opening, *(s.name for s in self._sessions.values())}
+            busy = {*self._opening, *self._projects}
         return workspace.find_reusable(
             self.projects_root, request.clip_path, request.owner, busy=busy
         )
@@ -454,15 +543,19 @@ class Worker:
 
     def _open_or_create(self, folder: Path, clip_path: str) -> tuple[Project, str]:
         if Project.is_project(folder):
-            project = Project.open(folder, require_clip=not clip_path)
-            if clip_path and not Path(project.state.clip.path).exists():
-                # the project's clip moved: relink when the given clip has the same frames
-                project.relink_clip(ClipSummary.from_info(media.probe(clip_path)))
-            if clip_path and Path(clip_path).resolve() != Path(project.state.clip.path):
-                raise ProjectError(
-                    f"project {folder.name!r} belongs to {project.state.clip.path}, not "
-                    f"{clip_path}; open the clip without a project name to start a new one"
-                )
+            project = Project.open(folder, require_clip=not clip_path, lock=LOCK_PURPOSE)
+            try:
+                if clip_path and not Path(project.state.clip.path).exists():
+                    # the project's clip moved: relink when the given clip has the same frames
+                    project.relink_clip(ClipSummary.from_info(media.probe(clip_path)))
+                if clip_path and Path(clip_path).resolve() != Path(project.state.clip.path):
+                    raise ProjectError(
+                        f"project {folder.name!r} belongs to {project.state.clip.path}, not "
+                        f"{clip_path}; open the clip without a project name to start a new one"
+                    )
+            except BaseException:
+                project.close()
+                raise
             return project, project.state.clip.path
         if not clip_path:
             raise ProjectError(f"project {folder.name!r} does not exist; give a clip path")
@@ -473,6 +566,7 @@ class Worker:
             ClipSummary.from_info(info),
             engine=EngineSettings(engine_status.name, engine_status.model),
             options=self.config.options,
+            lock=LOCK_PURPOSE,
         )
         return project, info.path
 
@@ -532,32 +626,112 @@ class Worker:
         return editor, lock
 
     def _start_render(self, session: Session, request: RenderRequest) -> RenderJob:
-        with session.lock:
-            if session.render is not None:
-                raise ProjectError("a render is already running in this session; cancel it first")
+        shared = session.shared
+        with shared.lock:
+            if shared.rendering:
+                raise ProjectError(
+                    f"a render of project {shared.name!r} is already running; follow it (attach) "
+                    "or cancel it first"
+                )
             if request.guidance is not None:
-                session.project.set_guidance(request.guidance)
-            output = request.output or session.project.state.output.path
+                check_float("guidance", request.guidance, *GUIDANCE_RANGE)
+                shared.project.set_guidance(request.guidance)
+            output = request.output or shared.project.state.output.path
             try:
-                out_path = safe_join(session.project.folder, output)
+                out_path = safe_join(shared.project.folder, output)
             except ProjectError as e:
                 raise AccessDenied(str(e)) from e
-            updates: queue.Queue = queue.Queue()
-            cancel = threading.Event()
-            job = RenderJob(steps=iter(()), updates=updates, cancel=cancel)
-
-            def report(update: RenderProgress) -> None:
-                job.last = update
-                updates.put(update)
-
+            job = RenderJob(shared.name, iter(()), str(out_path), shared.project.state.guidance)
             job.steps = render_steps(
-                self.engine, session.project, output=out_path, progress=report, cancel=cancel.is_set
+                self.engine,
+                shared.project,
+                output=out_path,
+                progress=job.publish,
+                cancel=job.cancel.is_set,
             )
-            session.render = job
+            shared.job = job
         with self._wake:
-            self._renders.append(session)
+            self._renders.append((shared, job))
             self._wake.notify_all()
         return job
+
+    def _end_session(self, session: Session) -> None:
+        """Forget a session and close what it holds now (idempotent)."""
+        with self._wake:
+            if session.closed:
+                return
+            session.closed = True
+            self._sessions.pop(session.id, None)
+            session.shared.sessions.discard(session.id)
+            if session in self._preview_queue:
+                self._preview_queue.remove(session)
+            slot, session.preview = session.preview, None
+            # the engine thread may be reading this clip: it closes it between two tasks
+            self._clips_to_close.append(session.engine_clip)
+            self._wake.notify_all()
+        for waiter, _ in slot.waiters if slot else ():
+            if not waiter.done():
+                waiter.set_exception(SessionNotFound("the session was closed during the preview"))
+        with session.lock:
+            session.scrub_clip.close()
+        self._release_if_unused(session.shared)
+
+    def _release_if_unused(self, shared: OpenProject) -> None:
+        """Release a project no session and no running render needs: its writer lock and its
+        References; when no project is left at all, the preview caches too."""
+        with self._lock:
+            if shared.sessions or shared.rendering or self._projects.get(shared.name) is not shared:
+                return
+            del self._projects[shared.name]
+            idle = not self._projects and not self._sessions
+        shared.project.close()
+        shared.references.clear()
+        if idle:
+            self._release_memory()
+
+    def _release_memory(self) -> None:
+        """Return what the sessions used: preview caches, the engine's caches, freed heap."""
+        self.previews.clear()
+        release = getattr(self.engine, "release_caches", None)
+        if callable(release):
+            with self._wake:  # the engine's caches belong to the engine thread
+                self._engine_chores.append(release)
+                self._wake.notify_all()
+        gc.collect()
+        _trim_heap()
+
+    def _reap(self) -> None:
+        """Close sessions idle for ``idle_timeout`` (never while their project renders)."""
+        period = max(0.05, min(60.0, (self.config.idle_timeout or 240.0) / 4))
+        while not self._stopped.wait(period):
+            now = time.monotonic()
+            with self._lock:
+                idle = [
+                    s
+                    for s in self._sessions.values()
+                    if self.config.idle_timeout
+                    and now - s.last_used > self.config.idle_timeout
+                    and not s.shared.rendering
+                ]
+            for session in idle:
+                with contextlib.suppress(Exception):
+                    self._end_session(session)
+
+    def _engine_status(self) -> EngineStatus:
+        # The engine thread may change the engine's caches while this reads them.
+        for _ in range(5):
+            try:
+                return self.engine.status()
+            except RuntimeError:
+                time.sleep(0.001)
+        return self.engine.status()
+
+    def _preview_key(self, session: Session, request: PreviewRequest) -> tuple:
+        # the same frame seen at another size or zoom is another image
+        key = preview_key(
+            session.engine_clip.identity, session.project.state, request.frame, request.guidance
+        )
+        return (*key, request.viewport)
 
     # Internals: the engine thread ---------------------------------------------------------
     def _run(self) -> None:
@@ -569,24 +743,66 @@ class Worker:
                     task = self._next_task()
                 if task is None:  # closing, nothing left to hand out
                     self._fail_pending_previews()
-                    return
-            kind, session = task
-            if kind == "preview":
-                self._run_preview(session)
+                    break
+            kind, target = task
+            if kind == "chores":
+                self._close_clips()
+                for chore in target:
+                    with contextlib.suppress(Exception):
+                        chore()
+            elif kind == "preview":
+                self._run_preview(target)
             else:
-                self._run_render_step(session)
+                self._run_render_step(*target)
+        self._close_clips()
 
-    def _next_task(self) -> tuple[str, Session] | None:
-        """Pick the next engine task (lock held): a due preview first, then a render step."""
-        now = time.monotonic()
-        for session in list(self._preview_queue):
-            if now >= session.last_preview + self.config.preview_interval:
-                self._preview_queue.remove(session)
-                return "preview", session
+    def _next_task(self) -> tuple[str, Any] | None:
+        """Pick the next engine task (lock held): chores (clips to close, caches to drop), then
+        due previews round-robin between sessions, with a render step after each round."""
+        if self._clips_to_close or self._engine_chores:
+            chores, self._engine_chores = self._engine_chores, []
+            return "chores", chores
+        if self._renders and (self._previews_in_a_row >= max(1, len(self._sessions))):
+            self._previews_in_a_row = 0
+            return "render", self._renders.popleft()
+        session = self._next_preview()
+        if session is not None:
+            self._preview_queue.remove(session)
+            self._previews_in_a_row += 1
+            return "preview", session
         if self._renders:
-            session = self._renders.popleft()
-            return "render", session
+            self._previews_in_a_row = 0
+            return "render", self._renders.popleft()
         return None
+
+    def _next_preview(self) -> Session | None:
+        """The next due preview (lock held). Previews are served in rounds: every session due
+        when a round starts is served once in it, those of the same clip and keyframes one
+        after another (the engine's per-clip work stays warm instead of being rebuilt for
+        every other session), and a session asking meanwhile waits for the next round."""
+        while self._round:
+            session = self._round.popleft()
+            if session in self._preview_queue:
+                self._last_group = _preview_group(session)
+                return session
+        now = time.monotonic()
+        due = [
+            s for s in self._preview_queue if now >= s.last_preview + self.config.preview_interval
+        ]
+        if not due:
+            return None
+        last = self._last_group
+        due.sort(key=lambda s: (_preview_group(s) != last, _preview_group(s)))  # stable
+        self._round.extend(due[1:])
+        self._last_group = _preview_group(due[0])
+        return due[0]
+
+    def _close_clips(self) -> None:
+        with self._lock:
+            clips, self._clips_to_close = self._clips_to_close, []
+        for clip in clips:
+            with contextlib.suppress(Exception):
+                clip.close()
 
     def _wait_time(self) -> float | None:
         if not self._preview_queue:
@@ -598,58 +814,105 @@ class Worker:
         with self._wake:
             slot, session.preview = session.preview, None
             session.last_preview = time.monotonic()
+            if session.closed:
+                return
         if slot is None:
             return
         request = slot.request
         try:
-            with session.lock:
+            with session.shared.lock:
                 state = session.project.state
                 references = {k: v for k, v in session.references.items() if k in state.keyframes}
-            options = replace(state.restore_options(), guidance=request.guidance)
-            image = engine_preview(
-                self.engine,
-                session.engine_clip,
-                references,
-                request.frame,
-                options,
-                request.viewport,
-            )
-            self.previews_computed += 1
+            key = self._preview_key(session, request)
+            image = self.previews.get(key)
+            if image is None:
+                options = replace(state.restore_options(), guidance=request.guidance)
+                image = engine_preview(
+                    self.engine,
+                    session.engine_clip,
+                    references,
+                    request.frame,
+                    options,
+                    request.viewport,
+                )
+                self.previews_computed += 1
+                self.previews.put(key, image)
         except BaseException as e:
             for waiter, _ in slot.waiters:
-                waiter.set_exception(e)
+                if not waiter.done():
+                    waiter.set_exception(e)
             return
         for waiter, asked in slot.waiters:
-            waiter.set_result(
-                PreviewResponse(request.frame, request.guidance, image, superseded=asked != request)
-            )
+            if not waiter.done():
+                waiter.set_result(
+                    PreviewResponse(
+                        request.frame, request.guidance, image, superseded=asked != request
+                    )
+                )
 
-    def _run_render_step(self, session: Session) -> None:
-        job = session.render
-        if job is None:
-            return
-        finished = False
+    def _run_render_step(self, shared: OpenProject, job: RenderJob) -> None:
+        """One chunk of a render on the engine thread; the final encode goes to its own thread
+        (cancellable between frames) so previews and other renders go on meanwhile."""
         try:
             if self._closing:
                 job.cancel.set()
-            next(job.steps)
+            step = next(job.steps)
         except StopIteration:
-            finished = True
+            self._end_job(shared, job, None)
+            return
         except BaseException as e:
-            job.updates.put(e)
-            finished = True
-        if finished:
-            with session.lock:
-                session.render = None
-                session.last_render = job.last
-            job.updates.put(DONE)
+            self._end_job(shared, job, e)
+            return
+        if step.stage == "assemble":
+            job.set_state("encoding")
+            encoder = threading.Thread(
+                target=self._encode, args=(shared, job), name="sparkvsr-encode", daemon=True
+            )
+            with self._lock:
+                self._encoders.add(encoder)
+            encoder.start()
             return
         with self._wake:
-            self._renders.append(session)
+            self._renders.append((shared, job))
+
+    def _encode(self, shared: OpenProject, job: RenderJob) -> None:
+        try:
+            for _ in job.steps:
+                pass
+        except BaseException as e:
+            self._end_job(shared, job, e)
+        else:
+            self._end_job(shared, job, None)
+        finally:
+            with self._lock:
+                self._encoders.discard(threading.current_thread())
+
+    def _end_job(self, shared: OpenProject, job: RenderJob, error: BaseException | None) -> None:
+        with contextlib.suppress(Exception):
+            job.steps.close()
+        job.finish(error)
+        self._release_if_unused(shared)
 
     def _fail_pending_previews(self) -> None:
         for session in self._preview_queue:
             slot, session.preview = session.preview, None
             for waiter, _ in slot.waiters if slot else ():
-                waiter.set_exception(SparkVSRError("the worker is shutting down"))
+                if not waiter.done():
+                    waiter.set_exception(SparkVSRError("the worker is shutting down"))
         self._preview_queue.clear()
+
+
+LOCK_PURPOSE = "the SparkVSR worker"
+
+
+def _preview_group(session: Session) -> tuple:
+    """Sessions whose previews share the engine's per-clip work: same clip, same keyframes."""
+    state = session.project.state
+    return (state.clip.path, state.keyframes)
+
+
+def _trim_heap() -> None:
+    """Hand freed heap pages back to the system (glibc keeps them otherwise), so the worker's
+    memory returns to its idle size after sessions close."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)

@@ -45,6 +45,7 @@ class WorkerConfig:
     min_free_bytes:  free disk space an upload must leave on the projects' disk.
     idle_timeout:    seconds without requests after which a session is closed (never while
                      its project renders); 0 = never.
+    preview_cache_bytes: finished preview frames kept for every session of the same clip.
     """
 
     engine: str = "flow"
@@ -56,6 +57,7 @@ class WorkerConfig:
     max_upload_bytes: int = 4 << 30
     min_free_bytes: int = 1 << 30
     idle_timeout: float = 1800.0
+    preview_cache_bytes: int = 96 << 20
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,8 @@ class OpenClipRequest:
                count and size required).
     project:   a project name (a folder under the worker's projects root): reopened when it
                exists, created otherwise. Empty: a new project named after the clip.
+    take_over: the project is open in another session (a tab that was reloaded or left open):
+               close that session and open it here (its render, if any, keeps running).
     owner:     the caller's owner secret (the studio: its browser's). A project made with one
                opens only for the same secret; empty = the trusted host (no check, no owner).
     reuse:     without ``project``: reopen the owner's latest project of this clip, or an
@@ -77,6 +81,7 @@ class OpenClipRequest:
 
     clip_path: str = ""
     project: str = ""
+    take_over: bool = False
     owner: str = field(default="", repr=False)
     reuse: bool = False
 
@@ -242,8 +247,34 @@ class RenderRequest:
 
 
 @dataclass(frozen=True)
+class RenderJobInfo:
+    """Where a project's render job stands (``render_job``): it runs on the worker whether or
+    not any client follows it.
+
+    state:    "rendering" | "encoding" | "done" | "cancelled" | "failed".
+    progress: the last progress update (None before the first); output: the clip it writes
+              (inside the project folder); guidance: the guidance it renders with (its settings
+              are those of the project when it started).
+    error / message: the error class and text when it failed or was cancelled.
+    started / finished: seconds since the epoch (finished 0 while running).
+    """
+
+    job_id: str
+    project: str
+    state: str
+    progress: RenderProgress | None
+    output: str
+    guidance: float
+    error: str = ""
+    message: str = ""
+    started: float = 0.0
+    finished: float = 0.0
+
+
+@dataclass(frozen=True)
 class CancelResponse:
-    """``cancelled``: a render was running and will stop after its current chunk."""
+    """``cancelled``: the project's render was running and stops (between chunks, or between
+    frames of the final encode); its job ends "cancelled"."""
 
     cancelled: bool
 

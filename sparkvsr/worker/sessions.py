@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import secrets
 import threading
-from concurrent.futures import Future
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,36 +14,57 @@ import numpy as np
 from sparkvsr import media
 from sparkvsr.errors import KeyframeError, ProjectError
 from sparkvsr.project import Project, ProjectState
-from sparkvsr.render import RenderProgress
 from sparkvsr.worker.jobs import RenderJob
-from sparkvsr.worker.requests import KeyframesResponse, PreviewRequest
+from sparkvsr.worker.previews import PreviewSlot
+from sparkvsr.worker.requests import KeyframesResponse
 
 PROJECT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
 @dataclass(eq=False)
-class PreviewSlot:
-    """The one queued preview of a session and everyone waiting for it."""
+class OpenProject:
+    """A project open in this worker: its Project (holding the folder's writer lock, so no
+    other process writes it), its Reference images, and its render job. Kept while a session
+    has it open or its render runs; released (lock and memory) when neither is left.
+    """
 
-    request: PreviewRequest
-    waiters: list[tuple[Future, PreviewRequest]]
+    name: str
+    project: Project
+    references: dict[int, np.ndarray]
+    sessions: set[str] = field(default_factory=set)
+    job: RenderJob | None = None  # the running render, or the last one
+    lock: threading.Lock = field(default_factory=threading.Lock)  # references and job
+
+    @property
+    def rendering(self) -> bool:
+        return self.job is not None and self.job.running
 
 
 @dataclass(eq=False)
 class Session:
-    """What the worker holds for one open session (mutable; guarded by ``lock``)."""
+    """What the worker holds for one open session (mutable)."""
 
     id: str
-    name: str
-    project: Project
+    shared: OpenProject
     scrub_clip: media.Clip  # read by request threads, under ``lock``
-    engine_clip: media.Clip  # read only on the engine thread
-    references: dict[int, np.ndarray]
+    engine_clip: media.Clip  # read only on the engine thread (which also closes it)
     lock: threading.Lock = field(default_factory=threading.Lock)
     preview: PreviewSlot | None = None
     last_preview: float = float("-inf")
-    render: RenderJob | None = None
-    last_render: RenderProgress | None = None  # the last progress of the last render
+    last_used: float = field(default_factory=time.monotonic)
+    closed: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.shared.name
+
+    @property
+    def project(self) -> Project:
+        return self.shared.project
+
+    @property
+    def references(self) -> dict[int, np.ndarray]:
+        return self.shared.references
 
 
 def new_project_name(clip_path: str) -> str:
