@@ -25,6 +25,7 @@ from sparkvsr.project import ClipSummary, EngineSettings, Project, safe_join
 from sparkvsr.references import EDITORS, load_editor
 from sparkvsr.references.base import Editor, EditRequest
 from sparkvsr.render import RenderProgress, render_fingerprint, render_steps
+from sparkvsr.viewport import engine_preview
 from sparkvsr.worker.jobs import RenderJob
 from sparkvsr.worker.limits import (
     GUIDANCE_RANGE,
@@ -781,9 +782,11 @@ class Worker:
         return self.engine.status()
 
     def _preview_key(self, session: Session, request: PreviewRequest) -> tuple:
-        return preview_key(
+        # the same frame seen at another size or zoom is another image
+        key = preview_key(
             session.engine_clip.identity, session.project.state, request.frame, request.guidance
         )
+        return (*key, request.viewport)
 
     # Internals: the engine thread ---------------------------------------------------------
     def _run(self) -> None:
@@ -879,7 +882,14 @@ class Worker:
             image = self.previews.get(key)
             if image is None:
                 options = replace(state.restore_options(), guidance=request.guidance)
-                image = self.engine.preview(session.engine_clip, references, request.frame, options)
+                image = engine_preview(
+                    self.engine,
+                    session.engine_clip,
+                    references,
+                    request.frame,
+                    options,
+                    request.viewport,
+                )
                 self.previews_computed += 1
                 self.previews.put(key, image)
         except BaseException as e:
