@@ -1,14 +1,23 @@
-"""Studio latency: guidance slider release -> full-quality preview image shown (Playwright).
+"""Studio latency in a real browser (Playwright + Debian chromium, a 1280x720 viewport).
 
-Setup: a synthetic 320x180 LR clip (48 frames, 24 fps) is written to a temp folder; ``app.py``
-serves it on the flow engine (in-process worker) on a free port. In headless chromium the
-script pins keyframes 0 and 32, makes classic references, and scrubs to frame 16 (between
-them, so the preview propagates both). Then, ``--runs`` times, it drags the guidance slider
-with the mouse to a new value and measures, inside the page, from the ``pointerup`` event to
-the ``load`` event of the new full-quality ``#preview`` image (1280x720, the label naming the
-new guidance). Prints one row per run and the median (target: at most 500 ms).
+Setup: ``app.py`` serves a clip on the flow engine (in-process worker) on a free port: a
+synthetic 320x180 clip (48 frames) written to a temp folder, or each ``--clip`` given (real
+footage, e.g. ``../shared/data/imageio_cockatoo.mp4`` at 720p and
+``../shared/data/yhjo09_Vid4_G_walk_ffv1.mkv`` at 480p). The script pins keyframes 0 and 32,
+makes classic references, and stands on frame 16 (between them, so a preview propagates
+both). Then, ``--runs`` times each, it measures inside the page, up to the ``load`` event of
+the new ``#preview`` image:
 
-Run: ``.venv/bin/python benchmarks/ui_latency.py [--runs 10] [--chromium /usr/bin/chromium]``
+- drag:    guidance slider ``pointerdown`` -> the first updated preview (live or full);
+- release: ``pointerup`` -> the full-quality preview naming the new guidance;
+- frame:   Enter in the timeline's frame box (a frame not shown before) -> that frame's
+           full-quality preview;
+- zoom:    a click on 200 % -> the zoomed full-quality preview (and back to Fit untimed).
+
+Prints one row per run and the median of each against its target (250 / 400 / 600 / 400 ms).
+
+Run: ``.venv/bin/python benchmarks/ui_latency.py [--runs 10] [--clip PATH ...]
+[--chromium /usr/bin/chromium]``
 """
 
 from __future__ import annotations
@@ -47,6 +56,41 @@ FRAMES = 48
 KEYFRAMES = (0, 32)
 PROBE_FRAME = 16
 TARGET_MS = 500.0
+TARGETS_MS = {"drag": 250.0, "release": 400.0, "frame": 600.0, "zoom": 400.0}
+VIEWPORT = {"width": 1280, "height": 720}
+
+# Resolves with the milliseconds from the first ``trigger`` event (capture phase, on an element
+# matching ``within``) to the load of the first #preview image after it that has a new src and
+# whose label passes ``ready(text)``.
+WATCH_JS = """
+([trigger, within, needText]) => new Promise((resolve, reject) => {
+  let start = null, before = null, finished = false;
+  const timeout = setTimeout(() => reject(new Error("no preview update in 120 s")), 120000);
+  const preview = document.querySelector("#preview");
+  const onTrigger = (event) => {
+    if (start !== null || !event.target.closest || !event.target.closest(within)) return;
+    if (trigger === "keydown" && event.key !== "Enter") return;
+    start = performance.now();
+    const img = preview.querySelector("img");
+    before = img ? img.getAttribute("src") : null;
+  };
+  document.addEventListener(trigger, onTrigger, { capture: true });
+  const check = () => {
+    const img = preview.querySelector("img");
+    if (finished || start === null || !img || img.getAttribute("src") === before) return;
+    if (needText && !preview.innerText.includes(needText)) return;
+    finished = true;
+    const done = () => { clearTimeout(timeout); observer.disconnect();
+                         document.removeEventListener(trigger, onTrigger, { capture: true });
+                         resolve(performance.now() - start); };
+    if (img.complete && img.naturalWidth > 0) done();
+    else img.addEventListener("load", done, { once: true });
+  };
+  const observer = new MutationObserver(check);
+  observer.observe(preview,
+                   { subtree: true, childList: true, attributes: true, characterData: true });
+})
+"""
 
 # Resolves with the milliseconds from the slider's pointerup to the load of the first preview
 # image after it that is both new (another src) and full quality (the live previews that a drag
@@ -187,11 +231,115 @@ def measure(page, value: float) -> tuple[float, float, tuple[int, int], str]:
     return float(elapsed), settled, tuple(size), final
 
 
+def watch(page, trigger: str, within: str, need_text: str) -> None:
+    """Start an in-page watcher (``WATCH_JS``); collect it with ``collect``."""
+    page.evaluate(
+        f"(args) => {{ window.__latency = ({WATCH_JS.strip()})(args); }}",
+        [trigger, within, need_text],
+    )
+
+
+def collect(page) -> float:
+    return float(page.evaluate("() => window.__latency"))
+
+
+def settle(page) -> None:
+    """Wait until the preview shows full quality again (between runs)."""
+    wait_text(page, "#preview", "full quality")
+    time.sleep(0.3)
+
+
+def measure_suite(page, runs: int) -> dict[str, list[float]]:
+    """``runs`` measurements of each action (see the module docstring) on the probe frame."""
+    values = [0.5, 1.5, 0.25, 1.75, 0.75, 1.25, 0.1, 1.9, 0.6, 1.4]
+    results: dict[str, list[float]] = {name: [] for name in TARGETS_MS}
+    for run in range(runs):
+        value = values[run % len(values)]
+        # drag: pointerdown -> first new image; then release -> full quality
+        watch(page, "pointerdown", "#guidance", "")
+        page.evaluate("() => { window.__drag = window.__latency; }")
+        page.evaluate(
+            f"(args) => {{ window.__release = ({WATCH_JS.strip()})(args); }}",
+            ["pointerup", "body", " · full quality"],
+        )
+        drag_guidance(page, value)
+        results["drag"].append(float(page.evaluate("() => window.__drag")))
+        results["release"].append(float(page.evaluate("() => window.__release")))
+        settle(page)
+    for run in range(runs):
+        frame = PROBE_FRAME + 1 + run  # a frame not shown before
+        box = page.locator("#scrubber input[type=number]")
+        box.fill(str(frame))
+        watch(page, "keydown", "#scrubber", f"Restored frame {frame} ")
+        box.press("Enter")
+        results["frame"].append(collect(page))
+        wait_text(page, "#preview", f"Restored frame {frame} ")
+        settle(page)
+    for _ in range(runs):
+        watch(page, "click", "#zoom", "full quality")
+        page.locator("#zoom label", has_text="200%").click()
+        results["zoom"].append(collect(page))
+        settle(page)
+        page.locator("#zoom label", has_text="Fit").click()
+        time.sleep(0.5)
+        settle(page)
+    return results
+
+
+def run_clip(clip: Path, runs: int, chromium: str) -> dict[str, list[float]]:
+    folder = Path(tempfile.mkdtemp(prefix="sparkvsr-ui-latency-"))
+    port = free_port()
+    process = start_app(clip, folder / "projects", port, folder / "app.log")
+    from playwright.sync_api import sync_playwright
+
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport=VIEWPORT)
+            page.set_default_timeout(600_000)
+            page.goto(f"http://127.0.0.1:{port}/")
+            prepare(page)
+            results = measure_suite(page, runs)
+            browser.close()
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        shutil.rmtree(folder, ignore_errors=True)
+    return results
+
+
+def print_suite(clip: Path, size: tuple[int, int], results: dict[str, list[float]]) -> None:
+    print(f"\n{clip.name} ({size[0]}x{size[1]}), viewport {VIEWPORT['width']}x{VIEWPORT['height']}")
+    print(f"{'action':>8} {'median ms':>10} {'min':>7} {'max':>7} {'target':>7}  runs (ms)")
+    for name, values in results.items():
+        median = statistics.median(values)
+        verdict = "meets" if median <= TARGETS_MS[name] else "misses"
+        runs = " ".join(f"{v:.0f}" for v in values)
+        print(
+            f"{name:>8} {median:>10.0f} {min(values):>7.0f} {max(values):>7.0f} "
+            f"{TARGETS_MS[name]:>7.0f}  {runs}  ({verdict})"
+        )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--chromium", default="/usr/bin/chromium")
+    parser.add_argument(
+        "--clip",
+        action="append",
+        type=Path,
+        default=[],
+        help="a real clip to measure the four actions on (repeatable)",
+    )
     args = parser.parse_args()
+    if args.clip:
+        from sparkvsr.media import probe
+
+        for clip in args.clip:
+            info = probe(clip)
+            print_suite(clip, (info.width, info.height), run_clip(clip, args.runs, args.chromium))
+        return 0
 
     from playwright.sync_api import sync_playwright
 

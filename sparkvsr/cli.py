@@ -547,6 +547,13 @@ def _add_worker(commands, name: str) -> None:
         help="largest clip a client may upload, in GiB (default 4; free disk space also counts)",
     )
     p.add_argument(
+        "--preview-frames",
+        type=int,
+        default=32,
+        help="flow: frames whose guidance-independent preview work is kept, for all sessions "
+        "together (default 32; bounded by 512 MiB): moving the slider on a kept frame is cheap",
+    )
+    p.add_argument(
         "--idle-timeout",
         type=float,
         default=30.0,
@@ -588,9 +595,12 @@ def _run_worker(args) -> int:
     )
     check_bind(options)
     # 2. Build the worker (the engine stays resident), then serve until interrupted.
+    engine_config = _engine_config(args)
+    if args.engine == "flow":
+        engine_config["preview_cache"] = args.preview_frames
     config = WorkerConfig(
         engine=args.engine,
-        engine_config=_engine_config(args),
+        engine_config=engine_config,
         projects_root=args.projects,
         preview_interval=args.preview_interval,
         clip_roots=tuple(args.clips),

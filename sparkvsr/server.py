@@ -53,6 +53,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sparkvsr.engines.base import COLOR_FIXES
 from sparkvsr.errors import Cancelled, SparkVSRError
 from sparkvsr.project import OUTPUT_CODECS, OUTPUT_PRESETS
+from sparkvsr.viewport import MAX_SIDE as VIEWPORT_MAX_SIDE
+from sparkvsr.viewport import MAX_ZOOM as VIEWPORT_MAX_ZOOM
 from sparkvsr.worker import (
     AccessDenied,
     FileRequest,
@@ -230,10 +232,22 @@ class ReferenceBody(_Strict):
     semantic_scale: Scale = 1.0
 
 
+class ViewportBody(_Strict):
+    width: Annotated[int, Field(ge=1, le=VIEWPORT_MAX_SIDE)]
+    height: Annotated[int, Field(ge=1, le=VIEWPORT_MAX_SIDE)]
+    zoom: Annotated[float, Field(ge=0.0, le=VIEWPORT_MAX_ZOOM, allow_inf_nan=False)] = 0.0
+    # a JSON array (strict mode takes no list for a tuple); the worker's Viewport makes it one
+    center: Annotated[
+        list[Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]],
+        Field(min_length=2, max_length=2),
+    ] = [0.5, 0.5]
+
+
 class PreviewBody(_Strict):
     session_id: SessionId
     frame: FrameIndex
     guidance: Guidance
+    viewport: ViewportBody | None = None
 
 
 class RenderBody(_Strict):

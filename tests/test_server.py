@@ -527,3 +527,21 @@ def test_a_render_goes_on_when_its_http_client_leaves_and_another_follows_it(tmp
             assert done.state == "done" and done.progress.frames_done == 24
             output = second.get_file(FileRequest(again.session_id, "output.mp4"))
             assert len(decode_all(Path(output.local_path))) == 24
+
+
+def test_a_flood_of_identical_log_lines_is_throttled():
+    import logging
+
+    from sparkvsr.server import LogThrottle
+
+    throttle = LogThrottle(burst=10, window=60.0)
+    records = [
+        logging.LogRecord(
+            "uvicorn.error", logging.WARNING, __file__, 1, "Invalid HTTP request", (), None
+        )
+        for _ in range(1000)
+    ]
+    passed = [r for r in records if throttle.filter(r)]
+    assert len(passed) == 10
+    other = logging.LogRecord("uvicorn.error", logging.WARNING, __file__, 1, "other", (), None)
+    assert throttle.filter(other)  # a different message has its own allowance

@@ -6,7 +6,9 @@ every action is a call on the worker client (in-process or HTTP).
 
 Modules: ``layout`` (components and wiring), ``callbacks`` (event handlers), ``state`` (the
 per-browser-session dataclass), ``timeline`` (timeline strip and frame label), ``images``
-(images the page shows), ``messages`` (readable errors), ``keyboard`` (arrow-key scrubbing).
+(images the page shows), ``messages`` (readable errors), ``keyboard`` (arrow-key scrubbing),
+``viewer`` (viewer size, zoom and pan: previews at the size they are seen), ``shortcuts``
+(typed numbers, timeline clicks and keys move the same sliders; the help popover).
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from ui.images import ViewImages
 from ui.keyboard import SCRUB_KEYS_JS
 from ui.layout import build_blocks
 from ui.messages import DISMISS_JS
+from ui.shortcuts import SHORTCUTS_JS
+from ui.viewer import VIEWER_SIZE_JS
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 CSS_FILE = ASSETS / "studio.css"
@@ -49,7 +53,10 @@ class StudioApp:
         allowed = [*self.allowed_paths, *kwargs.pop("allowed_paths", [])]
         return self.blocks.queue(default_concurrency_limit=None).launch(
             css=CSS_FILE.read_text() if CSS_FILE.exists() else None,
-            js=f"() => {{ ({SCRUB_KEYS_JS})(); ({DISMISS_JS})(); }}",
+            js=(
+                f"() => {{ ({SCRUB_KEYS_JS})(); ({DISMISS_JS})(); ({VIEWER_SIZE_JS})(); "
+                f"({SHORTCUTS_JS})(); }}"
+            ),
             theme=gr.themes.Soft(primary_hue="orange", neutral_hue="slate"),
             allowed_paths=allowed,
             footer_links=[],

@@ -48,6 +48,7 @@ from ui.images import ViewImages, upscale_for_compare
 from ui.messages import error_html, notice_html, render_hint
 from ui.state import StudioState
 from ui.timeline import frame_label, keyframe_caption, timeline_html
+from ui.viewer import ZOOMS, Viewers, before_view, parse_size
 
 log = logging.getLogger("sparkvsr.ui")
 
@@ -124,6 +125,7 @@ class Studio:
         # The last full-quality preview asked for per worker session, as (order, frame,
         # guidance): a live preview that finishes after it must not replace the full one.
         self._full_asked: dict[str, tuple[int, int, float]] = {}
+        self.viewers = Viewers()  # each tab's viewer size, zoom and pan
         self._order = itertools.count()
         # The render handler running per worker session: a Render pressed right after Cancel
         # waits for the cancelled one to finish its chunk instead of being refused unseen.
@@ -143,6 +145,7 @@ class Studio:
     def _forget(self, session_id: str) -> None:
         with self._tabs_lock:
             self._full_asked.pop(session_id, None)
+        self.viewers.forget(session_id)
 
     def unload(self, request: gr.Request) -> None:
         """The tab closed or reloaded: close its worker session now (the project stays)."""
@@ -760,7 +763,9 @@ class Studio:
         started = next(self._order)
         try:
             index = _clamp(frame, state)
-            response = self.client.preview(PreviewRequest(state.session_id, index, guidance))
+            viewport = self.viewers.get(state.session_id).viewport
+            request = PreviewRequest(state.session_id, index, guidance, viewport)
+            response = self.client.preview(request)
             if self._full_preview_wins(state.session_id, started, index, response.guidance):
                 return _skip(2)
             path = self.images.cheap(state.session_id, "live", response.image)
@@ -782,16 +787,54 @@ class Studio:
             index = _clamp(frame, state)
             with self._tabs_lock:
                 self._full_asked[state.session_id] = (next(self._order), index, float(guidance))
-            response = self.client.preview(PreviewRequest(state.session_id, index, guidance))
+            viewport = self.viewers.get(state.session_id).viewport
+            request = PreviewRequest(state.session_id, index, guidance, viewport)
+            response = self.client.preview(request)
             lr = self.client.frame(FrameRequest(state.session_id, index)).image
             path = self.images.full(state.session_id, "full", response.image)
-            before = upscale_for_compare(lr, (response.image.shape[1], response.image.shape[0]))
+            # the same part of the input frame, at the same size
+            size = _frame_size(state)
+            view = self.viewers.shown(state.session_id, size)
+            before = before_view(lr, view, (size[0] / lr.shape[1], size[1] / lr.shape[0]))
             # The "after" side is the same file: at 4x of 720p one JPEG costs a second.
             pair = (self.images.full(state.session_id, "before", before), path)
         except Exception as e:
             return _failed(2, e, "previewing")
         label = preview_label(index, response.guidance, live=False)
         return gr.Image(value=path, label=label), pair, gr.skip()
+
+    # Viewer -------------------------------------------------------------------------------
+    def set_viewer_size(self, state: StudioState | None, text: str, frame: float, guidance: float):
+        """``#viewport`` (the page measured its viewer): previews come at that size from now
+        on; the shown one is remade when the size changed. Outputs: preview, before/after, error."""
+        size = parse_size(text)
+        if state is None or size is None:
+            return _skip(3)
+        if (
+            self.viewers.get(state.session_id).width,
+            self.viewers.get(state.session_id).height,
+        ) == size:
+            return _skip(3)
+        self.viewers.update(state.session_id, width=size[0], height=size[1])
+        return self.preview_full(state, frame, guidance)
+
+    def set_zoom(self, state: StudioState | None, zoom: str, frame: float, guidance: float):
+        """``#zoom``: Fit, 100 %, 200 % or 400 % around the pan centre (a click on the
+        preview sets it). Outputs: preview, before/after, error."""
+        if state is None or zoom not in ZOOMS:
+            return _skip(3)
+        self.viewers.update(state.session_id, zoom=ZOOMS[zoom])
+        return self.preview_full(state, frame, guidance)
+
+    def pan_to(self, state: StudioState | None, frame: float, guidance: float, evt: gr.SelectData):
+        """A click on the preview centres the view there (zoomed: at once; fitted: for the
+        next zoom). Outputs: preview, before/after, error."""
+        if state is None or not isinstance(evt.index, list | tuple) or len(evt.index) != 2:
+            return _skip(3)
+        settings = self.viewers.pan_to(state.session_id, float(evt.index[0]), float(evt.index[1]))
+        if settings.zoom == 0:
+            return _skip(3)
+        return self.preview_full(state, frame, guidance)
 
     def _full_preview_wins(self, session_id: str, started: int, frame: int, guidance: float):
         """True when a full-quality preview was asked after this live one started, or for the
@@ -1107,6 +1150,11 @@ def _require(state: StudioState | None) -> StudioState:
     if state is None:
         raise NoClip("no clip is open: upload a clip or reopen a project first")
     return state
+
+
+def _frame_size(state: StudioState) -> tuple[int, int]:
+    """(width, height) of a whole restored frame: the output size, else the engine's."""
+    return state.render_size if min(state.render_size) > 0 else state.output_size
 
 
 def _clamp(frame: float | None, state: StudioState) -> int:

@@ -13,6 +13,8 @@ from sparkvsr.project import OUTPUT_PRESETS
 from sparkvsr.references.base import DEFAULT_TASK_PROMPT
 from ui import output as output_panel
 from ui.callbacks import AUTO_MODES, DOWNLOAD_LABEL, OPEN_OUTPUTS, Studio, progress_html
+from ui.shortcuts import shortcuts_help_html
+from ui.viewer import ZOOMS
 
 STATUS_REFRESH_S = 5.0
 
@@ -138,6 +140,17 @@ def build_blocks(studio: Studio, logo_svg: str = "") -> gr.Blocks:
                             buttons=["fullscreen", "download"],
                             height=340,
                         )
+                        # the viewer: zoom (a click on the preview sets the centre) and the
+                        # display size the page measures (previews are made at that size)
+                        zoom = gr.Radio(
+                            list(ZOOMS),
+                            value="Fit",
+                            show_label=False,
+                            container=False,
+                            elem_id="zoom",
+                        )
+                        viewport_box = gr.Textbox(elem_id="viewport", visible="hidden")
+                        gr.HTML(shortcuts_help_html(), elem_id="shortcut-help")
                     with gr.Tab("Before / after", id="tab-compare"):
                         before_after = gr.ImageSlider(
                             label="Input (bicubic) vs restored",
@@ -451,6 +464,23 @@ def build_blocks(studio: Studio, logo_svg: str = "") -> gr.Blocks:
         ).then(studio.preview_full, preview_inputs, preview_outputs, **computing).then(
             studio.result_status, *result_status, **quiet
         )
+
+        viewer_inputs = [state, scrubber, guidance]
+        viewport_box.change(
+            studio.set_viewer_size,
+            [state, viewport_box, scrubber, guidance],
+            preview_outputs,
+            trigger_mode="always_last",
+            **computing,
+        )
+        zoom.change(
+            studio.set_zoom,
+            [state, zoom, scrubber, guidance],
+            preview_outputs,
+            trigger_mode="always_last",
+            **computing,
+        )
+        preview.select(studio.pan_to, viewer_inputs, preview_outputs, **computing)
 
         # The cheap preview follows the hand; the release computes the exact frame.
         guidance.input(

@@ -41,7 +41,7 @@ import threading
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 import cv2
@@ -64,6 +64,7 @@ from sparkvsr.errors import EngineError
 from sparkvsr.frames import FrameSource
 from sparkvsr.references import fit
 from sparkvsr.references.base import image_hash
+from sparkvsr.viewport import Viewport, apply_view, preview_scale, shrink
 
 UPSCALERS = {"bicubic": cv2.INTER_CUBIC, "lanczos": cv2.INTER_LANCZOS4}
 # Frames the LR half may be planned ahead of the HR half: the first frame after a keyframe
@@ -174,6 +175,7 @@ class FlowEngine:
     """
 
     name = "flow"
+    previews_at_viewport = True
 
     def __init__(
         self,
@@ -216,6 +218,9 @@ class FlowEngine:
         self._preview_frames: OrderedDict[tuple, _Parts] = OrderedDict()
         self._preview_propagation: _Propagation | None = None
         self._preview_propagation_key: tuple | None = None
+        self._scaled_propagations: OrderedDict[tuple, _Propagation] = OrderedDict()
+        self._hashes: OrderedDict[int, tuple[np.ndarray, str]] = OrderedDict()
+        self._small_references: OrderedDict[tuple, np.ndarray] = OrderedDict()
 
     # ---------------------------------------------------------------- Engine protocol
 
@@ -299,24 +304,62 @@ class FlowEngine:
                 yield RestoredChunk(first, frames)
 
     def preview(
-        self, source: FrameSource, references: References, frame: int, options: RestoreOptions
+        self,
+        source: FrameSource,
+        references: References,
+        frame: int,
+        options: RestoreOptions,
+        *,
+        viewport: Viewport | None = None,
     ) -> np.ndarray:
         """Output frame ``frame`` as ``restore`` would yield it: ``[H, W, 3]`` uint8.
 
         Everything but the final ``U(LR + s * C) + s * D`` is cached per clip identity, frame and
         the hashes of the References that reach the frame, so moving the guidance slider costs one
         upscale and one add.
+
+        ``viewport``: only what a viewer shows, at its size (``sparkvsr.viewport``). Zoomed out,
+        the frame is propagated at the smallest integer scale that still fills the view (the
+        References area-downscaled to it: at 4x of 720p in a 900-pixel viewer, scale 1, a
+        sixteenth of the pixels) and shrunk; at 100 % and above only the visible region is
+        finished, equal to the same region of the full frame.
         """
         keys = check_references(source, references, options.scale)
         if not 0 <= frame < source.num_frames:
             raise EngineError(
                 f"frame {frame} is outside the clip: valid frames are 0 to {source.num_frames - 1}"
             )
+        hr_size = (source.size[0] * options.scale, source.size[1] * options.scale)
+        if viewport is not None and options.output_size not in (None, hr_size):
+            full = self.preview(source, references, frame, options)  # a resized output
+            return apply_view(full, viewport.view(options.output_size))
+        view = None if viewport is None else viewport.view(hr_size)
+        scale = options.scale if view is None else preview_scale(view, options.scale)
+        parts = self._preview_parts(source, keys, references, frame, options, scale)
+        if view is None:
+            return _finish(parts, options, self.settings.upscaler)
+        if scale == options.scale:
+            return shrink(_finish_box(parts, options, self.settings.upscaler, view.box), view.size)
+        small = _finish(parts, replace(options, scale=scale), self.settings.upscaler)
+        box = tuple(round(v * scale / options.scale) for v in view.box)
+        return shrink(small[box[1] : box[3], box[0] : box[2]], view.size)
+
+    def _preview_parts(
+        self,
+        source: FrameSource,
+        keys: list[int],
+        references: References,
+        frame: int,
+        options: RestoreOptions,
+        scale: int,
+    ) -> _Parts:
+        """Frame ``frame``'s guidance-independent parts at ``scale`` (``options.scale`` or a
+        smaller preview scale, with the References area-downscaled to it), cached."""
         contributors = _neighbours(keys, frame)
-        ref_hashes = {k: image_hash(np.asarray(references[k])) for k in contributors}
+        ref_hashes = {k: self._hash(references[k]) for k in contributors}
         cache_key = (
             source.identity,
-            options.scale,
+            scale,
             frame,
             tuple(sorted(ref_hashes.items())),
             tuple(options.for_keyframe(k) for k in contributors),
@@ -324,7 +367,12 @@ class FlowEngine:
         )
         parts: _Parts | None = self._preview_frames.get(cache_key)
         if parts is None:
-            propagation = self._propagation_for_preview(source, keys, options)
+            propagation = self._propagation_for_preview(source, keys, replace(options, scale=scale))
+            if scale != options.scale:
+                size = (source.size[0] * scale, source.size[1] * scale)
+                references = {
+                    k: self._downscaled(references[k], ref_hashes[k], size) for k in contributors
+                }
             parts = propagation.frame(
                 frame, references, ref_hashes.__getitem__, options.for_keyframe
             )
@@ -337,7 +385,28 @@ class FlowEngine:
                 self._preview_frames.popitem(last=False)
         else:
             self._preview_frames.move_to_end(cache_key)
-        return _finish(parts, options, self.settings.upscaler)
+        return parts
+
+    def _hash(self, image: np.ndarray) -> str:
+        """A Reference's content hash, remembered per array (hashing a 4x 720p image costs a
+        quarter second; References are never changed in place, a new one is a new array)."""
+        memo = self._hashes.get(id(image))
+        if memo is None or memo[0] is not image:
+            memo = (image, image_hash(np.asarray(image)))
+            self._hashes[id(image)] = memo
+            while len(self._hashes) > 16:
+                self._hashes.popitem(last=False)
+        return memo[1]
+
+    def _downscaled(self, image: np.ndarray, content_hash: str, size: tuple[int, int]):
+        key = (content_hash, size)
+        small = self._small_references.get(key)
+        if small is None:
+            small = cv2.resize(np.asarray(image), size, interpolation=cv2.INTER_AREA)
+            self._small_references[key] = small
+            while len(self._small_references) > 6:
+                self._small_references.popitem(last=False)
+        return small
 
     def release_caches(self) -> None:
         """Drop the preview caches (the worker calls this when its last session closes)."""
@@ -365,10 +434,23 @@ class FlowEngine:
         self, source: FrameSource, keys: list[int], options: RestoreOptions
     ) -> _Propagation:
         key = (source.identity, tuple(keys), options.scale)
-        if self._preview_propagation is None or self._preview_propagation_key != key:
+        if self._preview_propagation_key == key:
+            return self._preview_propagation
+        # one propagation per preview scale (the viewer's and full resolution), so zooming in
+        # and out keeps both sets of flows
+        kept = self._scaled_propagations.pop(key, None)
+        if self._preview_propagation is not None:
+            self._scaled_propagations[self._preview_propagation_key] = self._preview_propagation
+            while len(self._scaled_propagations) > 1:
+                self._scaled_propagations.popitem(last=False)
+        if kept is None:
             # a small read block: a preview touches only the frames between two keyframes
-            self._preview_propagation = _Propagation(source, keys, options.scale, self.settings, 8)
-            self._preview_propagation_key = key
+            kept = _Propagation(source, keys, options.scale, self.settings, 8)
+            for other_key, other in self._scaled_propagations.items():
+                if other_key[:2] == key[:2]:
+                    kept.share_lr_caches(other)  # the flows do not depend on the scale
+        self._preview_propagation = kept
+        self._preview_propagation_key = key
         return self._preview_propagation
 
 
@@ -449,6 +531,30 @@ def _finish(
             interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC,
         )
     return frame
+
+
+def _finish_box(
+    parts: _Parts, options: RestoreOptions, upscaler: str, box: tuple[int, int, int, int]
+) -> np.ndarray:
+    """``_finish`` for the output pixels in ``box`` (x0, y0, x1, y1) only: the parts are cut
+    to the LR rows and columns the box needs plus the upscaler's reach, so the result equals
+    the same box of the whole finished frame."""
+    scale = options.scale
+    height, width = parts.lr.shape[:2]
+    margin = 4  # Lanczos reaches 4 LR pixels, bicubic 2
+    lx0, ly0 = max(0, box[0] // scale - margin), max(0, box[1] // scale - margin)
+    lx1 = min(width, -(-box[2] // scale) + margin)
+    ly1 = min(height, -(-box[3] // scale) + margin)
+
+    def cut(lr_image: np.ndarray | None, factor: int) -> np.ndarray | None:
+        if lr_image is None:
+            return None
+        return lr_image[ly0 * factor : ly1 * factor, lx0 * factor : lx1 * factor]
+
+    part = _Parts(cut(parts.lr, 1), cut(parts.residual, scale), cut(parts.correction, 1))
+    frame = _finish(part, replace(options, output_size=None), upscaler)
+    x0, y0 = box[0] - lx0 * scale, box[1] - ly0 * scale
+    return np.ascontiguousarray(frame[y0 : y0 + box[3] - box[1], x0 : x0 + box[2] - box[0]])
 
 
 def _unpadded(image: np.ndarray) -> np.ndarray:
@@ -564,6 +670,15 @@ class _Propagation:
         self._keyframes = _Lru(capacity=3)
         self._down_up_kernel = _down_up_kernel(UPSCALERS[settings.upscaler], scale)
         self._tracks = _Lru(capacity=2)
+
+    def share_lr_caches(self, other: _Propagation) -> None:
+        """Use ``other``'s LR caches (frames, flows, tracks, cuts): they are functions of the
+        LR frames alone, so propagations of one clip at two scales compute each flow once.
+        Only for propagations used from one thread."""
+        if (other.source.identity, other.keys) != (self.source.identity, self.keys):
+            raise EngineError("LR caches are shared only between propagations of one clip")
+        self._frames, self._grays, self._floats = other._frames, other._grays, other._floats
+        self._steps, self._cuts, self._tracks = other._steps, other._cuts, other._tracks
 
     # -- the product
 

@@ -25,6 +25,7 @@ from sparkvsr.project import ClipSummary, EngineSettings, Project, safe_join
 from sparkvsr.references import EDITORS, load_editor
 from sparkvsr.references.base import Editor, EditRequest
 from sparkvsr.render import RenderProgress, render_fingerprint, render_steps
+from sparkvsr.viewport import engine_preview
 from sparkvsr.worker.jobs import RenderJob
 from sparkvsr.worker.limits import (
     GUIDANCE_RANGE,
@@ -99,6 +100,8 @@ class Worker:
         self._preview_queue: deque[Session] = deque()
         self._renders: deque[tuple[OpenProject, RenderJob]] = deque()
         self._previews_in_a_row = 0
+        self._round: deque[Session] = deque()  # the rest of the current preview round
+        self._last_group: tuple = ()
         self._clips_to_close: list[media.Clip] = []
         self._engine_chores: list[Callable[[], None]] = []
         self._encoders: set[threading.Thread] = set()
@@ -724,9 +727,11 @@ class Worker:
         return self.engine.status()
 
     def _preview_key(self, session: Session, request: PreviewRequest) -> tuple:
-        return preview_key(
+        # the same frame seen at another size or zoom is another image
+        key = preview_key(
             session.engine_clip.identity, session.project.state, request.frame, request.guidance
         )
+        return (*key, request.viewport)
 
     # Internals: the engine thread ---------------------------------------------------------
     def _run(self) -> None:
@@ -760,16 +765,37 @@ class Worker:
         if self._renders and (self._previews_in_a_row >= max(1, len(self._sessions))):
             self._previews_in_a_row = 0
             return "render", self._renders.popleft()
-        now = time.monotonic()
-        for session in list(self._preview_queue):
-            if now >= session.last_preview + self.config.preview_interval:
-                self._preview_queue.remove(session)
-                self._previews_in_a_row += 1
-                return "preview", session
+        session = self._next_preview()
+        if session is not None:
+            self._preview_queue.remove(session)
+            self._previews_in_a_row += 1
+            return "preview", session
         if self._renders:
             self._previews_in_a_row = 0
             return "render", self._renders.popleft()
         return None
+
+    def _next_preview(self) -> Session | None:
+        """The next due preview (lock held). Previews are served in rounds: every session due
+        when a round starts is served once in it, those of the same clip and keyframes one
+        after another (the engine's per-clip work stays warm instead of being rebuilt for
+        every other session), and a session asking meanwhile waits for the next round."""
+        while self._round:
+            session = self._round.popleft()
+            if session in self._preview_queue:
+                self._last_group = _preview_group(session)
+                return session
+        now = time.monotonic()
+        due = [
+            s for s in self._preview_queue if now >= s.last_preview + self.config.preview_interval
+        ]
+        if not due:
+            return None
+        last = self._last_group
+        due.sort(key=lambda s: (_preview_group(s) != last, _preview_group(s)))  # stable
+        self._round.extend(due[1:])
+        self._last_group = _preview_group(due[0])
+        return due[0]
 
     def _close_clips(self) -> None:
         with self._lock:
@@ -801,7 +827,14 @@ class Worker:
             image = self.previews.get(key)
             if image is None:
                 options = replace(state.restore_options(), guidance=request.guidance)
-                image = self.engine.preview(session.engine_clip, references, request.frame, options)
+                image = engine_preview(
+                    self.engine,
+                    session.engine_clip,
+                    references,
+                    request.frame,
+                    options,
+                    request.viewport,
+                )
                 self.previews_computed += 1
                 self.previews.put(key, image)
         except BaseException as e:
@@ -870,6 +903,12 @@ class Worker:
 
 
 LOCK_PURPOSE = "the SparkVSR worker"
+
+
+def _preview_group(session: Session) -> tuple:
+    """Sessions whose previews share the engine's per-clip work: same clip, same keyframes."""
+    state = session.project.state
+    return (state.clip.path, state.keyframes)
 
 
 def _trim_heap() -> None:

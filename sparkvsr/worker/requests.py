@@ -17,6 +17,7 @@ from sparkvsr.errors import ProjectError
 from sparkvsr.project import ClipSummary, OutputSettings
 from sparkvsr.references.base import DEFAULT_TASK_PROMPT, Provenance
 from sparkvsr.render import RenderProgress
+from sparkvsr.viewport import Viewport
 
 
 class SessionNotFound(ProjectError):
@@ -209,11 +210,17 @@ class ReferenceResponse:
 
 @dataclass(frozen=True)
 class PreviewRequest:
-    """One restored frame at guidance ``guidance`` (not saved to the project)."""
+    """One restored frame at guidance ``guidance`` (not saved to the project).
+
+    viewport: what the viewer shows and how big (``sparkvsr.viewport``): the image comes back
+    as that view (the whole frame at display size, or the zoomed region at full resolution);
+    None = the whole frame at full resolution.
+    """
 
     session_id: str
     frame: int
     guidance: float
+    viewport: Viewport | None = None
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,136 @@
+"""One source of truth for the frame and the guidance, and the viewer's keyboard shortcuts.
+
+Everything that moves the frame or the guidance goes through the sliders' own events, as a
+mouse drag does: ``input`` (the cheap path: the input frame, the live preview) and, once the
+hand rests, ``pointerup`` (the slider's ``release``: the full-quality preview, and for the
+guidance, saving it into the project). So typing a number + Enter, arrow keys on the guidance
+slider, clicks on the timeline and shortcuts all end in the same state as a drag.
+
+``SHORTCUTS`` is the table the help popover shows; ``SHORTCUTS_JS`` is passed to
+``launch(js=...)`` beside ``ui.keyboard``'s arrow-key scrubbing (left/right, shift x10).
+"""
+
+from __future__ import annotations
+
+from html import escape
+
+SHORTCUTS = (
+    ("← / →", "previous / next frame (Shift: 10 frames)"),
+    ("J / L", "back / forward 10 frames"),
+    ("K", "stop (keeps the frame)"),
+    ("Home / End", "first / last frame"),
+    ("M", "pin or unpin the current frame"),
+    ("C", "switch preview / before-after compare"),
+    ("1", "zoom 100 % (again: fit)"),
+    ("Enter", "in a number box: go to that frame / guidance"),
+    ("?", "show or hide this list"),
+)
+"""(keys, what they do): the help popover's rows."""
+
+
+def shortcuts_help_html() -> str:
+    """The help popover: a ``<details>`` listing ``SHORTCUTS``."""
+    rows = "".join(
+        f"<tr><td><kbd>{escape(keys)}</kbd></td><td>{escape(what)}</td></tr>"
+        for keys, what in SHORTCUTS
+    )
+    return (
+        '<details id="shortcut-help-box"><summary>Keyboard shortcuts (?)</summary>'
+        f"<table>{rows}</table></details>"
+    )
+
+
+SHORTCUTS_JS = """
+() => {
+  if (window.__sparkvsrShortcuts) return;
+  window.__sparkvsrShortcuts = true;
+  const timers = {};
+  const range = (id) => document.querySelector(`#${id} input[type=range]`);
+  // move a slider as a drag would: input now, the release once the keys rest
+  const commit = (id, value, restMs) => {
+    const r = range(id);
+    if (!r || r.disabled) return;
+    const next = Math.min(Number(r.max), Math.max(Number(r.min), value));
+    if (String(next) !== r.value) {
+      r.value = String(next);
+      r.dispatchEvent(new Event("input", { bubbles: true }));
+    }
+    clearTimeout(timers[id]);
+    timers[id] = setTimeout(
+      () => r.dispatchEvent(new PointerEvent("pointerup", { bubbles: true })), restMs);
+  };
+  window.__sparkvsrGoTo = (frame) => commit("scrubber", frame, 0);
+  // keys typed into a text or number field stay there (a radio or a button does not type)
+  const typing = (t) => t && (t.isContentEditable || ["TEXTAREA", "SELECT"].includes(t.tagName) ||
+    (t.tagName === "INPUT" && !["radio", "checkbox", "button", "range"].includes(t.type)));
+  const click = (selector) => { const e = document.querySelector(selector); if (e) e.click(); };
+
+  // the timeline: a marker (or any point of the strip) jumps there
+  document.addEventListener("click", (event) => {
+    const track = event.target.closest && event.target.closest("#timeline .tl-track");
+    if (!track) return;
+    const marker = event.target.closest("[data-frame]");
+    const r = range("scrubber");
+    if (!r) return;
+    let frame = marker ? Number(marker.dataset.frame) : null;
+    if (frame === null) {
+      const box = track.getBoundingClientRect();
+      frame = Math.round((event.clientX - box.left) / box.width * Number(r.max));
+    }
+    commit("scrubber", frame, 0);
+  }, true);
+
+  document.addEventListener("keydown", (event) => {
+    const t = event.target;
+    // Enter in a number box (the frame, the guidance): go there, as a release would
+    if (event.key === "Enter" && t && t.tagName === "INPUT" && t.type === "number") {
+      const slider = t.closest("#scrubber, #guidance");
+      if (!slider) return;
+      event.preventDefault();
+      commit(slider.id, Number(t.value), 0);
+      return;
+    }
+    // the guidance slider moved by keys: the full-quality preview (and the save) follows
+    if (t && t.type === "range" && t.closest && t.closest("#guidance")) {
+      if (!["ArrowLeft", "ArrowRight", "ArrowUp", "ArrowDown", "PageUp", "PageDown",
+            "Home", "End"].includes(event.key)) return;
+      clearTimeout(timers.guidance);
+      timers.guidance = setTimeout(
+        () => t.dispatchEvent(new PointerEvent("pointerup", { bubbles: true })), 350);
+      return;
+    }
+    if (event.altKey || event.ctrlKey || event.metaKey || typing(t)) return;
+    const r = range("scrubber");
+    const now = r ? Number(r.value) : 0;
+    const key = event.key.length === 1 ? event.key.toLowerCase() : event.key;
+    const actions = {
+      j: () => commit("scrubber", now - 10, 350),
+      l: () => commit("scrubber", now + 10, 350),
+      k: () => { clearTimeout(timers.scrubber);
+                 if (r) r.dispatchEvent(new PointerEvent("pointerup", { bubbles: true })); },
+      Home: () => commit("scrubber", 0, 0),
+      End: () => commit("scrubber", r ? Number(r.max) : 0, 0),
+      m: () => click("#pin"),
+      c: () => {
+        const tabs = [...document.querySelectorAll("#preview-column [role=tab]")];
+        const next = tabs.find((b) => b.getAttribute("aria-selected") !== "true");
+        if (next) next.click();
+      },
+      "1": () => {
+        const labels = [...document.querySelectorAll("#zoom label")];
+        const hundred = labels.find((l) => l.innerText.trim() === "100%");
+        const fit = labels.find((l) => l.innerText.trim() === "Fit");
+        const on = hundred && hundred.querySelector("input") && hundred.querySelector("input").checked;
+        (on ? fit : hundred)?.click();
+        if (document.activeElement) document.activeElement.blur();
+      },
+      "?": () => { const d = document.querySelector("#shortcut-help-box");
+                   if (d) d.open = !d.open; },
+    };
+    const action = actions[key];
+    if (!action) return;
+    event.preventDefault();
+    action();
+  });
+}
+"""
