@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 DEFAULT_PROJECTS = Path("projects")
+PREVIEW_CACHE_BYTES = 256 << 20
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -108,6 +109,11 @@ def build_client(args: argparse.Namespace, projects: Path):
     if args.worker:
         return HttpClient(args.worker, token=args.token or None)
     engine_config = {"model": args.model} if args.model else {}
+    if args.engine == "flow":
+        # Renders and previews share the server's memory: the render holds one chunk of
+        # output frames (sparkvsr.render.RENDER_CHUNK_BYTES), the preview cache this much
+        # (at 4x of 720p one cached frame; the slider on that frame stays instant).
+        engine_config["preview_cache_bytes"] = PREVIEW_CACHE_BYTES
     config = WorkerConfig(
         engine=args.engine,
         engine_config=engine_config,

@@ -150,6 +150,8 @@ def drive(url: str, clip: Path, moves_every: float) -> tuple[float, int]:
 
 
 def main() -> None:
+    import av
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clip", type=Path, default=DEFAULT_CLIP)
     parser.add_argument("--frames", type=int, default=60)
@@ -159,6 +161,8 @@ def main() -> None:
         raise SystemExit(f"{args.clip} is absent (real clips live in ../shared/data)")
     with tempfile.TemporaryDirectory(prefix="studio-memory-") as folder:
         clip = trim(args.clip, args.frames, Path(folder) / f"{args.clip.stem}_{args.frames}.mp4")
+        with av.open(str(clip)) as probe:
+            width, height = probe.streams.video[0].width, probe.streams.video[0].height
         port = free_port()
         env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONPATH": str(ROOT)}
         command = [sys.executable, str(ROOT / "app.py"), "--port", str(port)]
@@ -176,10 +180,6 @@ def main() -> None:
         finally:
             server.terminate()
             server.wait(timeout=30)
-    import av
-
-    with av.open(str(clip)) as probe:
-        width, height = probe.streams.video[0].width, probe.streams.video[0].height
     print("| clip | frames | output | render s | preview moves | idle RSS | peak RSS |")
     print("|---|---|---|---|---|---|---|")
     print(

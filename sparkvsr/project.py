@@ -496,6 +496,17 @@ class Project:
                 )
             return self._commit(replace(self._state, clip=clip))
 
+    def moved_from(self, old_folder: str | os.PathLike) -> ProjectState:
+        """After the folder was renamed or copied from ``old_folder``: the finished render's
+        output path follows it (other paths in the manifest are relative)."""
+        with self._lock:
+            render = self._state.render
+            old = Path(old_folder).absolute()
+            if render is None or not render.output or not Path(render.output).is_relative_to(old):
+                return self._state
+            output = str(self.folder / Path(render.output).relative_to(old))
+            return self._commit(replace(self._state, render=replace(render, output=output)))
+
     def forget_chunks(self) -> ProjectState:
         """Drop the finished chunks from the manifest (their files may then be deleted); a
         complete render keeps its output and stays complete. The next render of other settings

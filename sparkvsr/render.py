@@ -172,8 +172,10 @@ ProgressCallback = Callable[[RenderProgress], None]
 # frames encoded five times gave five different streams), and then a resumed render would not
 # equal an uninterrupted one. Without it the encode is a pure function of the frames.
 DETERMINISTIC_X264 = "mbtree=0"
-RENDER_CHUNK_BYTES = 512 << 20
-"""Output frames one render chunk may hold (at 4x of 720p: 11 frames instead of 33)."""
+RENDER_CHUNK_BYTES = 256 << 20
+"""Output frames one render chunk may hold (at 4x of 720p: 6 frames instead of 33)."""
+CHUNK_FORM = {"dit": 8}
+"""Engines whose chunks must be ``form * k + 1`` frames (the dit model's latent frames)."""
 ASSEMBLE_BYTES = 256 << 20
 """Decoded output frames the final encode holds per write (the writer keeps one write in
 flight): the encode's memory follows this, not the chunk length."""
@@ -283,7 +285,8 @@ def render_steps(
             counts = [0]  # chunks rendered so far, read by the engine-progress forwarder
             engine_progress = _forward_engine_progress(emit, start, total, resumed, counts)
             width, height = output_size(clip.info, options)
-            bounded = chunk_within(options, width * height * 3, chunk_bytes)
+            form = CHUNK_FORM.get(getattr(engine, "name", ""), 1)
+            bounded = chunk_within(options, width * height * 3, chunk_bytes, form)
             chunks = engine.restore(
                 clip,
                 references,
@@ -578,16 +581,19 @@ def _emit(progress: ProgressCallback | None, update: RenderProgress) -> None:
         progress(update)
 
 
-def chunk_within(options: RestoreOptions, frame_bytes: int, budget: int) -> RestoreOptions:
+def chunk_within(
+    options: RestoreOptions, frame_bytes: int, budget: int, form: int = 1
+) -> RestoreOptions:
     """``options`` with the chunk shortened so one chunk of ``frame_bytes`` frames fits in
-    ``budget`` bytes (never below 1 frame; a chunk of the 8k+1 form, as the dit model needs,
-    keeps that form, at least 9). Frames of the flow engine do not depend on the chunk."""
+    ``budget`` bytes, never below 1 frame. ``form``: chunks must be ``form * k + 1`` frames
+    (8 for the dit model; at least ``form + 1``). Frames of the flow engine do not depend on
+    the chunk."""
     most = max(1, budget // max(1, frame_bytes))
     if options.chunk <= most:
         return options
     chunk = most
-    if options.chunk > 1 and (options.chunk - 1) % 8 == 0:
-        chunk = max(9, (most - 1) // 8 * 8 + 1)
+    if form > 1:
+        chunk = max(form + 1, (most - 1) // form * form + 1)
     if chunk >= options.chunk:
         return options
     return replace(options, chunk=chunk, overlap=min(options.overlap, chunk - 1))

@@ -62,6 +62,8 @@ from sparkvsr.worker import (
     KeyframeRequest,
     OpenClipRequest,
     PreviewRequest,
+    ProjectActionRequest,
+    ProjectsRequest,
     ReferenceRequest,
     RenderRequest,
     SessionNotFound,
@@ -80,6 +82,7 @@ from sparkvsr.worker.limits import (
     TooLarge,
     check_image_pixels,
 )
+from sparkvsr.worker.requests import PROJECT_ACTIONS
 
 MIN_TOKEN_LENGTH = 16
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
@@ -261,6 +264,17 @@ class StatusBody(_Strict):
     editors: bool = False
 
 
+class ProjectsBody(_Strict):
+    owner: Annotated[str, Field(max_length=200)] = ""
+
+
+class ProjectActionBody(_Strict):
+    project: Annotated[str, Field(max_length=100)]
+    action: Literal[PROJECT_ACTIONS]  # type: ignore[valid-type]
+    new_name: Annotated[str, Field(max_length=100)] = ""
+    owner: Annotated[str, Field(max_length=200)] = ""
+
+
 @dataclass(frozen=True)
 class _Endpoint:
     """A plain worker method: its body model, its request type, and whether it is a control
@@ -283,6 +297,8 @@ ENDPOINTS: dict[str, _Endpoint] = {
     "preview": _Endpoint(PreviewBody, PreviewRequest),
     "cancel": _Endpoint(SessionBody, SessionRequest, control=True),
     "status": _Endpoint(StatusBody, StatusRequest, control=True),
+    "projects": _Endpoint(ProjectsBody, ProjectsRequest, control=True),
+    "project_action": _Endpoint(ProjectActionBody, ProjectActionRequest),
     "render_job": _Endpoint(SessionBody, SessionRequest, control=True),
 }
 

@@ -281,3 +281,72 @@ def _folder_bytes(folder: Path) -> int:
             if path.is_file():
                 total += path.stat().st_size
     return total
+
+
+def rename_project(projects_root: str | os.PathLike, name: str, new_name: str) -> Path:
+    """Move project ``name`` to ``new_name`` (which must not exist); its finished renders
+    keep pointing at their files. Returns the new folder."""
+    root = Path(projects_root)
+    source, target = root / name, root / new_name
+    _check_free(target, new_name)
+    try:
+        os.rename(source, target)
+    except OSError as e:
+        raise ProjectError(f"cannot rename {name} to {new_name}: {e.strerror or e}") from e
+    Project.open(target, require_clip=False).moved_from(source)
+    return target
+
+
+def duplicate_project(projects_root: str | os.PathLike, name: str, new_name: str) -> Path:
+    """Copy project ``name`` to ``new_name`` without its caches (finished chunks): keyframes,
+    References, settings, finished renders and the owner come along."""
+    root = Path(projects_root)
+    source, target = root / name, root / new_name
+    _check_free(target, new_name)
+    try:
+        shutil.copytree(source, target, ignore=shutil.ignore_patterns(CHUNKS_DIR, CHUNK_LOG))
+    except OSError as e:
+        shutil.rmtree(target, ignore_errors=True)
+        raise ProjectError(f"cannot copy {name} to {new_name}: {e.strerror or e}") from e
+    copy = Project.open(target, require_clip=False)
+    copy.moved_from(source)
+    copy.forget_chunks()
+    return target
+
+
+def delete_project(projects_root: str | os.PathLike, name: str) -> int:
+    """Delete project ``name`` and the stored media no other project uses; bytes freed."""
+    root = Path(projects_root)
+    folder = root / name
+    freed = _folder_bytes(folder)
+    shutil.rmtree(folder, ignore_errors=True)
+    if folder.exists():
+        raise ProjectError(f"{name} could not be deleted completely; check its permissions")
+    return freed + collect_media(root)
+
+
+def collect_media(projects_root: str | os.PathLike) -> int:
+    """Remove stored clips no project names any more; returns the bytes freed."""
+    root = Path(projects_root)
+    store = media_root(root)
+    if not store.is_dir():
+        return 0
+    used = set()
+    for name in project_names(root):
+        with contextlib.suppress(ProjectError):
+            used.add(str(Path(Project.open(root / name, require_clip=False).state.clip.path)))
+    freed = 0
+    for folder in store.iterdir():
+        if folder.name == _INCOMING or not folder.is_dir():
+            continue
+        files = list(folder.iterdir())
+        if any(str(f.absolute()) in used or str(f.resolve()) in used for f in files):
+            continue
+        freed += _folder_bytes(folder)
+        shutil.rmtree(folder, ignore_errors=True)
+    return freed
+
+
+def _check_free(target: Path, name: str) -> None:
+    if target.exists():
+        raise ProjectError(f"a project named {name!r} exists already; choose another name")

@@ -334,8 +334,9 @@ def test_render_chunks_follow_a_byte_budget_and_the_encode_reads_a_few_frames_at
     from sparkvsr.render import chunk_within
 
     frame = 5120 * 2880 * 3  # one output frame at 4x of 720p
-    assert chunk_within(RestoreOptions(chunk=33, overlap=8), frame, 512 << 20).chunk == 9
-    flow = chunk_within(RestoreOptions(chunk=32, overlap=0), frame, 512 << 20)
+    dit = chunk_within(RestoreOptions(chunk=33, overlap=8), frame, 512 << 20, form=8)
+    assert dit.chunk == 9 and dit.overlap == 8
+    flow = chunk_within(RestoreOptions(chunk=33, overlap=0), frame, 512 << 20)
     assert flow.chunk == 12 and flow.overlap == 0
     small = RestoreOptions(chunk=33)
     assert chunk_within(small, 640 * 384 * 3, 512 << 20) is small

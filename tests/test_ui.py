@@ -749,3 +749,35 @@ def test_ffv1_and_h265_10bit_renders_at_x2_read_back_with_codec_size_and_audio(
         assert abs(estimated - size) <= 0.3 * size, (estimated, size)
     finally:
         context.close()
+
+
+@pytest.mark.browser
+def test_the_projects_panel_lists_duplicates_and_deletes_this_browsers_projects(
+    studio, browser, tmp_path
+):
+    context, page = _open(browser, studio)
+    try:
+        _scrub_to(page, 8)
+        _pin_current(page, 8)
+        project = page.inner_text("#clip-title").rsplit("project", 1)[-1].strip()
+        page.click("#projects-panel")
+        page.wait_for_function(_text_has("#projects-list", project))
+        page.fill("#projects-name textarea, #projects-name input", project)
+        # the open project is refused (its tab must open another one first), next to the buttons
+        page.click("#projects-delete")
+        page.wait_for_function(_text_has("#projects-message", "is open in this tab"))
+        page.fill("#projects-new-name textarea, #projects-new-name input", f"{project}-copy")
+        page.click("#projects-duplicate")
+        page.wait_for_function(_text_has("#projects-message", f"as {project}-copy"))
+        page.wait_for_function(_text_has("#projects-list", f"{project}-copy"))
+        Steps(page, tmp_path).shot("duplicated")
+        page.fill("#projects-name textarea, #projects-name input", f"{project}-copy")
+        page.click("#projects-delete")
+        page.wait_for_function(_text_has("#projects-message", "deleted"))
+        page.wait_for_function(
+            f"() => !document.querySelector('#projects-list').innerText.includes("
+            f"{project + '-copy'!r})"
+        )
+        assert not (studio.projects / f"{project}-copy").exists()
+    finally:
+        context.close()

@@ -4,6 +4,7 @@ a project opens only for the browser that made it, caches clear without losing o
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -106,3 +107,38 @@ def test_clearing_caches_keeps_the_output_and_a_finished_render(tmp_path, client
     assert state.render.complete and state.render.chunks == ()
     (after,) = workspace.list_projects(tmp_path / "projects", "me")
     assert after.cache_bytes == 0 and (folder / "output.mp4").is_file()
+
+
+def test_projects_are_listed_renamed_duplicated_and_deleted_by_their_owner(tmp_path, client):
+    from sparkvsr.worker import ProjectActionRequest, ProjectsRequest, RenderRequest
+
+    stored = client.upload_clip(write_test_video(tmp_path / "c.mp4", moving_frames(9, 32, 24)))
+    info = client.open_clip(OpenClipRequest(clip_path=stored.clip_path, owner="me"))
+    client.set_keyframe(KeyframeRequest(info.session_id, 4))
+    list(client.render(RenderRequest(info.session_id, output="c_x4.mp4")))
+    with pytest.raises(workspace.ProjectError, match="is open"):
+        client.project_action(ProjectActionRequest(info.project, "delete", owner="me"))
+    client.close_session(SessionRequest(info.session_id))
+    with pytest.raises(AccessDenied, match="another browser"):
+        client.project_action(ProjectActionRequest(info.project, "delete", owner="you"))
+
+    renamed = client.project_action(ProjectActionRequest(info.project, "rename", "film", "me"))
+    copy = client.project_action(ProjectActionRequest("film", "duplicate", "film-2", "me"))
+    assert (renamed.project, copy.project) == ("film", "film-2")
+    listed = client.projects(ProjectsRequest("me")).projects
+    assert {p.name for p in listed} == {"film", "film-2"}
+    assert client.projects(ProjectsRequest("you")).projects == ()
+    for name in ("film", "film-2"):  # each keeps its keyframe and its finished render
+        opened = client.open_clip(OpenClipRequest(project=name, owner="me"))
+        assert opened.keyframes == (4,) and opened.result == "c_x4.mp4"
+        client.close_session(SessionRequest(opened.session_id))
+    duplicate = next(p for p in listed if p.name == "film-2")
+    assert duplicate.cache_bytes == 0 and duplicate.outputs == ("c_x4.mp4",)
+
+    client.project_action(ProjectActionRequest("film", "delete", owner="me"))
+    assert Path(stored.clip_path).exists()  # film-2 still uses the stored clip
+    client.project_action(ProjectActionRequest("film-2", "delete", owner="me"))
+    assert (
+        not Path(stored.clip_path).exists()
+        and client.projects(ProjectsRequest("me")).projects == ()
+    )

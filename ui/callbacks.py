@@ -466,9 +466,7 @@ class Studio:
         (left alone while a render of this page runs). Outputs: progress, download button."""
         if state is None:
             return _skip(2)
-        with self._tabs_lock:
-            run = self._renders.get(state.session_id)
-        if run is not None and not run.done.is_set():
+        if self._rendering(state):
             return _skip(2)
         try:
             progress, _, download = self._result_view(state)
@@ -550,13 +548,39 @@ class Studio:
             log.info("guidance not saved: %s", e)
 
     def set_color_fix(self, state: StudioState | None, color_fix: str) -> str:
-        """``#color-fix`` changed: save it into the project. Outputs: error."""
+        """``#color-fix`` changed: save it into the project. During a render the render keeps
+        the setting it started with, and the page says the change is for the next one.
+        Outputs: error."""
         try:
             state = _require(state)
             self.client.update_settings(SettingsRequest(state.session_id, color_fix=color_fix))
         except Exception as e:
             return error_html(e, "changing the colour correction")
+        if self._rendering(state):
+            return notice_html(
+                f"Colour correction {color_fix} is saved; the render now running keeps the "
+                "setting it started with, so the next render uses it."
+            )
         return ""
+
+    def color_fix_applies(self) -> bool:
+        """Whether this worker's engine has a colour correction to choose (the flow engine
+        ties colour to the input itself, by back-projection: the menu is hidden there)."""
+        try:
+            return self.client.status(StatusRequest()).engine.name != "flow"
+        except Exception:
+            return True
+
+    def _rendering(self, state: StudioState) -> bool:
+        with self._tabs_lock:
+            run = self._renders.get(state.session_id)
+        if run is not None and not run.done.is_set():
+            return True
+        try:
+            job = self._render_job(state)
+        except Exception:
+            return False
+        return job is not None and job.state in RUNNING_JOB
 
     # Scrubbing --------------------------------------------------------------------------------
     def scrub(self, state: StudioState | None, frame: float) -> tuple[Any, ...]:
@@ -910,14 +934,17 @@ class Studio:
         a reload, or in another tab), follow it to the end and show the result. The render
         never needed the page. Outputs: progress, result video, download button, render
         message."""
+        # (a generator that yields nothing would blank its outputs: it yields skips instead)
         if state is None:
+            yield _skip(4)
             return
         try:
             job = self._render_job(state)
         except Exception as e:  # the session just closed: nothing to follow
             log.info("render job unavailable: %s", e)
-            return
+            job = None
         if job is None or job.state not in RUNNING_JOB:
+            yield _skip(4)
             return
         run = _RenderRun()
         with self._tabs_lock:

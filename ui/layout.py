@@ -5,6 +5,9 @@ preview, keyframes with their edit panel, render. Element ids are a public inter
 users' own automation use them); see the issue's list.
 """
 
+from functools import partial
+from typing import Any
+
 import gradio as gr
 
 from sparkvsr.engines.base import COLOR_FIXES
@@ -12,6 +15,7 @@ from sparkvsr.keyframes import MIN_GAP
 from sparkvsr.project import OUTPUT_PRESETS
 from sparkvsr.references.base import DEFAULT_TASK_PROMPT
 from ui import output as output_panel
+from ui import projects
 from ui.callbacks import AUTO_MODES, DOWNLOAD_LABEL, OPEN_OUTPUTS, Studio, progress_html
 from ui.shortcuts import shortcuts_help_html
 from ui.viewer import ZOOMS
@@ -79,6 +83,28 @@ def build_blocks(studio: Studio, logo_svg: str = "") -> gr.Blocks:
                     elem_id="relink-upload",
                     height=90,
                 )
+
+        with gr.Accordion("Your projects", open=False, elem_id="projects-panel") as projects_panel:
+            projects_table = gr.Dataframe(
+                headers=projects.COLUMNS,
+                interactive=False,
+                elem_id="projects-list",
+                wrap=True,
+            )
+            with gr.Row(equal_height=True):
+                projects_name = gr.Textbox(
+                    label="Project (click a row)", elem_id="projects-name", scale=2
+                )
+                projects_new_name = gr.Textbox(
+                    label="New name (rename, duplicate)", elem_id="projects-new-name", scale=2
+                )
+                projects_open = gr.Button("Open", elem_id="projects-open", variant="primary")
+                projects_rename = gr.Button("Rename", elem_id="projects-rename")
+                projects_duplicate = gr.Button("Duplicate", elem_id="projects-duplicate")
+                projects_clear = gr.Button("Clear caches", elem_id="projects-clear-caches")
+                projects_delete = gr.Button("Delete", elem_id="projects-delete", variant="stop")
+                projects_refresh = gr.Button("Refresh", elem_id="projects-refresh")
+            projects_message = gr.HTML("", elem_id="projects-message")
 
         # Clip, timeline, preview -----------------------------------------------------------
         with gr.Row(elem_id="workspace"):
@@ -250,6 +276,7 @@ def build_blocks(studio: Studio, logo_svg: str = "") -> gr.Blocks:
                     value="none",
                     label="Colour correction against the input",
                     elem_id="color-fix",
+                    visible=studio.color_fix_applies(),
                 )
                 download = gr.DownloadButton(DOWNLOAD_LABEL, elem_id="download", interactive=False)
                 with gr.Accordion("Output", open=True, elem_id="output-panel"):
@@ -532,6 +559,38 @@ def build_blocks(studio: Studio, logo_svg: str = "") -> gr.Blocks:
             show_progress_on=[output_estimate],
             concurrency_limit=None,
         )
+
+        # Projects panel: this browser's projects; each action answers beside its buttons.
+        panel = projects.ProjectsPanel(studio.client)
+        for event in (projects_panel.expand, projects_refresh.click):
+            event(panel.refresh, [owner], [projects_table], **quiet)
+
+        def pick(table: Any, evt: gr.SelectData) -> str:
+            return projects.selected_name(table, evt.index)
+
+        projects_table.select(pick, [projects_table], [projects_name], **quiet)
+        for button, action in (
+            (projects_rename, "rename"),
+            (projects_duplicate, "duplicate"),
+            (projects_delete, "delete"),
+            (projects_clear, "clear_caches"),
+        ):
+            button.click(
+                partial(panel.act, action),
+                [state, projects_name, projects_new_name, owner],
+                [projects_table, projects_message],
+                concurrency_limit=None,
+            )
+        opened_here = projects_open.click(
+            studio.reopen,
+            [state, projects_name, owner],
+            open_outputs,
+            show_progress_on=[frame_view],
+        )
+        opened_here.success(studio.preview_full, preview_inputs, preview_outputs, **computing)
+        opened_here.success(*show_output, **quiet)
+        opened_here.success(*follow, **quiet)
+        opened_here.then(panel.refresh, [owner], [projects_table], **quiet)
 
         timer.tick(studio.engine_status, [state], [engine_status], **quiet)
     return blocks

@@ -27,6 +27,10 @@ from sparkvsr.worker.requests import (
     OpenClipRequest,
     PreviewRequest,
     PreviewResponse,
+    ProjectActionRequest,
+    ProjectActionResponse,
+    ProjectsRequest,
+    ProjectsResponse,
     ReferenceRequest,
     ReferenceResponse,
     RenderJobInfo,
@@ -61,6 +65,8 @@ class WorkerClient(Protocol):
     def status(self, request: StatusRequest | None = None) -> WorkerStatus: ...
     def get_file(self, request: FileRequest) -> FileResponse: ...
     def upload_clip(self, local_path: str | Path) -> UploadResponse: ...
+    def projects(self, request: ProjectsRequest) -> ProjectsResponse: ...
+    def project_action(self, request: ProjectActionRequest) -> ProjectActionResponse: ...
     def close(self) -> None: ...
 
 
@@ -77,6 +83,8 @@ METHODS: dict[str, tuple[type, type | None]] = {
     "cancel": (SessionRequest, CancelResponse),
     "render_job": (SessionRequest, RenderJobInfo),
     "status": (StatusRequest, WorkerStatus),
+    "projects": (ProjectsRequest, ProjectsResponse),
+    "project_action": (ProjectActionRequest, ProjectActionResponse),
 }
 """Request/response types of the plain (non-streaming) methods; ``render`` streams
 RenderProgress (as does ``attach``) and ``get_file`` transfers bytes."""
@@ -145,6 +153,12 @@ class InProcessClient:
         if workspace.is_stored_media(self.worker.projects_root, path):
             return UploadResponse(str(path.absolute()), path.stat().st_size)
         return self.worker.upload_clip(path.name, workspace.read_blocks(path))
+
+    def projects(self, request: ProjectsRequest) -> ProjectsResponse:
+        return self.worker.projects(request)
+
+    def project_action(self, request: ProjectActionRequest) -> ProjectActionResponse:
+        return self.worker.project_action(request)
 
     def close(self) -> None:
         if self._owns_worker:
@@ -288,6 +302,12 @@ class HttpClient:
             raise SparkVSRError(f"cannot reach the worker at {self.base_url}: {e}") from e
         _raise_for_error(reply.status_code, reply.content)
         return from_wire(UploadResponse, reply.json())
+
+    def projects(self, request: ProjectsRequest) -> ProjectsResponse:
+        return self._call("projects", request)
+
+    def project_action(self, request: ProjectActionRequest) -> ProjectActionResponse:
+        return self._call("project_action", request)
 
     def close(self) -> None:
         self._http.close()

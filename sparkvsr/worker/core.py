@@ -38,6 +38,7 @@ from sparkvsr.worker.limits import (
 )
 from sparkvsr.worker.previews import PreviewCache, PreviewSlot, preview_key
 from sparkvsr.worker.requests import (
+    PROJECT_ACTIONS,
     AccessDenied,
     CancelResponse,
     EditorAvailability,
@@ -50,6 +51,10 @@ from sparkvsr.worker.requests import (
     OpenClipRequest,
     PreviewRequest,
     PreviewResponse,
+    ProjectActionRequest,
+    ProjectActionResponse,
+    ProjectsRequest,
+    ProjectsResponse,
     ReferenceInfo,
     ReferenceRequest,
     ReferenceResponse,
@@ -458,6 +463,56 @@ class Worker:
         """The most pixels a Reference image uploaded to this session may decode to (checked
         from the image header before decoding)."""
         return upload_pixel_limit(output_size(self._session(session_id).project.state))
+
+    # Projects -----------------------------------------------------------------------------
+    def projects(self, request: ProjectsRequest) -> ProjectsResponse:
+        """The projects the caller may open, most recently changed first."""
+        listed = workspace.list_projects(self.projects_root, request.owner)
+        return ProjectsResponse(tuple(listed))
+
+    def project_action(self, request: ProjectActionRequest) -> ProjectActionResponse:
+        """Rename, duplicate, delete a project, or clear its caches (finished renders stay).
+        The project must be the caller's and not open in any session."""
+        if request.action not in PROJECT_ACTIONS:
+            raise RequestError(
+                f"action {request.action!r} is unknown; choose one of {', '.join(PROJECT_ACTIONS)}"
+            )
+        folder = self._project_folder(request.project)
+        if not Project.is_project(folder):
+            raise ProjectError(f"there is no project named {request.project!r}")
+        if not workspace.may_open(folder, request.owner):
+            raise AccessDenied(f"project {request.project!r} belongs to another browser")
+        new_name = request.new_name.strip()
+        if request.action in ("rename", "duplicate"):
+            self._project_folder(new_name)  # the name rule
+        with self._lock:
+            busy = {*self._opening, *(s.name for s in self._sessions.values())}
+            # a copy may be taken of an open project (its manifest is replaced atomically)
+            open_here = request.project in busy and request.action != "duplicate"
+            if open_here or new_name in busy:
+                raise ProjectError(
+                    f"project {request.project!r} is open; close it (or open another project "
+                    "in its tab) first"
+                )
+            held = request.project not in busy
+            if held:
+                self._opening.add(request.project)
+        try:
+            if request.action == "rename":
+                workspace.rename_project(self.projects_root, request.project, new_name)
+                return ProjectActionResponse(new_name)
+            if request.action == "duplicate":
+                workspace.duplicate_project(self.projects_root, request.project, new_name)
+                return ProjectActionResponse(new_name)
+            if request.action == "delete":
+                freed = workspace.delete_project(self.projects_root, request.project)
+                return ProjectActionResponse("", freed)
+            freed = workspace.clear_caches(folder)
+            return ProjectActionResponse(request.project, freed)
+        finally:
+            if held:
+                with self._lock:
+                    self._opening.discard(request.project)
 
     def session_folder(self, session_id: str) -> Path:
         """The project folder of a session (for in-process callers that serve files)."""

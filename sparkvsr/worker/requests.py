@@ -18,6 +18,7 @@ from sparkvsr.project import ClipSummary, OutputSettings
 from sparkvsr.references.base import DEFAULT_TASK_PROMPT, Provenance
 from sparkvsr.render import RenderProgress
 from sparkvsr.viewport import Viewport
+from sparkvsr.workspace import ProjectSummary
 
 
 class SessionNotFound(ProjectError):
@@ -335,3 +336,39 @@ class FileResponse:
     path: str
     local_path: str
     size: int
+
+
+@dataclass(frozen=True)
+class ProjectsRequest:
+    """The projects ``owner`` may open (empty owner: the trusted host, every project)."""
+
+    owner: str = field(default="", repr=False)
+
+
+@dataclass(frozen=True)
+class ProjectsResponse:
+    """Projects, most recently changed first."""
+
+    projects: tuple[ProjectSummary, ...]
+
+
+PROJECT_ACTIONS = ("rename", "duplicate", "delete", "clear_caches")
+
+
+@dataclass(frozen=True)
+class ProjectActionRequest:
+    """Do ``action`` (one of ``PROJECT_ACTIONS``) to project ``project`` of ``owner``;
+    ``new_name`` for rename and duplicate. Refused while the project is open in a session."""
+
+    project: str
+    action: str
+    new_name: str = ""
+    owner: str = field(default="", repr=False)
+
+
+@dataclass(frozen=True)
+class ProjectActionResponse:
+    """project: the project's name after the action ("" once deleted); freed: bytes freed."""
+
+    project: str
+    freed: int = 0
