@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 DEFAULT_PROJECTS = Path("projects")
-PREVIEW_CACHE_BYTES = 256 << 20
+PREVIEW_CACHE_BYTES = 64 << 20
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
