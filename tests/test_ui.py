@@ -781,3 +781,44 @@ def test_the_projects_panel_lists_duplicates_and_deletes_this_browsers_projects(
         assert not (studio.projects / f"{project}-copy").exists()
     finally:
         context.close()
+
+
+@pytest.mark.browser
+def test_a_render_survives_two_reloads_and_keeps_a_keyframe_pinned_meanwhile(
+    studio, browser, tmp_path
+):
+    clip = DATA / "zhengchen1999_006.mp4"  # 100 frames: four chunks, each a few seconds
+    if not clip.exists():
+        pytest.skip(f"{clip} is absent (real clips live in ../shared/data)")
+    context, page = _open(browser, studio)
+    steps = Steps(page, tmp_path)
+    try:
+        page.click("#open")
+        page.set_input_files("#clip-upload input[type=file]", str(clip))
+        page.wait_for_function(_text_has("#clip-title", clip.name))
+        project = page.inner_text("#clip-title").rsplit("project", 1)[-1].strip()
+        _pin_current(page, 0)
+        page.click("#render")
+        page.wait_for_selector('#progress [data-stage="render"]', timeout=RENDER_TIMEOUT_MS)
+        for _ in range(2):  # the render goes on without the page; each load follows it
+            page.reload()
+            page.wait_for_function(_text_has("#clip-title", project))
+        page.wait_for_function(
+            "() => /render|encod|done/i.test(document.querySelector('#progress').innerText)"
+        )
+        steps.shot("reloaded-twice")
+        _scrub_to(page, 60)
+        _pin_current(page, 60)  # an edit while the render runs: kept for the next render
+        page.wait_for_selector('#progress [data-stage="done"]', timeout=RENDER_TIMEOUT_MS)
+        page.wait_for_selector("#result-video video[src]")
+        assert "Done" in page.inner_text("#progress")
+        steps.shot("done-without-pressing-render")
+        page.reload()
+        page.wait_for_function(_text_has("#clip-title", project))
+        page.wait_for_selector('#timeline .tl-track .tl-key[data-frame="60"]')
+        # frame 60 has no reference yet, so the finished render is still the current one
+        page.wait_for_selector('#progress [data-stage="done"]')
+        page.wait_for_selector("#result-video video[src]")
+        steps.shot("reloaded-after")
+    finally:
+        context.close()
