@@ -822,3 +822,17 @@ def test_a_render_survives_two_reloads_and_keeps_a_keyframe_pinned_meanwhile(
         steps.shot("reloaded-after")
     finally:
         context.close()
+
+
+def test_sharing_the_studio_needs_a_password(capsys):
+    import app
+
+    assert app.parse_args([]).auth == "" and app.is_loopback("127.0.0.1")
+    assert app.parse_args(["--share", "--auth", "ed:pw"]).auth == "ed:pw"
+    assert app.parse_args(["--host", "::1"]).host == "::1"
+    for argv in (["--share"], ["--host", "0.0.0.0"], ["--host", "studio.example"]):
+        with pytest.raises(SystemExit):
+            app.parse_args(argv)
+        assert "--auth user:password" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        app.parse_args(["--host", "0.0.0.0", "--auth", "nopassword"])
