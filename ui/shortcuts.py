@@ -51,13 +51,16 @@ SHORTCUTS_JS = """
     const r = range(id);
     if (!r || r.disabled) return;
     const next = Math.min(Number(r.max), Math.max(Number(r.min), value));
-    if (String(next) !== r.value) {
+    const moved = String(next) !== r.value;
+    if (moved) {
       r.value = String(next);
       r.dispatchEvent(new Event("input", { bubbles: true }));
     }
+    // a hand releases after it moved: the release reads the slider's settled value
     clearTimeout(timers[id]);
     timers[id] = setTimeout(
-      () => r.dispatchEvent(new PointerEvent("pointerup", { bubbles: true })), restMs);
+      () => r.dispatchEvent(new PointerEvent("pointerup", { bubbles: true })),
+      moved ? Math.max(restMs, 150) : restMs);
   };
   window.__sparkvsrGoTo = (frame) => commit("scrubber", frame, 0);
   // keys typed into a text or number field stay there (a radio or a button does not type)
