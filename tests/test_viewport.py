@@ -138,3 +138,29 @@ def test_the_http_server_accepts_a_viewport_and_refuses_a_bad_one():
     bad["viewport"]["zoom"] = 1000.0
     with pytest.raises(RequestError, match="zoom"):
         parse_body("preview", json.dumps(bad).encode())
+
+
+def test_release_caches_drops_everything_a_viewport_preview_kept(scene):
+    """The worker calls release_caches when its last session closes: the scaled propagations,
+    reference hashes and shrunk References made for viewer-size previews go too (they held ~100 MB
+    after a 16-client load before), and the next preview is the same picture."""
+    source, references = scene
+    options = RestoreOptions(guidance=1.0)
+    engine = FlowEngine()
+    height, width = source.read(0, 1)[0].shape[:2]
+    viewport = Viewport(width * 4 // 3, height * 4 // 3)  # made at 2x, as in the test above
+    engine.preview(source, references, 5, options)  # the full frame first, then the viewer
+    first = engine.preview(source, references, 5, options, viewport=viewport)
+    assert engine._scaled_propagations and engine._small_references
+    engine.release_caches()
+    kept = (
+        engine._preview_frames,
+        engine._scaled_propagations,
+        engine._hashes,
+        engine._small_references,
+    )
+    assert not any(kept) and engine._preview_propagation is None
+    assert engine.status().cache_bytes == 0
+    np.testing.assert_array_equal(
+        engine.preview(source, references, 5, options, viewport=viewport), first
+    )

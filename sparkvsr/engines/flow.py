@@ -413,6 +413,9 @@ class FlowEngine:
         self._preview_frames.clear()
         self._preview_propagation = None
         self._preview_propagation_key = None
+        self._scaled_propagations.clear()
+        self._hashes.clear()
+        self._small_references.clear()
 
     def _preview_bytes(self) -> int:
         return sum(_parts_bytes(parts) for parts in self._preview_frames.values())

@@ -749,8 +749,14 @@ class Worker:
         self.previews.clear()
         release = getattr(self.engine, "release_caches", None)
         if callable(release):
+
+            def release_and_trim() -> None:
+                release()
+                gc.collect()
+                _trim_heap()  # after the engine dropped its caches, or their pages stay
+
             with self._wake:  # the engine's caches belong to the engine thread
-                self._engine_chores.append(release)
+                self._engine_chores.append(release_and_trim)
                 self._wake.notify_all()
         gc.collect()
         _trim_heap()
