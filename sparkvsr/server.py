@@ -31,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import io
 import ipaddress
 import json
 import logging
@@ -40,7 +39,6 @@ import resource
 import secrets
 import socket
 import time
-import warnings
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -51,7 +49,7 @@ from fastapi import Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from sparkvsr.engines.base import COLOR_FIXES
-from sparkvsr.errors import Cancelled, SparkVSRError
+from sparkvsr.errors import Cancelled, EditorError, SparkVSRError
 from sparkvsr.project import OUTPUT_CODECS, OUTPUT_PRESETS
 from sparkvsr.viewport import MAX_SIDE as VIEWPORT_MAX_SIDE
 from sparkvsr.viewport import MAX_ZOOM as VIEWPORT_MAX_ZOOM
@@ -334,8 +332,7 @@ def parse_body(name: str, body: bytes, worker: Worker | None = None) -> Any:
 
 def _decode_upload(encoded: str, session_id: str, worker: Worker | None) -> Any:
     """Decode an uploaded image after checking, from its header, that it is not too large."""
-    import numpy as np
-    from PIL import Image, UnidentifiedImageError
+    from sparkvsr.references.upload import decode_upload
 
     limit = worker.upload_pixel_limit(session_id) if worker is not None else 64_000_000
     try:
@@ -343,16 +340,9 @@ def _decode_upload(encoded: str, session_id: str, worker: Worker | None) -> Any:
     except (binascii.Error, ValueError) as e:
         raise RequestError(f"field 'upload.png': not base64 ({e})") from None
     try:
-        with warnings.catch_warnings():
-            # the size is checked here against the session's own cap, far below PIL's
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-        with image:
-            width, height = image.size  # from the header: nothing decoded yet
-            check_image_pixels(width, height, limit)
-            return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as e:
-        raise RequestError(f"field 'upload.png': not a readable image ({e})") from None
+        return decode_upload(data, lambda width, height: check_image_pixels(width, height, limit))
+    except EditorError as e:
+        raise RequestError(f"field 'upload.png': {e}") from None
 
 
 def _describe(error: ValidationError) -> str:

@@ -174,3 +174,30 @@ def test_cache_round_trip_and_broken_entries_are_misses(tmp_path):
     next(tmp_path.rglob("*.png")).write_bytes(b"half a png")
     assert cache.get(key) is None
     assert cache_key(a=1, b=2) == cache_key(b=2, a=1) != cache_key(a=1, b=3)
+
+
+def test_decode_upload_refuses_from_the_header_before_decoding_a_pixel():
+    """A small file announcing a huge image is refused by its size check (the server's 413)
+    without the pixels ever being decoded; a normal one still decodes."""
+    import io
+
+    from PIL import Image
+
+    from sparkvsr.references.upload import decode_upload
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (13_000, 13_000)).save(buffer, "PNG")  # 169 Mpx in a few hundred KB
+    seen = []
+
+    def refuse(width, height):
+        seen.append((width, height))
+        raise OverflowError("too many pixels")
+
+    with pytest.raises(OverflowError):
+        decode_upload(buffer.getvalue(), refuse)
+    assert seen == [(13_000, 13_000)]
+    small = io.BytesIO()
+    Image.new("RGB", (20, 10), (200, 10, 10)).save(small, "PNG")
+    image = decode_upload(small.getvalue(), lambda w, h: seen.append((w, h)))
+    assert image.shape == (10, 20, 3) and tuple(image[0, 0]) == (200, 10, 10)
+    assert seen[-1] == (20, 10)

@@ -8,6 +8,8 @@ user is told through ``Provenance.notes``), then it is resized with bicubic to t
 from __future__ import annotations
 
 import io
+import warnings
+from collections.abc import Callable
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -27,13 +29,24 @@ from sparkvsr.references.fit import (
 MIN_SIDE = 16
 
 
-def decode_upload(data: bytes) -> np.ndarray:
-    """Decode an uploaded image file's bytes (PNG, JPEG, WebP, TIFF...) to ``[H, W, 3]`` uint8."""
+def decode_upload(data: bytes, check_size: Callable[[int, int], None] | None = None) -> np.ndarray:
+    """Decode an uploaded image file's bytes (PNG, JPEG, WebP, TIFF...) to ``[H, W, 3]`` uint8.
+
+    ``check_size(width, height)`` sees the size from the file's header before any pixel is
+    decoded, so it can refuse a small file that would decode to gigabytes (its error propagates).
+    """
     try:
-        with Image.open(io.BytesIO(data)) as image:
+        with warnings.catch_warnings():
+            # with a check_size the caller's own cap applies, far below PIL's bomb guard
+            if check_size is not None:
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+        with image:
+            if check_size is not None:
+                check_size(*image.size)
             image.load()
             return np.asarray(image.convert("RGB"), dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, ValueError) as e:
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
         raise EditorError(
             f"the uploaded file ({len(data)} bytes) is not an image that can be decoded; "
             "upload a PNG, JPEG, WebP or TIFF file"

@@ -12,7 +12,6 @@ import threading
 from collections import OrderedDict
 from concurrent.futures import Future
 from dataclasses import asdict, dataclass, replace
-from typing import Any
 
 import numpy as np
 
@@ -84,7 +83,3 @@ class PreviewCache:
 
     def __len__(self) -> int:
         return len(self._items)
-
-    def stats(self) -> dict[str, Any]:
-        with self._lock:
-            return {"entries": len(self._items), "bytes": self._bytes, "hits": self.hits}
