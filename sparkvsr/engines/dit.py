@@ -538,11 +538,15 @@ class DitEngine:
         )
         hashes = {i: image_hash(np.asarray(references[i])) for i in indices}
         weights = self._keyframe_weights(source, references, indices, hashes, options)
+        # a range keeps the whole clip's chunk plan (its frames equal the full restore's): the
+        # chunks from the one holding ``start`` to the one holding ``stop - 1``
+        stop = options.end(source.num_frames)
         first = next(i for i, span in enumerate(chunks) if span.stop > options.start)
+        last = max(i for i, span in enumerate(chunks) if span.start < stop)
 
         # 3-4. Chunk by chunk: latents (cached or computed), decode, blend, yield finished frames.
         blender = _TemporalBlender(origin=chunks[first].start)
-        for number, span in enumerate(chunks[first:], start=first):
+        for number, span in enumerate(chunks[first : last + 1], start=first):
             raise_if_cancelled(cancel)
             lr = source.read(span.start, span.stop)
             refs = _ChunkRefs(
@@ -561,12 +565,13 @@ class DitEngine:
             done_until = chunks[number + 1].start if number + 1 < len(chunks) else span.stop
             start, finished = blender.pop(done_until)
             if progress is not None:
-                progress(Progress(number + 1 - first, len(chunks) - first, "chunks"))
+                progress(Progress(number + 1 - first, last + 1 - first, "chunks"))
             keep = max(options.start, start)
-            if keep >= done_until:
+            until = min(done_until, stop)
+            if keep >= until:
                 continue
-            finished = finished[keep - start :]
-            lr_part = lr[keep - span.start : done_until - span.start]
+            finished = finished[keep - start : until - start]
+            lr_part = lr[keep - span.start : until - span.start]
             yield RestoredChunk(keep, self._finish(finished, lr_part, options))
 
     # -- steps -----------------------------------------------------------------------------------
