@@ -13,6 +13,7 @@ mean per frame. Audio copied from the source adds its own bytes.
 
 from __future__ import annotations
 
+import functools
 import math
 import tempfile
 from dataclasses import dataclass, replace
@@ -117,9 +118,22 @@ def _ten_bit(colour):
 
 def source_audio_bytes(path: str | Path) -> int:
     """Bytes of the audio packets of a clip file (what a copied audio track adds); 0 when the
-    file cannot be read here (a remote worker's clip)."""
+    file cannot be read here (a remote worker's clip).
+
+    The estimate runs on every click of Estimate: the answer is kept per file version (path,
+    size, modification time), so a long clip's audio is read at most once."""
     try:
-        with av.open(str(path)) as container:
+        stat = Path(path).stat()
+    except OSError:
+        return 0
+    return _audio_bytes(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=32)
+def _audio_bytes(path: str, size: int, mtime_ns: int) -> int:
+    # size and mtime_ns key the cache: a file rewritten in place is read again.
+    try:
+        with av.open(path) as container:
             if not container.streams.audio:
                 return 0
             return sum(p.size for p in container.demux(*container.streams.audio) if p.size)

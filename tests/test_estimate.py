@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import av
 import numpy as np
 import pytest
 
 from sparkvsr import media
-from sparkvsr.estimate import estimate_output
+from sparkvsr.estimate import estimate_output, source_audio_bytes
 from sparkvsr.project import OutputSettings
-from tests.conftest import moving_frames
+from tests.conftest import moving_frames, write_test_video
 
 
 @pytest.mark.parametrize(
@@ -31,3 +32,23 @@ def test_the_estimate_is_within_30_percent_of_the_encoded_clip(tmp_path, setting
 def test_a_sample_must_be_frames():
     with pytest.raises(ValueError, match=r"\[N, H, W, 3\]"):
         estimate_output(np.zeros((8, 8, 3), np.uint8), 24, 10, OutputSettings())
+
+
+def test_the_copied_audio_counts_its_packets_and_is_read_once_per_file_version(
+    tmp_path, monkeypatch
+):
+    clip = write_test_video(tmp_path / "tone.mp4", moving_frames(10, 64, 48), audio_seconds=2.0)
+    with av.open(str(clip)) as container:
+        packets = sum(p.size for p in container.demux(audio=0) if p.size)
+    opened = []
+    real_open = av.open
+    monkeypatch.setattr(av, "open", lambda *a, **k: opened.append(a[0]) or real_open(*a, **k))
+
+    assert source_audio_bytes(clip) == packets > 0
+    assert source_audio_bytes(clip) == packets
+    assert len(opened) == 1, "a second Estimate click must not read the audio again"
+
+    # A file rewritten in place (another clip, no audio) is read again.
+    write_test_video(clip, moving_frames(12, 64, 48))
+    assert source_audio_bytes(clip) == 0
+    assert source_audio_bytes(tmp_path / "gone.mp4") == 0

@@ -371,7 +371,7 @@ def _first_frames(path: Path, count: int) -> np.ndarray:
 @pytest.mark.skipif(not DATA.is_dir(), reason="../shared/data (real clips) is not present")
 def test_eval_on_flow_engine_output_for_vid4_walk(tmp_path, no_pyiqa, capsys):
     if importlib.util.find_spec("sparkvsr.engines.flow") is None:
-        pytest.skip("the flow engine (sparkvsr/engines/flow.py) has not landed yet")
+        pytest.skip("the flow engine (sparkvsr/engines/flow/) has not landed yet")
     cli = _cli()
     from sparkvsr.engines import load_engine
     from sparkvsr.engines.base import RestoreOptions

@@ -306,7 +306,8 @@ def test_scene_cuts_in_a_real_clip_stop_an_edit_from_leaking():
 
 @pytest.mark.parametrize("upscaler", ["bicubic", "lanczos"])
 def test_back_projection_filter_equals_the_two_resizes(upscaler):
-    from sparkvsr.engines.flow import UPSCALERS, _down_up_kernel
+    from sparkvsr.engines.flow import UPSCALERS
+    from sparkvsr.engines.flow.resampling import _down_up_kernel
 
     lr = np.random.default_rng(0).random((30, 40, 3)).astype(np.float32) * 255
     interpolation = UPSCALERS[upscaler]
@@ -323,7 +324,8 @@ def test_back_projection_filter_equals_the_two_resizes(upscaler):
 @pytest.mark.parametrize("interpolation", [cv2.INTER_LINEAR, cv2.INTER_CUBIC, cv2.INTER_LANCZOS4])
 @pytest.mark.parametrize("channels", [1, 2, 3, 4])
 def test_banded_upscale_equals_the_whole_frame_resize(interpolation, channels):
-    from sparkvsr.engines.flow import _bands, _Scratch, _upscale_rows
+    from sparkvsr.engines.flow.caches import _Scratch
+    from sparkvsr.engines.flow.resampling import _bands, _upscale_rows
 
     image = np.random.default_rng(channels).random((23, 17, channels)).astype(np.float32)
     image = image.squeeze(-1) if channels == 1 else image
@@ -339,12 +341,12 @@ def test_banded_upscale_equals_the_whole_frame_resize(interpolation, channels):
 
 @pytest.mark.parametrize("upscaler", ["bicubic", "lanczos"])
 def test_the_band_height_does_not_change_a_single_output_value(clip, upscaler, monkeypatch):
-    from sparkvsr.engines import flow
+    from sparkvsr.engines.flow import resampling
 
     _, lr, references = clip
     outputs = []
     for band in (1, 5, 24):
-        monkeypatch.setattr(flow, "BAND_ROWS", band)
+        monkeypatch.setattr(resampling, "BAND_ROWS", band)
         outputs.append(restore_all(FlowEngine(upscaler=upscaler), lr, references, guidance=0.7))
     np.testing.assert_array_equal(outputs[0], outputs[1])
     np.testing.assert_array_equal(outputs[0], outputs[2])
@@ -376,7 +378,7 @@ def test_dis_patch_stride_is_checked_against_the_presets_patch_size():
 
 
 def test_frame_to_frame_steps_keep_enough_pixels_on_small_clips():
-    from sparkvsr.engines.flow import _step_scale
+    from sparkvsr.engines.flow.propagation import _step_scale
 
     assert _step_scale(2, 240) == 2  # 320x240: level 2 is 80x60
     assert _step_scale(2, 120) == 1  # Vid4 walk 180x120: level 2 would be 45x30

@@ -514,10 +514,6 @@ class Worker:
                 with self._lock:
                     self._opening.discard(request.project)
 
-    def session_folder(self, session_id: str) -> Path:
-        """The project folder of a session (for in-process callers that serve files)."""
-        return self._session(session_id).project.folder
-
     # Lifetime -----------------------------------------------------------------------------
     def close(self) -> None:
         """Cancel renders, stop the engine thread, close every session, release projects."""
