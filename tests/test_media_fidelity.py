@@ -17,7 +17,7 @@ import av
 import numpy as np
 import pytest
 
-from sparkvsr import cli
+from sparkvsr import cli, metrics
 from sparkvsr.engines.base import RestoreOptions
 from sparkvsr.media import VideoWriter, probe
 from sparkvsr.media.timing import measure_rate, plan_timing
@@ -355,6 +355,21 @@ def test_alpha_is_dropped_with_a_note(tmp_path, capsys):
     code, err = restore(capsys, src, tmp_path / "out.mp4")
     assert code == 0, err
     assert "alpha" in notes(err)
+    # What is kept is the colour picture itself: the same frames as the same source made
+    # without alpha (the alpha plane neither blackens nor tints them).
+    opaque = tmp_path / "opaque.mkv"
+    mc.ffmpeg(
+        "-f", "lavfi", "-i", "testsrc=size=64x48:rate=25", "-frames:v", "6",
+        "-vf", "format=yuv420p", "-c:v", "ffv1", str(opaque),
+    )  # fmt: skip
+    code, err = restore(capsys, opaque, tmp_path / "opaque.mp4")
+    assert code == 0, err
+    _, restored = mc.read_video(tmp_path / "out.mp4")
+    _, expected = mc.read_video(tmp_path / "opaque.mp4")
+    assert len(restored) == len(expected) == 6
+    for got, want in zip(restored, expected):
+        assert got.shape == want.shape == (96, 128, 3)
+        assert metrics.psnr(got, want) > 40, "the restored picture must be the source's colours"
 
 
 def test_notes_reach_the_cli_the_studio_progress_and_the_project_manifest(tmp_path, capsys):

@@ -4,8 +4,8 @@
 ``Studio.launch(...)`` serves it. The UI never touches engines, editors or project files itself:
 every action is a call on the worker client (in-process or HTTP).
 
-Modules: ``layout`` (components and wiring), ``callbacks`` (event handlers), ``state`` (the
-per-browser-session dataclass), ``timeline`` (timeline strip and frame label), ``images``
+Modules: ``layout`` (components and wiring), ``callbacks`` (event handlers, a package split
+by concept), ``state`` (the per-browser-session dataclass), ``timeline`` (timeline strip and frame label), ``images``
 (images the page shows), ``messages`` (readable errors), ``keyboard`` (arrow-key scrubbing),
 ``viewer`` (viewer size, zoom and pan: previews at the size they are seen), ``shortcuts``
 (typed numbers, timeline clicks and keys move the same sliders; the help popover).

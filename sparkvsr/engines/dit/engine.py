@@ -1,35 +1,10 @@
-"""The ``dit`` engine: SparkVSR keyframe propagation with a one-step CogVideoX1.5-I2V transformer.
-
-What it does for one restore, as numbered steps (``DitEngine.restore``):
-
-1. Check the request: x4 only (``output_size`` resizes after the model), chunk 8k+1, References
-   the right size and at least 4 frames apart.
-2. Plan temporal chunks (8k+1 frames, overlapping) and spatial tiles (overlapping, in LR pixels).
-3. Per chunk and tile, get the x0 latents of the unconditioned (zero reference) and conditioned
-   branches from the cache, or compute the missing ones in ONE batched transformer pass
-   (s = 1: conditioned only; s = 0: unconditioned only; chunks without keyframes: one pass).
-4. Mix ``x0(s) = x0_u + s_t (x0_c - x0_u)``, decode, feather-blend tiles into frames and chunks
-   into the clip; yield frames as soon as no later chunk touches them. ``s_t`` is the guidance
-   times the per-keyframe weights, per latent frame (``conditioning.latent_guidance``): a
-   keyframe's weight is the user's (``RestoreOptions.keyframe_guidance``) or automatic from how
-   well its Reference fits its frame (``references.fit.assess``), and costs no extra pass.
-
-The model math lives in ``sparkvsr.conditioning`` (shared with the trainer). The cache makes the
-guidance slider cost a VAE decode, an edited keyframe cost the conditioned passes of the chunks
-containing it, and a resumed render cost nothing for chunks already done.
-"""
+"""The dit engine itself: models resident, chunks x tiles through the cached x0 latents."""
 
 from __future__ import annotations
 
-import gc
-import hashlib
-import importlib
-import json
-import os
-from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -49,247 +24,25 @@ from sparkvsr.engines.base import (
     check_references,
     raise_if_cancelled,
 )
+from sparkvsr.engines.dit.chunks import TILE_MULTIPLE, ChunkRefs, TemporalBlender, tile_video
+from sparkvsr.engines.dit.latent_cache import DEFAULT_CACHE_BYTES, LatentCache
+from sparkvsr.engines.dit.loading import (
+    DEFAULT_MODEL,
+    check_architecture,
+    check_model_folder,
+    empty_prompt_embeds,
+    enable_vae_tiling,
+    folder_identity,
+    load_component,
+    resolve_dtype,
+    resolve_model_folder,
+    writable_dir,
+)
 from sparkvsr.errors import EngineError
 from sparkvsr.frames import FrameSource
 from sparkvsr.references import fit
 from sparkvsr.references.base import image_hash
 from sparkvsr.tiling import Span, Tile, axis_weights, chunk_plan, tile_plan, tile_weights
-
-DEFAULT_MODEL = "JiongzeYu/SparkVSR"
-DEFAULT_CACHE_BYTES = 4 << 30
-COMPONENTS = ("transformer", "vae", "scheduler", "text_encoder", "tokenizer")
-REQUIRED_FILES = (
-    "model_index.json",
-    "transformer/config.json",
-    "vae/config.json",
-    "scheduler/scheduler_config.json",
-    "text_encoder/config.json",
-)
-TILE_MULTIPLE = (
-    cond.PIXEL_MULTIPLE // cond.UPSCALE
-)  # LR pixels; keeps tiles on the latent/patch grid
-VAE_TILE_MULTIPLES = (48, 40)  # diffusers 0.42 tiled decode returns wrong sizes otherwise
-
-
-# ---------------------------------------------------------------------------------------------
-# Latent cache
-# ---------------------------------------------------------------------------------------------
-
-
-class LatentCache:
-    """Tensors by content key, least recently used first out, within ``budget`` bytes in memory.
-
-    Entries pushed out of memory are written to ``spill_dir`` (when given) and read back on
-    demand, so a long clip's latents survive a slider move without holding them all in RAM.
-    """
-
-    def __init__(self, budget: int, spill_dir: Path | None = None):
-        self.budget = int(budget)
-        self.spill_dir = Path(spill_dir) if spill_dir is not None else None
-        self._memory: OrderedDict[str, torch.Tensor] = OrderedDict()
-        self._bytes = 0
-        self.spilled = 0
-
-    @staticmethod
-    def digest(key: tuple) -> str:
-        return hashlib.sha256(repr(key).encode()).hexdigest()[:40]
-
-    def _spill_path(self, name: str) -> Path | None:
-        return None if self.spill_dir is None else self.spill_dir / f"x0-{name}.pt"
-
-    def get(self, key: tuple) -> torch.Tensor | None:
-        name = self.digest(key)
-        if name in self._memory:
-            self._memory.move_to_end(name)
-            return self._memory[name]
-        path = self._spill_path(name)
-        if path is not None and path.exists():
-            try:
-                tensor = torch.load(path, weights_only=True)
-            except Exception:  # a torn or foreign file is a miss, not a failure
-                return None
-            self._remember(name, tensor)
-            return tensor
-        return None
-
-    def put(self, key: tuple, tensor: torch.Tensor) -> None:
-        self._remember(self.digest(key), tensor.detach().to("cpu").contiguous())
-
-    def _remember(self, name: str, tensor: torch.Tensor) -> None:
-        if name in self._memory:
-            self._bytes -= _nbytes(self._memory.pop(name))
-        self._memory[name] = tensor
-        self._bytes += _nbytes(tensor)
-        while self._bytes > self.budget and len(self._memory) > 1:
-            old_name, old = self._memory.popitem(last=False)
-            self._bytes -= _nbytes(old)
-            path = self._spill_path(old_name)
-            if path is not None and not path.exists():
-                try:
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    torch.save(old, path.with_suffix(".tmp"))
-                    os.replace(path.with_suffix(".tmp"), path)
-                    self.spilled += 1
-                except OSError as e:
-                    raise EngineError(f"cannot spill the latent cache to {path.parent}: {e}") from e
-
-    @property
-    def entries(self) -> int:
-        return len(self._memory)
-
-    @property
-    def bytes(self) -> int:
-        return self._bytes
-
-    def clear(self) -> None:
-        self._memory.clear()
-        self._bytes = 0
-
-
-def _nbytes(tensor: torch.Tensor) -> int:
-    return tensor.numel() * tensor.element_size()
-
-
-# ---------------------------------------------------------------------------------------------
-# Loading
-# ---------------------------------------------------------------------------------------------
-
-
-def resolve_model_folder(model: str | Path) -> Path:
-    """A local pipeline folder, or a hub id fetched into the Hugging Face cache."""
-    path = Path(model).expanduser()
-    if path.exists():
-        if not path.is_dir():
-            raise EngineError(f"model {model} is a file; pass a diffusers pipeline folder")
-        return path
-    text = str(model)
-    looks_like_hub_id = text.count("/") == 1 and not text.startswith((".", "/", "~"))
-    if not looks_like_hub_id:
-        raise EngineError(
-            f"model folder {model} does not exist; pass a CogVideoXImageToVideoPipeline folder "
-            f"or a hub id such as {DEFAULT_MODEL}"
-        )
-    try:
-        from huggingface_hub import snapshot_download
-
-        return Path(snapshot_download(repo_id=text))
-    except Exception as e:
-        raise EngineError(
-            f"could not fetch model {text} from the Hugging Face hub ({type(e).__name__}: {e}). "
-            "Without internet, download it elsewhere (`hf download "
-            f"{text} --local-dir DIR`) and pass --model DIR"
-        ) from e
-
-
-def check_model_folder(folder: Path) -> dict[str, list[str]]:
-    """Return model_index.json's component table, or raise naming every missing file."""
-    missing = [name for name in REQUIRED_FILES if not (folder / name).is_file()]
-    for component in ("transformer", "vae", "text_encoder"):
-        sub = folder / component
-        if sub.is_dir() and not any(sub.glob("*.safetensors")) and not any(sub.glob("*.bin")):
-            missing.append(f"{component}/*.safetensors (weights)")
-    if not (folder / "tokenizer").is_dir():
-        missing.append("tokenizer/")
-    if missing:
-        raise EngineError(
-            f"model folder {folder} is missing {', '.join(missing)}; it must be a diffusers "
-            "CogVideoXImageToVideoPipeline folder (model_index.json, transformer/, vae/, "
-            "scheduler/, text_encoder/, tokenizer/)"
-        )
-    try:
-        index = json.loads((folder / "model_index.json").read_text())
-    except (OSError, ValueError) as e:
-        raise EngineError(f"{folder / 'model_index.json'} is not valid JSON: {e}") from e
-    absent = [c for c in COMPONENTS if not isinstance(index.get(c), list) or len(index[c]) != 2]
-    if absent:
-        raise EngineError(
-            f"{folder / 'model_index.json'} does not name a [library, class] for "
-            f"{', '.join(absent)}"
-        )
-    return index
-
-
-def _component_class(index: dict, name: str):
-    library, class_name = index[name]
-    try:
-        return getattr(importlib.import_module(library), class_name)
-    except (ImportError, AttributeError) as e:
-        raise EngineError(
-            f"model_index.json names {library}.{class_name} for {name}, which cannot be imported"
-        ) from e
-
-
-def _load_component(folder: Path, index: dict, name: str, dtype: torch.dtype | None):
-    cls = _component_class(index, name)
-    try:
-        if index[name][0] == "transformers":
-            kwargs = {} if dtype is None else {"dtype": dtype}
-            return cls.from_pretrained(folder / name, **kwargs)
-        kwargs = {} if dtype is None else {"torch_dtype": dtype}
-        return cls.from_pretrained(folder, subfolder=name, **kwargs)
-    except EngineError:
-        raise
-    except Exception as e:
-        raise EngineError(f"cannot load {name} from {folder / name}: {e}") from e
-
-
-def folder_identity(folder: Path, components: tuple[str, ...]) -> str:
-    """Cheap identity of model files: names, sizes and mtimes (changes when weights change)."""
-    digest = hashlib.sha256(str(folder.resolve()).encode())
-    for component in components:
-        for path in sorted((folder / component).glob("*")):
-            if path.is_file():
-                stat = path.stat()
-                digest.update(f"{component}/{path.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
-    return digest.hexdigest()[:24]
-
-
-def _check_tokenizer_dependencies(folder: Path) -> None:
-    """Refuse early, naming the fix, when the tokenizer cannot be read here.
-
-    The CogVideoX releases ship the T5 tokenizer as ``spiece.model`` only (no tokenizer.json);
-    transformers 5 converts it with protobuf, and without protobuf its error asks for tiktoken,
-    which would not help.
-    """
-    if (folder / "tokenizer.json").is_file() or not (folder / "spiece.model").is_file():
-        return
-    try:
-        import google.protobuf  # noqa: F401
-    except ImportError as e:
-        raise EngineError(
-            f"the tokenizer in {folder} is a sentencepiece model (spiece.model) and reading it "
-            "needs the protobuf package: pip install protobuf (it is only needed once: the "
-            "empty-prompt embedding is then cached on disk)"
-        ) from e
-
-
-def _writable_dir(preferred: Path) -> Path:
-    for candidate in (preferred, Path.home() / ".cache" / "sparkvsr"):
-        try:
-            candidate.mkdir(parents=True, exist_ok=True)
-            probe = candidate / ".write-test"
-            probe.write_bytes(b"")
-            probe.unlink()
-            return candidate
-        except OSError:
-            continue
-    raise EngineError(f"no writable folder for the prompt cache (tried {preferred} and ~/.cache)")
-
-
-# ---------------------------------------------------------------------------------------------
-# The engine
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _ChunkRefs:
-    """References inside one chunk: local frame -> content hash (the conditioned cache key)."""
-
-    frames: tuple[tuple[int, str], ...]
-
-    @property
-    def empty(self) -> bool:
-        return not self.frames
 
 
 class DitEngine:
@@ -332,14 +85,16 @@ class DitEngine:
         identity = folder_identity(self.folder, ("transformer", "vae", "scheduler"))
 
         # 3. Load the denoiser, the VAE and the noise schedule (resident from now on).
-        transformer = _load_component(self.folder, index, "transformer", self.dtype)
-        vae = _load_component(self.folder, index, "vae", self.dtype)
-        scheduler = _load_component(self.folder, index, "scheduler", None)
+        transformer = load_component(self.folder, index, "transformer", self.dtype)
+        vae = load_component(self.folder, index, "vae", self.dtype)
+        scheduler = load_component(self.folder, index, "scheduler", None)
 
         # 4. The empty-prompt embedding: from disk, or computed once with T5 (then T5 is freed).
-        self.prompt_cache_dir = _writable_dir(self.folder / ".sparkvsr")
+        self.prompt_cache_dir = writable_dir(self.folder / ".sparkvsr")
         max_length = int(getattr(transformer.config, "max_text_seq_length", 226))
-        self.prompt_embeds, self.prompt_embeds_source = self._empty_prompt_embeds(index, max_length)
+        self.prompt_embeds, self.prompt_embeds_source = empty_prompt_embeds(
+            self.folder, index, max_length, self.prompt_cache_dir, self.device, self.dtype
+        )
 
         # 5. Place the models, set up caches and counters.
         self._init_models(transformer, vae, scheduler, identity, vae_tiling, cache_bytes, cache_dir)
@@ -386,7 +141,7 @@ class DitEngine:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise EngineError(f"device {device} was asked for but CUDA is not available here")
-        self.dtype = _resolve_dtype(dtype, self.device)
+        self.dtype = resolve_dtype(dtype, self.device)
         self.offload = bool(offload) and self.device.type != "cpu"
         self.seed = int(seed)
 
@@ -397,10 +152,10 @@ class DitEngine:
         self.vae = vae.eval().requires_grad_(False)
         self.identity = identity
         self._fit_weights: dict[tuple, float] = {}  # automatic keyframe weights, by Reference
-        self._check_architecture(scheduler)
+        check_architecture(self.transformer, self.vae, scheduler)
         self.alpha_bar = cond.alpha_bar(scheduler.alphas_cumprod, self.dtype)
         if vae_tiling:
-            self._enable_vae_tiling()
+            enable_vae_tiling(self.vae)
         home = self.device if not self.offload else torch.device("cpu")
         self.transformer.to(home)
         self.vae.to(home)
@@ -412,59 +167,6 @@ class DitEngine:
         self.vae_decodes = 0
 
     # -- loading helpers -----------------------------------------------------------------------
-
-    def _check_architecture(self, scheduler) -> None:
-        config = self.transformer.config
-        latent = getattr(self.vae.config, "latent_channels", 16)
-        if config.in_channels != 2 * latent or config.out_channels != latent:
-            raise EngineError(
-                f"transformer has in/out channels {config.in_channels}/{config.out_channels}; "
-                f"SparkVSR needs {2 * latent}/{latent} ([LR ; reference] latents)"
-            )
-        if getattr(config, "patch_size_t", None) != 2:
-            # CogVideoX 1.0 (no temporal patch) needs another RoPE grid and frame layout.
-            raise EngineError(
-                f"transformer has patch_size_t={getattr(config, 'patch_size_t', None)}; SparkVSR "
-                "is a CogVideoX1.5 fine-tune with patch_size_t 2. Point --model at a SparkVSR "
-                "pipeline folder."
-            )
-        if getattr(scheduler.config, "prediction_type", "v_prediction") != "v_prediction":
-            raise EngineError(
-                f"scheduler predicts {scheduler.config.prediction_type!r}; SparkVSR weights are "
-                "v-prediction"
-            )
-
-    def _enable_vae_tiling(self) -> None:
-        if not hasattr(self.vae, "enable_tiling"):
-            raise EngineError(f"the VAE {type(self.vae).__name__} has no tiled mode")
-        config = self.vae.config
-        height, width = config.sample_height // 2, config.sample_width // 2
-        mh, mw = VAE_TILE_MULTIPLES
-        height = max(mh, mh * round(height / mh))
-        width = max(mw, mw * round(width / mw))
-        self.vae.enable_tiling(tile_sample_min_height=height, tile_sample_min_width=width)
-
-    def _empty_prompt_embeds(self, index: dict, length: int) -> tuple[torch.Tensor, str]:
-        key = folder_identity(self.folder, ("text_encoder", "tokenizer"))
-        path = self.prompt_cache_dir / f"empty-prompt-{key}-{length}.pt"
-        if path.exists():
-            try:
-                return torch.load(path, weights_only=True), "disk"
-            except Exception:
-                path.unlink(missing_ok=True)  # torn write: recompute below
-        _check_tokenizer_dependencies(self.folder / "tokenizer")
-        tokenizer = _load_component(self.folder, index, "tokenizer", None)
-        text_encoder = _load_component(self.folder, index, "text_encoder", self.dtype)
-        try:
-            embeds = cond.empty_prompt_embedding(tokenizer, text_encoder.to(self.device), length)
-        finally:
-            del text_encoder
-            gc.collect()
-            if self.device.type == "cuda":
-                torch.cuda.empty_cache()
-        torch.save(embeds, path.with_suffix(".tmp"))
-        os.replace(path.with_suffix(".tmp"), path)
-        return embeds, "computed"
 
     @contextmanager
     def _resident(self, module: torch.nn.Module):
@@ -538,14 +240,18 @@ class DitEngine:
         )
         hashes = {i: image_hash(np.asarray(references[i])) for i in indices}
         weights = self._keyframe_weights(source, references, indices, hashes, options)
+        # a range keeps the whole clip's chunk plan (its frames equal the full restore's): the
+        # chunks from the one holding ``start`` to the one holding ``stop - 1``
+        stop = options.end(source.num_frames)
         first = next(i for i, span in enumerate(chunks) if span.stop > options.start)
+        last = max(i for i, span in enumerate(chunks) if span.start < stop)
 
         # 3-4. Chunk by chunk: latents (cached or computed), decode, blend, yield finished frames.
-        blender = _TemporalBlender(origin=chunks[first].start)
-        for number, span in enumerate(chunks[first:], start=first):
+        blender = TemporalBlender(origin=chunks[first].start)
+        for number, span in enumerate(chunks[first : last + 1], start=first):
             raise_if_cancelled(cancel)
             lr = source.read(span.start, span.stop)
-            refs = _ChunkRefs(
+            refs = ChunkRefs(
                 tuple((i - span.start, hashes[i]) for i in indices if span.start <= i < span.stop)
             )
             scales = cond.latent_guidance(
@@ -561,12 +267,13 @@ class DitEngine:
             done_until = chunks[number + 1].start if number + 1 < len(chunks) else span.stop
             start, finished = blender.pop(done_until)
             if progress is not None:
-                progress(Progress(number + 1 - first, len(chunks) - first, "chunks"))
+                progress(Progress(number + 1 - first, last + 1 - first, "chunks"))
             keep = max(options.start, start)
-            if keep >= done_until:
+            until = min(done_until, stop)
+            if keep >= until:
                 continue
-            finished = finished[keep - start :]
-            lr_part = lr[keep - span.start : done_until - span.start]
+            finished = finished[keep - start : until - start]
+            lr_part = lr[keep - span.start : until - span.start]
             yield RestoredChunk(keep, self._finish(finished, lr_part, options))
 
     # -- steps -----------------------------------------------------------------------------------
@@ -621,7 +328,7 @@ class DitEngine:
         source: FrameSource,
         lr: np.ndarray,
         span: Span,
-        refs: _ChunkRefs,
+        refs: ChunkRefs,
         references: References,
         tiles: tuple[Tile, ...],
         tile_w: tuple[np.ndarray, ...],
@@ -666,7 +373,7 @@ class DitEngine:
             )
         return canvas[: span.length, : height * 4, : width * 4]
 
-    def _keys(self, source: FrameSource, span: Span, tile: Tile, refs: _ChunkRefs):
+    def _keys(self, source: FrameSource, span: Span, tile: Tile, refs: ChunkRefs):
         base = (self.identity, str(self.dtype), self.seed, source.identity, span, tile)
         key_u = ("x0_u", *base)
         key_c = key_u if refs.empty else ("x0_c", *base, refs.frames)
@@ -685,7 +392,7 @@ class DitEngine:
         unit: torch.Tensor,
         span: Span,
         tile: Tile,
-        refs: _ChunkRefs,
+        refs: ChunkRefs,
         references: References,
         scales: tuple[float, ...],
         x0_u: torch.Tensor | None,
@@ -695,7 +402,7 @@ class DitEngine:
         key_u, key_c = self._keys(source, span, tile, refs)
         need_u, need_c = cond.guidance_branches(scales)
         with torch.inference_mode():
-            lr_latent = self._encode(_tile_video(unit, tile))
+            lr_latent = self._encode(tile_video(unit, tile))
             branches: list[str] = []
             if refs.empty:
                 branches = ["u"]  # zero reference: both branches are the same prediction
@@ -743,7 +450,7 @@ class DitEngine:
         self,
         lr_latent: torch.Tensor,
         tile: Tile,
-        refs: _ChunkRefs,
+        refs: ChunkRefs,
         references: References,
         origin: int,
     ) -> torch.Tensor:
@@ -799,7 +506,7 @@ class DitEngine:
         indices = check_references(source, references, cond.UPSCALE)
         span = Span(start, stop)
         hashes = {i: image_hash(np.asarray(references[i])) for i in indices}
-        refs = _ChunkRefs(tuple((i - start, hashes[i]) for i in indices if start <= i < stop))
+        refs = ChunkRefs(tuple((i - start, hashes[i]) for i in indices if start <= i < stop))
         width, height = source.size
         padded_h, padded_w = cond.padded_lr_size(height, width)
         tile = Tile(Span(0, padded_h), Span(0, padded_w))
@@ -823,72 +530,3 @@ class DitEngine:
             x0_c.to(self.device) if x0_c is not None else None,
             guidance,
         )
-
-
-# ---------------------------------------------------------------------------------------------
-# Small pure helpers
-# ---------------------------------------------------------------------------------------------
-
-
-def _resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
-    if dtype is None:
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    names = {
-        "bf16": torch.bfloat16,
-        "bfloat16": torch.bfloat16,
-        "fp16": torch.float16,
-        "float16": torch.float16,
-        "fp32": torch.float32,
-        "float32": torch.float32,
-    }
-    if dtype not in names:
-        raise EngineError(f"dtype {dtype!r} is unknown; choose one of {', '.join(names)}")
-    return names[dtype]
-
-
-def _tile_video(unit: torch.Tensor, tile: Tile) -> torch.Tensor:
-    """Cut one tile from the padded LR chunk ``[1, 3, F, H, W]`` in [0, 1] and bring it to the
-    model input ``[1, 3, F, 4h, 4w]`` in [-1, 1].
-
-    The tile is upscaled with one LR pixel of context on each inner side and then cropped, which
-    makes it exactly the matching crop of the whole-frame bilinear upscale (no seams).
-    """
-    height, width = unit.shape[-2:]
-    r0, r1 = max(0, tile.rows.start - 1), min(height, tile.rows.stop + 1)
-    c0, c1 = max(0, tile.cols.start - 1), min(width, tile.cols.stop + 1)
-    up = cond.upscale_bilinear(unit[..., r0:r1, c0:c1])
-    top, left = (tile.rows.start - r0) * 4, (tile.cols.start - c0) * 4
-    up = up[..., top : top + tile.rows.length * 4, left : left + tile.cols.length * 4]
-    return cond.unit_to_signed(up)
-
-
-class _TemporalBlender:
-    """Sums feather-weighted chunk frames ``[F, H, W, 3]`` (torch, any device); hands out the
-    frames no later chunk will touch."""
-
-    def __init__(self, origin: int):
-        self.origin = origin
-        self.buffer: torch.Tensor | None = None
-
-    def add(self, start: int, frames: torch.Tensor) -> None:
-        if start < self.origin:
-            frames = frames[self.origin - start :]
-            start = self.origin
-        offset = start - self.origin
-        needed = offset + len(frames)
-        if self.buffer is None:
-            self.buffer = frames.new_zeros((needed, *frames.shape[1:]))
-        elif needed > len(self.buffer):
-            grow = frames.new_zeros((needed - len(self.buffer), *frames.shape[1:]))
-            self.buffer = torch.cat([self.buffer, grow])
-        self.buffer[offset:needed] += frames
-
-    def pop(self, until: int) -> tuple[int, torch.Tensor]:
-        """Frames ``[origin, until)``; they leave the buffer."""
-        assert self.buffer is not None
-        count = until - self.origin
-        done, self.buffer = self.buffer[:count], self.buffer[count:]
-        start, self.origin = self.origin, until
-        return start, done

@@ -1,0 +1,72 @@
+"""The chunk x tile geometry of a dit restore: which References a chunk holds, a tile's model
+input, and the temporal blend that hands out finished frames."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from sparkvsr import conditioning as cond
+from sparkvsr.tiling import Tile
+
+TILE_MULTIPLE = (
+    cond.PIXEL_MULTIPLE // cond.UPSCALE
+)  # LR pixels; keeps tiles on the latent/patch grid
+
+
+@dataclass(frozen=True)
+class ChunkRefs:
+    """References inside one chunk: local frame -> content hash (the conditioned cache key)."""
+
+    frames: tuple[tuple[int, str], ...]
+
+    @property
+    def empty(self) -> bool:
+        return not self.frames
+
+
+def tile_video(unit: torch.Tensor, tile: Tile) -> torch.Tensor:
+    """Cut one tile from the padded LR chunk ``[1, 3, F, H, W]`` in [0, 1] and bring it to the
+    model input ``[1, 3, F, 4h, 4w]`` in [-1, 1].
+
+    The tile is upscaled with one LR pixel of context on each inner side and then cropped, which
+    makes it exactly the matching crop of the whole-frame bilinear upscale (no seams).
+    """
+    height, width = unit.shape[-2:]
+    r0, r1 = max(0, tile.rows.start - 1), min(height, tile.rows.stop + 1)
+    c0, c1 = max(0, tile.cols.start - 1), min(width, tile.cols.stop + 1)
+    up = cond.upscale_bilinear(unit[..., r0:r1, c0:c1])
+    top, left = (tile.rows.start - r0) * 4, (tile.cols.start - c0) * 4
+    up = up[..., top : top + tile.rows.length * 4, left : left + tile.cols.length * 4]
+    return cond.unit_to_signed(up)
+
+
+class TemporalBlender:
+    """Sums feather-weighted chunk frames ``[F, H, W, 3]`` (torch, any device); hands out the
+    frames no later chunk will touch."""
+
+    def __init__(self, origin: int):
+        self.origin = origin
+        self.buffer: torch.Tensor | None = None
+
+    def add(self, start: int, frames: torch.Tensor) -> None:
+        if start < self.origin:
+            frames = frames[self.origin - start :]
+            start = self.origin
+        offset = start - self.origin
+        needed = offset + len(frames)
+        if self.buffer is None:
+            self.buffer = frames.new_zeros((needed, *frames.shape[1:]))
+        elif needed > len(self.buffer):
+            grow = frames.new_zeros((needed - len(self.buffer), *frames.shape[1:]))
+            self.buffer = torch.cat([self.buffer, grow])
+        self.buffer[offset:needed] += frames
+
+    def pop(self, until: int) -> tuple[int, torch.Tensor]:
+        """Frames ``[origin, until)``; they leave the buffer."""
+        assert self.buffer is not None
+        count = until - self.origin
+        done, self.buffer = self.buffer[:count], self.buffer[count:]
+        start, self.origin = self.origin, until
+        return start, done
