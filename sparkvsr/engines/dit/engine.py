@@ -239,7 +239,7 @@ class DitEngine:
             raise EngineError(
                 f"preview frame {frame} is outside the clip (0 to {source.num_frames - 1})"
             )
-        indices = self._check_request(source, references, replace(options, start=0))
+        indices = self._check_request(source, references, replace(options, start=0, stop=None))
         width, height = source.size
         hr_size = (width * cond.UPSCALE, height * cond.UPSCALE)
         resized = options.output_size is not None and tuple(options.output_size) != hr_size
@@ -369,23 +369,27 @@ class DitEngine:
         )
         hashes = {i: image_hash(np.asarray(references[i])) for i in indices}
         weights = self._keyframe_weights(source, references, indices, hashes, options)
+        # a range keeps the whole clip's chunk plan (its frames equal the full restore's): the
+        # chunks from the one holding ``start`` to the one holding ``stop - 1``
+        stop = options.end(source.num_frames)
         first = next(i for i, span in enumerate(chunks) if span.stop > options.start)
+        last = max(i for i, span in enumerate(chunks) if span.start < stop)
 
         # 3-4. Chunk by chunk: latents (cached or computed), decode, blend, yield finished frames.
         blender = TemporalBlender(origin=chunks[first].start)
-        total = source.num_frames - options.start
+        total = stop - options.start
         reported = 0  # output frames finished so far (progress)
-        for number, span in enumerate(chunks[first:], start=first):
+        for number, span in enumerate(chunks[first : last + 1], start=first):
             raise_if_cancelled(cancel)
             done_until = chunks[number + 1].start if number + 1 < len(chunks) else span.stop
             num_latent = cond.latent_frame_count(cond.padded_frame_count(span.length))
             steps = ChunkSteps(
                 progress,
                 reported,
-                max(reported, done_until - options.start),
+                max(reported, min(done_until, stop) - options.start),
                 total,
                 len(tiles) * (1 + self._decode_slices(num_latent)),
-                f"chunk {number + 1 - first}/{len(chunks) - first}",
+                f"chunk {number + 1 - first}/{last + 1 - first}",
             )
             reported = steps.end
             lr = source.read(span.start, span.stop)
@@ -404,10 +408,11 @@ class DitEngine:
             blender.add(span.start, frames * weight[:, None, None, None])
             start, finished = blender.pop(done_until)
             keep = max(options.start, start)
-            if keep >= done_until:
+            until = min(done_until, stop)
+            if keep >= until:
                 continue
-            finished = finished[keep - start :]
-            lr_part = lr[keep - span.start : done_until - span.start]
+            finished = finished[keep - start : until - start]
+            lr_part = lr[keep - span.start : until - span.start]
             yield RestoredChunk(keep, self._finish(finished, lr_part, options))
 
     # -- steps -----------------------------------------------------------------------------------

@@ -145,7 +145,9 @@ class FlowEngine:
                 f"start frame {options.start} is past the clip's end ({num_frames} frames)"
             )
         propagation = _Propagation(source, keys, options.scale, self.settings, options.chunk)
-        starts = range(options.start, num_frames, options.chunk)
+        # a range's frames are those of the whole clip: every keyframe reaches into it
+        stop = options.end(num_frames)
+        starts = range(options.start, stop, options.chunk)
         # 2. chunk by chunk: render, hand over, forget. A helper thread plans up to PLAN_AHEAD
         #    frames ahead, in order (LR flows; OpenCV's DIS runs on one core), and RENDERERS
         #    threads render and finish frames (HR) straight into the chunk. The planner stops at
@@ -164,9 +166,7 @@ class FlowEngine:
             render.result()
             if progress is not None:
                 progress(
-                    Progress(
-                        t + 1 - options.start, num_frames - options.start, "frames", f"frame {t}"
-                    )
+                    Progress(t + 1 - options.start, stop - options.start, "frames", f"frame {t}")
                 )
 
         with (
@@ -175,7 +175,7 @@ class FlowEngine:
         ):
             for first in starts:
                 raise_if_cancelled(cancel)
-                last = min(first + options.chunk, num_frames)
+                last = min(first + options.chunk, stop)
                 width, height = options.output_size or propagation.hr_size
                 # each frame is finished straight into its chunk: a chunk is never held twice
                 frames = np.empty((last - first, height, width, 3), np.uint8)
