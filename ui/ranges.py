@@ -73,9 +73,7 @@ def range_info_html(
         marks[1] = f"out {out_point}" if out_point is not None else ""
         how = " · ".join(m for m in marks if m)
     text = f"Range {start}–{stop - 1} ({stop - start} frames, {seconds:.1f} s) · {how}"
-    return (
-        f'<div class="range-info" data-start="{start}" data-stop="{stop}">{escape(text)}</div>'
-    )
+    return f'<div class="range-info" data-start="{start}" data-stop="{stop}">{escape(text)}</div>'
 
 
 def range_result_html(name: str, span: tuple[int, int], current: bool) -> str:

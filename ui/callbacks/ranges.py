@@ -134,10 +134,15 @@ class RangeHandlers(StudioBase):
         html = ranges.range_result_html(name, tuple(info.range_frames), current)
         return html, path.local_path, self._info(state, 0)
 
-    def range_status(self, state: StudioState | None) -> tuple[Any, ...]:
+    def range_status(self, state: StudioState | None) -> Any:
         """After a change: the range result marked out of date if the change needs a new
-        render. Outputs: range progress."""
+        render (left alone while a render runs). Output: range progress."""
         if state is None or self._rendering(state):
             return gr.skip()
-        view = self.range_view(state)
-        return view[0]
+        return self.range_view(state)[0]
+
+    def status_after_change(self, state: StudioState | None) -> tuple[Any, ...]:
+        """After a change to keyframes, References or settings: the full render's and the
+        range's results, each marked out of date if the change needs a new render. Outputs:
+        progress, download button, range progress."""
+        return (*self.result_status(state), self.range_status(state))
