@@ -34,6 +34,8 @@ from sparkvsr.references import fit
 # of a frame's dense flow is rejected; pixels above FALLBACK_TRUSTED confidence fit the motion.
 FALLBACK_REJECTED = 0.02
 FALLBACK_TRUSTED = 0.7
+# Bytes of frame-to-frame flows one propagation keeps (see _Propagation._steps)
+STEP_CACHE_BYTES = 192 << 20
 
 
 def _neighbours(keys: list[int], t: int) -> list[int]:
@@ -135,8 +137,10 @@ class _Propagation:
         self._frames = _Lru(capacity=2 * reach + self.read_block + 4)
         self._grays = _Lru(capacity=reach + self.read_block + 4)
         self._floats = _Lru(capacity=4)  # frame t and the keyframes it is aligned to
-        # a keyframe's backward chain is walked ahead of the forward one: keep its steps for it
-        self._steps = _Lru(capacity=2 * reach + 6)
+        # a keyframe's backward chain is walked ahead of the forward one: keep its steps for it,
+        # within a byte budget (at 720p, 70 flows are 520 MB; a step missed later is recomputed
+        # at its coarse DIS level, ~5 ms)
+        self._steps = _Lru(capacity=2 * reach + 6, max_bytes=STEP_CACHE_BYTES)
         self._cuts = _Lru(capacity=2 * reach + 6)
         self._keyframes = _Lru(capacity=3)
         self._down_up_kernel = _down_up_kernel(UPSCALERS[settings.upscaler], scale)
