@@ -521,14 +521,20 @@ class Project:
 
     def moved_from(self, old_folder: str | os.PathLike) -> ProjectState:
         """After the folder was renamed or copied from ``old_folder``: the finished render's
-        output path follows it (other paths in the manifest are relative)."""
+        and range render's output paths follow it (other paths in the manifest are relative)."""
         with self._lock:
-            render = self._state.render
             old = Path(old_folder).absolute()
-            if render is None or not render.output or not Path(render.output).is_relative_to(old):
+            moved = {}
+            for name in ("render", "range_render"):
+                record = getattr(self._state, name)
+                if record is None or not record.output:
+                    continue
+                if Path(record.output).is_relative_to(old):
+                    output = str(self.folder / Path(record.output).relative_to(old))
+                    moved[name] = replace(record, output=output)
+            if not moved:
                 return self._state
-            output = str(self.folder / Path(render.output).relative_to(old))
-            return self._commit(replace(self._state, render=replace(render, output=output)))
+            return self._commit(replace(self._state, **moved))
 
     def forget_chunks(self) -> ProjectState:
         """Drop the finished chunks from the manifest (their files may then be deleted); a

@@ -257,3 +257,54 @@ def test_a_range_render_job_in_the_worker_and_over_http(tmp_path):
         assert sorted({f for a, b in engine.chunks for f in range(a, b)}) == list(range(5, 13))
         # a change that needs a re-render marks the range out of date, like the full render
         assert not client.update_settings(SettingsRequest(sid, guidance=0.4)).range_current
+
+
+def test_a_cancelled_range_keeps_its_chunks_and_the_next_run_renders_only_the_rest(tmp_path):
+    from sparkvsr.errors import Cancelled
+
+    clip = make_clip(tmp_path / "clip.mp4", num_frames=30)
+    project = _project(tmp_path, clip, OutputSettings(path="out.mkv", codec="ffv1"), chunk=4)
+    engine = CountingEngine(FlowEngine())
+    updates = []
+    steps = render_range_steps(
+        engine, project, (6, 22), progress=updates.append, cancel=lambda: len(engine.chunks) >= 2
+    )
+    with pytest.raises(Cancelled):
+        _run(steps)
+    kept = [(c.start, c.stop) for c in project.state.range_render.chunks]
+    assert kept == [(6, 10), (10, 14)] and not project.state.range_render.complete
+    assert all(u.total_frames == 16 and u.first == 6 for u in updates)
+    engine.chunks.clear()
+    result = _run(render_range_steps(engine, project, (6, 22)))
+    assert engine.chunks == [(14, 18), (18, 22)] and result.chunks_reused == 2
+    assert len(decode_all(result.output)) == 16
+
+
+def test_restore_range_on_the_command_line(tmp_path):
+    from tests.project_helpers import run_module
+
+    clip = make_clip(tmp_path / "clip.mp4", num_frames=24)
+    project, out = tmp_path / "proj", tmp_path / "range.mp4"
+    args = ["restore", str(clip), "-o", str(out), "--keyframes", "0,16"]
+    args += ["--chunk", "4", "--overlap", "0"]
+    done = run_module(*args, "--project", str(project), "--range", "5-12")
+    assert done.returncode == 0, done.stderr
+    assert media.probe(out).num_frames == 8
+    assert Project.open(project).state.range_render.start == 5
+    refused = run_module(*args, "--range", "12-5", "--project", str(project))
+    assert refused.returncode == 2 and "in frame must not be after the out frame" in refused.stderr
+    alone = run_module(*args, "--range", "5-12")
+    assert alone.returncode == 2 and "--range needs --project" in alone.stderr
+
+
+def test_a_moved_project_keeps_its_range_output(tmp_path):
+    import shutil
+
+    clip = make_clip(tmp_path / "clip.mp4", num_frames=20)
+    project = _project(tmp_path, clip, OutputSettings(path="out.mkv", codec="ffv1"))
+    _run(render_range_steps(FlowEngine(), project, (3, 9)))
+    moved = tmp_path / "moved"
+    shutil.move(project.folder, moved)
+    reopened = Project.open(moved)
+    reopened.moved_from(project.folder)
+    assert Path(reopened.state.range_render.output) == moved / "out_f3-8.mkv"
