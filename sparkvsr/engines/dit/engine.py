@@ -412,7 +412,16 @@ class DitEngine:
                 options.guidance,
             )
             frames = self._render_chunk(
-                source, lr, span, refs, references, tiles, tile_w, scales, cancel, steps
+                source,
+                lr,
+                span,
+                refs,
+                references,
+                tiles,
+                tile_w,
+                scales,
+                cancel,
+                steps if progress is not None else None,  # no decoder hook without a listener
             )
             weight = torch.from_numpy(chunk_w[number]).to(frames.device)
             blender.add(span.start, frames * weight[:, None, None, None])
