@@ -387,6 +387,62 @@ def test_previews_of_tiled_renders_decode_only_the_tiles_in_view(fast, monkeypat
     assert np.array_equal(image, apply_view(full[3], fit.view((192, 128))))
 
 
+def test_release_caches_drops_the_latents_and_the_next_preview_is_the_same(fast):
+    source = ArrayFrames(_frames(9, seed=38))
+    refs = {4: _reference(seed=39)}
+    options = RestoreOptions(guidance=0.5, chunk=9)
+    first = fast.preview(source, refs, 3, options)
+    assert fast.status().cache_bytes > 0 and fast._reference_latents.entries
+    fast.release_caches()  # the worker's call when its last project closes
+    assert fast.status().cache_entries == 0 and fast.status().cache_bytes == 0
+    assert fast._reference_latents.entries == 0
+    passes = fast.transformer_passes
+    assert np.array_equal(fast.preview(source, refs, 3, options), first)
+    assert fast.transformer_passes == passes + 1  # recomputed once, cached again
+
+
+def test_the_worker_serves_dit_previews_at_the_viewport_and_releases_the_latents(
+    pointwise_folder, tmp_path
+):
+    import time
+
+    from sparkvsr.worker import (
+        KeyframeRequest,
+        OpenClipRequest,
+        PreviewRequest,
+        ReferenceRequest,
+        SessionRequest,
+        Worker,
+        WorkerConfig,
+    )
+    from tests.project_helpers import make_clip
+
+    clip = make_clip(tmp_path / "clip.mp4", num_frames=16)
+    engine = DitEngine(str(pointwise_folder), device="cpu", fit_weights=False)
+    config = WorkerConfig(projects_root=tmp_path / "projects", preview_interval=0.0)
+    with Worker(config, engine=engine) as worker:
+        session = worker.open_clip(OpenClipRequest(str(clip))).session_id
+        for k in (0, 8):
+            worker.set_keyframe(KeyframeRequest(session, k))
+            worker.make_reference(ReferenceRequest(session, k))
+        full = worker.preview(PreviewRequest(session, 5, 0.5)).image
+        assert full.shape == (128, 192, 3)
+        passes = engine.transformer_passes
+        viewport = Viewport(48, 32, zoom=2.0, center=(0.25, 0.75))
+        view = viewport.view((192, 128))
+        zoomed = worker.preview(PreviewRequest(session, 5, 0.5, viewport)).image
+        assert np.array_equal(zoomed, apply_view(full, view))  # a per-block VAE: exact
+        moved = worker.preview(PreviewRequest(session, 5, 0.7, viewport)).image
+        assert moved.shape == (view.size[1], view.size[0], 3) == (16, 24, 3)
+        assert engine.transformer_passes == passes  # zoom and guidance: decodes only
+        assert engine.status().cache_entries > 0
+        worker.close_session(SessionRequest(session))
+        deadline = time.monotonic() + 30
+        while engine.status().cache_entries and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert engine.status().cache_entries == 0  # the last project closed: latents released
+
+
 # ---------------------------------------------------------------------------------------------
 # Per-keyframe weights (issue 16): a per-latent-frame scale on the two cached branches
 # ---------------------------------------------------------------------------------------------

@@ -210,6 +210,16 @@ class DitEngine:
             ),
         )
 
+    def release_caches(self) -> None:
+        """Drop the latents kept for previews and renders: x0 per chunk, tile and branch (the
+        files a ``cache_dir`` holds stay there), Reference latents and automatic keyframe
+        weights. The worker calls this when its last project closes; the models stay."""
+        self.cache.clear()
+        self._reference_latents.clear()
+        self._fit_weights.clear()
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
     previews_at_viewport = True  # ``preview`` takes a viewport (``sparkvsr.viewport``)
 
     def preview(
@@ -402,7 +412,16 @@ class DitEngine:
                 options.guidance,
             )
             frames = self._render_chunk(
-                source, lr, span, refs, references, tiles, tile_w, scales, cancel, steps
+                source,
+                lr,
+                span,
+                refs,
+                references,
+                tiles,
+                tile_w,
+                scales,
+                cancel,
+                steps if progress is not None else None,  # no decoder hook without a listener
             )
             weight = torch.from_numpy(chunk_w[number]).to(frames.device)
             blender.add(span.start, frames * weight[:, None, None, None])
