@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import cv2
 import numpy as np
 import pytest
@@ -458,3 +460,33 @@ def test_homography_flow_recovers_the_global_motion_from_the_trusted_flow():
     assert recovered is not None
     np.testing.assert_allclose(recovered, true, atol=0.05)  # the rejected region included
     assert of.homography_flow(flow, np.zeros_like(trusted)) is None  # nothing trusted: no fit
+
+
+def test_detail_fades_out_after_a_keyframe_where_the_frames_change_instead_of_popping(
+    monkeypatch,
+):
+    """Where the LR frames stop agreeing with a keyframe (motion blur, a deforming body) but the
+    flow is consistent, its detail fades out over a few frames: no sharp keyframe next to a
+    frame with a hole (issue 16: E_warp of the pairs touching a keyframe)."""
+    from sparkvsr.engines.flow import propagation
+
+    sharp = texture(96, 128, 3)
+    hr = np.repeat(sharp[None], 7, axis=0)
+    lr = degrade(hr)
+    inside = (slice(8, 18), slice(10, 24))  # LR rows and columns that change after frame 0
+    lr[1:, inside[0], inside[1]] = np.clip(lr[1:, inside[0], inside[1]].astype(int) + 40, 0, 255)
+    detail = sharp.astype(np.float32) - upscale(lr[0]).astype(np.float32)
+    core = (slice(8 * SCALE + 8, 18 * SCALE - 8), slice(10 * SCALE + 8, 24 * SCALE - 8))
+
+    def kept(out: np.ndarray, t: int) -> float:
+        """The share of the keyframe's detail that frame ``t`` shows inside the change."""
+        shown = out[t].astype(np.float32) - upscale(lr[t]).astype(np.float32)
+        return float((shown[core] * detail[core]).sum() / (detail[core] ** 2).sum())
+
+    out = restore_all(FlowEngine(back_projection=0), lr, {0: sharp}, chunk=7)
+    shares = [kept(out, t) for t in range(1, propagation.CONTINUITY_FRAMES + 1)]
+    assert 0.4 < shares[0] < 0.9, shares  # the frame after the keyframe keeps part of it...
+    assert all(a > b for a, b in itertools.pairwise(shares)), shares  # ...less frame by frame...
+    assert abs(shares[-1]) < 0.05, shares  # ...and none where the fade ends
+    monkeypatch.setattr(propagation, "CONTINUITY_FRAMES", 1)  # without the fade: a hole at once
+    assert abs(kept(restore_all(FlowEngine(back_projection=0), lr, {0: sharp}, chunk=7), 1)) < 0.05

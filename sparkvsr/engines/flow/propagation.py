@@ -34,6 +34,18 @@ from sparkvsr.references import fit
 # of a frame's dense flow is rejected; pixels above FALLBACK_TRUSTED confidence fit the motion.
 FALLBACK_REJECTED = 0.02
 FALLBACK_TRUSTED = 0.7
+# Contributions' LR weights are scaled by WEIGHT_SCALE before blendLinear, whose fixed regulariser
+# (BLEND_REGULARISER) then weighs like 1e-6 on unscaled weights (unscaled, it pulls weak
+# contributions towards 0: -0.12 dB on Vid4 walk). A lone contribution of weight w shows
+# w / (w + BLEND_REGULARISER) of its keyframe's detail: nearly all of it down to a confidence
+# of ~1e-6 (an LR error of ~15 levels), none below.
+WEIGHT_SCALE = 10.0
+BLEND_REGULARISER = 1e-5
+# A keyframe shows its whole Reference; in the frames after and before it, where the LR frames
+# disagree with it (motion blur, a deforming body) but the flow is consistent, its detail fades
+# out over this many frames instead of vanishing at the first one (a pop at every keyframe:
+# Vid4 walk's moving crowd, E_warp of the pairs touching a keyframe 1.16x the others' -> 1.05x).
+CONTINUITY_FRAMES = 4
 
 
 def _neighbours(keys: list[int], t: int) -> list[int]:
@@ -42,6 +54,19 @@ def _neighbours(keys: list[int], t: int) -> list[int]:
     if i < len(keys) and keys[i] == t:
         return [t]
     return keys[max(i - 1, 0) : i] + keys[i : i + 1]
+
+
+def _continuity_floor(distance: int) -> float:
+    """The least confidence of a consistent flow ``distance`` frames from its keyframe, so that
+    as a lone contribution it shows ``1 - distance / CONTINUITY_FRAMES`` of the keyframe's detail
+    (the confidence is 1 at the keyframe itself, where its Reference is shown exactly); 0 from
+    ``CONTINUITY_FRAMES`` frames on."""
+    share = 1.0 - distance / CONTINUITY_FRAMES
+    if share <= 0.0:
+        return 0.0
+    # a lone contribution's weight w = confidence * WEIGHT_SCALE / distance shows
+    # w / (w + BLEND_REGULARISER) of the detail (see render)
+    return BLEND_REGULARISER * distance / WEIGHT_SCALE * share / (1.0 - share)
 
 
 @dataclass(frozen=True)
@@ -183,10 +208,8 @@ class _Propagation:
         if contributors == [t]:
             keyframe = self._keyframe(t, references, ref_version, guidance)
             return _Plan(lr, (), None, keyframe.residual)
-        # 1. the contributions that reach t, with their per-pixel LR weights, scaled by 10:
-        #    blendLinear's fixed 1e-5 regulariser then weighs like 1e-6 on unscaled weights
-        #    (unscaled, it pulls weak contributions towards 0: -0.12 dB on Vid4 walk)
-        #    Each keyframe's own trust (its weight times where its Reference shows the frame's
+        # 1. the contributions that reach t, with their per-pixel LR weights (confidence times
+        #    WEIGHT_SCALE / distance). Each keyframe's own trust (its weight times where its Reference shows the frame's
         #    content, carried along the flow) scales its share, so a better keyframe takes over
         #    where another one's Reference differs.
         reached = []
@@ -196,7 +219,7 @@ class _Propagation:
                 keyframe = self._keyframe(k, references, ref_version, guidance)
                 if keyframe.trust is not None and not keyframe.trust.any():
                     continue  # switched off (weight 0) or contradicted everywhere: no part
-                weight = state.confidence * np.float32(10.0 / abs(t - k))
+                weight = state.confidence * np.float32(WEIGHT_SCALE / abs(t - k))
                 if keyframe.trust is not None:
                     weight = weight * of.warp(keyframe.trust, state.to_key)
                 reached.append(_Contribution(keyframe, state.to_key, weight))
@@ -336,6 +359,11 @@ class _Propagation:
         confidence = confidence * mask
         if self.settings.global_fallback:
             to_key, confidence = self._global_fallback(k, n, to_key, confidence)
+        # continuous across the keyframe: where the flow is consistent, detail fades out over
+        # a few frames, never all at once (occlusions, where it is not, stay empty)
+        floor = _continuity_floor(abs(n - k))
+        if floor > 0.0:
+            confidence = np.maximum(confidence, np.float32(floor) * mask)
         return _TrackState(to_key, confidence), from_key
 
     def _global_fallback(
