@@ -378,24 +378,27 @@ class _Propagation:
         frame ``n``; skipped when nearly everything is trusted already.
         """
         trusted = confidence > FALLBACK_TRUSTED
-        if trusted.mean() > 1.0 - FALLBACK_REJECTED:
+        if cv2.countNonZero(trusted.view(np.uint8)) > (1.0 - FALLBACK_REJECTED) * trusted.size:
             return to_key, confidence
-        motion = of.homography_flow(to_key, trusted)
-        if motion is None:
+        matrix = of.fit_homography(to_key, trusted)
+        if matrix is None:
             return to_key, confidence
-        # judged on luma: a third of the work of the colour agreement, and as telling here
-        aligned = of.warp(self._gray_float(k), motion)
+        # judged on luma (a third of the work of the colour agreement, and as telling here),
+        # the keyframe resampled along the homography directly; the masks in OpenCV's uint8
+        # (numpy's masked copy of a 320x240 flow: 0.8 ms, a third of the whole fallback)
+        aligned = of.warp_homography(self._gray_float(k), matrix)
         explained = of.agreement(
             aligned,
             self._gray_float(n),
             self.settings.agreement_sigma,
             self.settings.agreement_window,
         )
-        better = explained > confidence
-        if not better.any():
+        better = cv2.compare(explained, confidence, cv2.CMP_GT)
+        if not cv2.countNonZero(better):
             return to_key, confidence
-        np.copyto(to_key, motion, where=better[..., None])  # to_key is this step's own
-        return to_key, np.maximum(confidence, explained)
+        height, width = better.shape
+        cv2.copyTo(of.motion_flow(matrix, height, width), better, to_key)  # to_key is this step's
+        return to_key, cv2.max(confidence, explained)
 
     def _is_cut(self, later: int) -> bool:
         """Whether a scene cut separates frame ``later - 1`` from frame ``later``."""
