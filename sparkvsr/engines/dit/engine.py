@@ -237,12 +237,13 @@ class DitEngine:
         It mixes the cached x0 latents of the chunks and tiles of the full plan that hold the
         frame (computing them once if missing), so after the first look moving the guidance
         slider costs a VAE decode, never a transformer pass. The decode is as small as the VAE
-        allows (``previews``): the latent frames up to the frame's decode batch, and at 100 %
-        zoom and above only the latent window under the visible region plus the decoder's
-        receptive field (equal to the full decode's region up to the VAE's GroupNorm statistics,
-        which cover the window). Zoomed out, the whole frame is decoded (the VAE decodes only at
-        x8) and shrunk to the viewer's size. One decode per chunk and tile holding the view: one
-        for whole-frame tiles, two for a frame in a chunk overlap.
+        allows (``previews``): the latent frames up to the frame's decode batch, and when the
+        view shows part of the frame (zoomed in) only the latent window under it plus the
+        decoder's receptive field (equal to the full decode's region up to the VAE's GroupNorm
+        statistics, which cover the window). Zoomed out to the whole frame, the whole frame is
+        decoded (the VAE has no output smaller than x8 of the latent) and shrunk to the viewer's
+        size. A colour fix or an output size needs the whole frame too. One decode per chunk and
+        tile holding the view: one for whole-frame tiles, two for a frame in a chunk overlap.
         """
         # 1. Check the request before any work.
         if not 0 <= frame < source.num_frames:
