@@ -523,3 +523,15 @@ def test_the_fallback_judges_the_homography_without_building_its_whole_flow():
         - points[0].reshape(height, width, 2)
     ).astype(np.float32)
     assert of.fit_homography(np.nan_to_num(folded, posinf=1e4, neginf=-1e4), trusted) is None
+
+
+def test_cache_byte_budgets_change_no_output_value(clip, monkeypatch):
+    """Frames and flows dropped by the byte budgets (large clips) are read or computed again:
+    the same output, to the last bit."""
+    from sparkvsr.engines.flow import propagation
+
+    _, lr, references = clip
+    expected = restore_all(FlowEngine(), lr, references, guidance=0.8)
+    monkeypatch.setattr(propagation, "FRAME_CACHE_BYTES", 1)
+    monkeypatch.setattr(propagation, "STEP_CACHE_BYTES", 1)
+    np.testing.assert_array_equal(restore_all(FlowEngine(), lr, references, guidance=0.8), expected)

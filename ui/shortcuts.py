@@ -20,6 +20,7 @@ SHORTCUTS = (
     ("K", "stop (keeps the frame)"),
     ("Home / End", "first / last frame"),
     ("M", "pin or unpin the current frame"),
+    ("I / O", "in / out point at the current frame (the range to preview-render)"),
     ("C", "switch preview / before-after compare"),
     ("1", "zoom 100 % (again: fit)"),
     ("Enter", "in a number box: go to that frame / guidance"),
@@ -114,6 +115,8 @@ SHORTCUTS_JS = """
       Home: () => commit("scrubber", 0, 0),
       End: () => commit("scrubber", r ? Number(r.max) : 0, 0),
       m: () => click("#pin"),
+      i: () => click("#mark-in"),
+      o: () => click("#mark-out"),
       c: () => {
         const tabs = [...document.querySelectorAll("#preview-column [role=tab]")];
         const next = tabs.find((b) => b.getAttribute("aria-selected") !== "true");

@@ -24,7 +24,13 @@ from sparkvsr.errors import EditorError, KeyframeError, ProjectError, SparkVSREr
 from sparkvsr.project import ClipSummary, EngineSettings, Project, safe_join
 from sparkvsr.references import EDITORS, load_editor
 from sparkvsr.references.base import Editor, EditRequest
-from sparkvsr.render import RenderProgress, render_fingerprint, render_steps
+from sparkvsr.render import (
+    RenderProgress,
+    range_name,
+    render_fingerprint,
+    render_range_steps,
+    render_steps,
+)
 from sparkvsr.viewport import engine_preview
 from sparkvsr.worker.jobs import RenderJob
 from sparkvsr.worker.limits import (
@@ -33,6 +39,7 @@ from sparkvsr.worker.limits import (
     TooLarge,
     check_float,
     check_int,
+    check_range,
     check_settings,
     upload_pixel_limit,
 )
@@ -95,6 +102,7 @@ class Worker:
         # "_" cannot start a project name, so stored media never collides with a project
         self.uploads_root = workspace.media_root(self.projects_root)
         self.previews_computed = 0
+        self.previews_warmed = 0  # neighbours made while idle (see _run_warm)
         self._editors: dict[str, tuple[Editor, threading.Lock]] = {}
         self._editor_lock = threading.Lock()
         self._sessions: dict[str, Session] = {}
@@ -641,15 +649,25 @@ class Worker:
         )
 
     def _result(self, project: Project) -> dict[str, Any]:
-        """The project's last complete render and whether the current settings would redo it."""
-        render = project.state.render
-        if render is None or not render.complete or not render.output:
-            return {}
-        output = Path(render.output)
-        if not output.is_file() or not output.is_relative_to(project.folder):
-            return {}
-        current = render.fingerprint == render_fingerprint(project.state, self.engine)
-        return {"result": str(output.relative_to(project.folder)), "result_current": current}
+        """The project's last complete render and range render, and whether the current
+        settings would redo them."""
+        fingerprint = None
+        found: dict[str, Any] = {}
+        for record, prefix in ((project.state.render, ""), (project.state.range_render, "range_")):
+            if record is None or not record.complete or not record.output:
+                continue
+            output = Path(record.output)
+            if not output.is_file() or not output.is_relative_to(project.folder):
+                continue
+            if fingerprint is None:
+                fingerprint = render_fingerprint(project.state, self.engine)
+            found[f"{prefix}result"] = str(output.relative_to(project.folder))
+            found[f"{prefix}current" if prefix else "result_current"] = (
+                record.fingerprint == fingerprint
+            )
+            if prefix:
+                found["range_frames"] = (record.start, record.stop)
+        return found
 
     def _editor_availability(self) -> tuple[EditorAvailability, ...]:
         """Each editor's availability (editors are built once and kept, like in ``_editor``)."""
@@ -687,19 +705,35 @@ class Worker:
             if request.guidance is not None:
                 check_float("guidance", request.guidance, *GUIDANCE_RANGE)
                 shared.project.set_guidance(request.guidance)
-            output = request.output or shared.project.state.output.path
+            state = shared.project.state
+            frames = None
+            if request.frames is not None:
+                frames = check_range(request.frames, state.clip.num_frames)
+            output = request.output or state.output.path
+            if frames is not None and not request.output:
+                output = range_name(output, *frames)
             try:
                 out_path = safe_join(shared.project.folder, output)
             except ProjectError as e:
                 raise AccessDenied(str(e)) from e
-            job = RenderJob(shared.name, iter(()), str(out_path), shared.project.state.guidance)
-            job.steps = render_steps(
-                self.engine,
-                shared.project,
-                output=out_path,
-                progress=job.publish,
-                cancel=job.cancel.is_set,
-            )
+            job = RenderJob(shared.name, iter(()), str(out_path), state.guidance, frames)
+            if frames is None:
+                job.steps = render_steps(
+                    self.engine,
+                    shared.project,
+                    output=out_path,
+                    progress=job.publish,
+                    cancel=job.cancel.is_set,
+                )
+            else:
+                job.steps = render_range_steps(
+                    self.engine,
+                    shared.project,
+                    frames,
+                    output=out_path,
+                    progress=job.publish,
+                    cancel=job.cancel.is_set,
+                )
             shared.job = job
         with self._wake:
             self._renders.append((shared, job))
@@ -809,6 +843,8 @@ class Worker:
                         chore()
             elif kind == "preview":
                 self._run_preview(target)
+            elif kind == "warm":
+                self._run_warm(target)
             else:
                 self._run_render_step(*target)
         self._close_clips()
@@ -830,6 +866,13 @@ class Worker:
         if self._renders:
             self._previews_in_a_row = 0
             return "render", self._renders.popleft()
+        # idle (nothing queued, not even a preview waiting for its interval): the neighbours of
+        # the last previews, newest session first
+        if self._preview_queue or self._closing:
+            return None
+        for session in reversed(list(self._sessions.values())):
+            if session.warm and not session.closed and session.preview is None:
+                return "warm", session
         return None
 
     def _next_preview(self) -> Session | None:
@@ -894,6 +937,7 @@ class Worker:
                 )
                 self.previews_computed += 1
                 self.previews.put(key, image)
+                session.warm = _neighbour_requests(request, state.clip.num_frames)
         except BaseException as e:
             for waiter, _ in slot.waiters:
                 if not waiter.done():
@@ -906,6 +950,31 @@ class Worker:
                         request.frame, request.guidance, image, superseded=asked != request
                     )
                 )
+
+    def _run_warm(self, session: Session) -> None:
+        """Make one neighbour of the session's last preview into the preview cache (idle time
+        only; a failure is left for the real request to report)."""
+        with self._wake:
+            if not session.warm or session.closed:
+                return
+            request = session.warm.pop(0)
+        with contextlib.suppress(Exception):
+            with session.shared.lock:
+                state = session.project.state
+                references = {k: v for k, v in session.references.items() if k in state.keyframes}
+            key = self._preview_key(session, request)
+            if self.previews.get(key) is None:
+                options = replace(state.restore_options(), guidance=request.guidance)
+                image = engine_preview(
+                    self.engine,
+                    session.engine_clip,
+                    references,
+                    request.frame,
+                    options,
+                    request.viewport,
+                )
+                self.previews_warmed += 1
+                self.previews.put(key, image)
 
     def _run_render_step(self, shared: OpenProject, job: RenderJob) -> None:
         """One chunk of a render on the engine thread; the final encode goes to its own thread
@@ -960,6 +1029,16 @@ class Worker:
 
 
 LOCK_PURPOSE = "the SparkVSR worker"
+
+
+def _neighbour_requests(request: PreviewRequest, num_frames: int) -> list[PreviewRequest]:
+    """The frames after and before ``request``'s, at its guidance and viewport; none for
+    previews at full resolution (a zoomed-in or whole 4x frame costs seconds, and a request
+    arriving meanwhile would wait for it)."""
+    if request.viewport is None or not 0 <= request.viewport.zoom < 1:
+        return []
+    frames = (request.frame + 1, request.frame - 1)
+    return [replace(request, frame=f) for f in frames if 0 <= f < num_frames]
 
 
 def _preview_group(session: Session) -> tuple:

@@ -22,6 +22,7 @@ from ui.callbacks.keyframes import (
 )
 from ui.callbacks.outputs import estimate_markdown, output_note, result_html
 from ui.callbacks.preview import preview_label
+from ui.callbacks.ranges import RANGE_TAB
 from ui.callbacks.rendering import (
     DOWNLOAD_LABEL,
     STAGES,
@@ -38,6 +39,7 @@ __all__ = [
     "AUTO_MODES",
     "DOWNLOAD_LABEL",
     "OPEN_OUTPUTS",
+    "RANGE_TAB",
     "STAGES",
     "NoClip",
     "Studio",

@@ -95,7 +95,13 @@ class StudioBase:
     def _timeline(self, state: StudioState, current: int) -> str:
         clip = state.clip
         return timeline_html(
-            clip.num_frames, current, clip.iframes, state.keyframes, state.with_reference
+            clip.num_frames,
+            current,
+            clip.iframes,
+            state.keyframes,
+            state.with_reference,
+            state.in_point,
+            state.out_point,
         )
 
 
