@@ -216,9 +216,9 @@ class _Propagation:
             keyframe = self._keyframe(t, references, ref_version, guidance)
             return _Plan(lr, (), None, keyframe.residual)
         # 1. the contributions that reach t, with their per-pixel LR weights (confidence times
-        #    WEIGHT_SCALE / distance). Each keyframe's own trust (its weight times where its Reference shows the frame's
-        #    content, carried along the flow) scales its share, so a better keyframe takes over
-        #    where another one's Reference differs.
+        #    WEIGHT_SCALE / distance). Each keyframe's own trust (its weight times where its
+        #    Reference shows the frame's content, carried along the flow) scales its share, so a
+        #    better keyframe takes over where another one's Reference differs.
         reached = []
         for k in contributors:
             state = self._state(k, t)
