@@ -569,9 +569,22 @@ def _bounded_options(
 ) -> RestoreOptions:
     """``options`` with the chunk shortened to ``chunk_bytes`` of output frames: the same for a
     range and the full render, so the dit engine's chunk plan (and its frames) are the same."""
-    width, height = output_size(clip.info, options)
-    form = CHUNK_FORM.get(getattr(engine, "name", ""), 1)
-    return chunk_within(options, width * height * 3, chunk_bytes, form)
+    return render_chunk(
+        getattr(engine, "name", ""), options, output_size(clip.info, options), chunk_bytes
+    )
+
+
+def render_chunk(
+    engine_name: str,
+    options: RestoreOptions,
+    frame_size: tuple[int, int],
+    chunk_bytes: int = RENDER_CHUNK_BYTES,
+) -> RestoreOptions:
+    """``options`` with the chunk a render on engine ``engine_name`` uses for output frames of
+    ``frame_size`` (width, height): shortened to ``chunk_bytes`` of frames, in the engine's chunk
+    form (``CHUNK_FORM``: 8k+1 for dit). The render and the studio's estimate both ask here."""
+    width, height = frame_size
+    return chunk_within(options, width * height * 3, chunk_bytes, CHUNK_FORM.get(engine_name, 1))
 
 
 def render_project(

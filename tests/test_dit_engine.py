@@ -387,6 +387,62 @@ def test_previews_of_tiled_renders_decode_only_the_tiles_in_view(fast, monkeypat
     assert np.array_equal(image, apply_view(full[3], fit.view((192, 128))))
 
 
+def test_release_caches_drops_the_latents_and_the_next_preview_is_the_same(fast):
+    source = ArrayFrames(_frames(9, seed=38))
+    refs = {4: _reference(seed=39)}
+    options = RestoreOptions(guidance=0.5, chunk=9)
+    first = fast.preview(source, refs, 3, options)
+    assert fast.status().cache_bytes > 0 and fast._reference_latents.entries
+    fast.release_caches()  # the worker's call when its last project closes
+    assert fast.status().cache_entries == 0 and fast.status().cache_bytes == 0
+    assert fast._reference_latents.entries == 0
+    passes = fast.transformer_passes
+    assert np.array_equal(fast.preview(source, refs, 3, options), first)
+    assert fast.transformer_passes == passes + 1  # recomputed once, cached again
+
+
+def test_the_worker_serves_dit_previews_at_the_viewport_and_releases_the_latents(
+    pointwise_folder, tmp_path
+):
+    import time
+
+    from sparkvsr.worker import (
+        KeyframeRequest,
+        OpenClipRequest,
+        PreviewRequest,
+        ReferenceRequest,
+        SessionRequest,
+        Worker,
+        WorkerConfig,
+    )
+    from tests.project_helpers import make_clip
+
+    clip = make_clip(tmp_path / "clip.mp4", num_frames=16)
+    engine = DitEngine(str(pointwise_folder), device="cpu", fit_weights=False)
+    config = WorkerConfig(projects_root=tmp_path / "projects", preview_interval=0.0)
+    with Worker(config, engine=engine) as worker:
+        session = worker.open_clip(OpenClipRequest(str(clip))).session_id
+        for k in (0, 8):
+            worker.set_keyframe(KeyframeRequest(session, k))
+            worker.make_reference(ReferenceRequest(session, k))
+        full = worker.preview(PreviewRequest(session, 5, 0.5)).image
+        assert full.shape == (128, 192, 3)
+        passes = engine.transformer_passes
+        viewport = Viewport(48, 32, zoom=2.0, center=(0.25, 0.75))
+        view = viewport.view((192, 128))
+        zoomed = worker.preview(PreviewRequest(session, 5, 0.5, viewport)).image
+        assert np.array_equal(zoomed, apply_view(full, view))  # a per-block VAE: exact
+        moved = worker.preview(PreviewRequest(session, 5, 0.7, viewport)).image
+        assert moved.shape == (view.size[1], view.size[0], 3) == (16, 24, 3)
+        assert engine.transformer_passes == passes  # zoom and guidance: decodes only
+        assert engine.status().cache_entries > 0
+        worker.close_session(SessionRequest(session))
+        deadline = time.monotonic() + 30
+        while engine.status().cache_entries and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert engine.status().cache_entries == 0  # the last project closed: latents released
+
+
 # ---------------------------------------------------------------------------------------------
 # Per-keyframe weights (issue 16): a per-latent-frame scale on the two cached branches
 # ---------------------------------------------------------------------------------------------
@@ -638,11 +694,12 @@ def test_output_size_colour_fix_progress_and_cancel(fast):
 
     seen: list[Progress] = []
     list(fast.restore(source, refs, RestoreOptions(chunk=9, overlap=1), progress=seen.append))
-    # per chunk: the latents, then the decode (this VAE decodes in one call); in output frames
+    # per chunk: the latents (cached by the restores above: encode and transformer skipped at
+    # once), then the decode (this VAE decodes in one call); in output frames
     assert [(p.done, p.total, p.unit) for p in seen] == [
-        (4, 17, "frames"),
+        (5, 17, "frames"),
         (8, 17, "frames"),
-        (12, 17, "frames"),
+        (14, 17, "frames"),
         (17, 17, "frames"),
     ]
     calls = iter([False, False, True])
@@ -659,11 +716,12 @@ def test_progress_moves_inside_a_chunk_with_each_decoded_slice(engine):
     options = RestoreOptions(chunk=33, overlap=8)  # chunks 0-33 (9 latents), 24-41 (5)
     seen: list[Progress] = []
     list(engine.restore(source, {16: _reference(32, 32, seed=37)}, options, progress=seen.append))
-    # chunk 1 finishes frames 0-24 in 5 steps: the transformer pass, then the VAE's 4 temporal
-    # slices (latents 0-2, 3-4, 5-6, 7-8); chunk 2 frames 24-41 in 3 (latents 0-2, 3-4)
-    assert [p.done for p in seen] == [4, 9, 14, 19, 24, 29, 35, 41]
+    # chunk 1 finishes frames 0-24 in 6 steps: the VAE encode, the transformer pass, then the
+    # VAE's 4 temporal slices (latents 0-2, 3-4, 5-6, 7-8); chunk 2 frames 24-41 in 4 (2 slices)
+    assert [p.done for p in seen] == [4, 8, 12, 16, 20, 24, 28, 32, 36, 41]
     assert {p.total for p in seen} == {41} and {p.unit for p in seen} == {"frames"}
-    assert [p.message for p in seen[:5]] == [
+    assert [p.message for p in seen[:6]] == [
+        "chunk 1/2: encoded",
         "chunk 1/2: transformer pass",
         "chunk 1/2: decoding 1/4",
         "chunk 1/2: decoding 2/4",
@@ -679,9 +737,9 @@ def test_progress_moves_inside_a_chunk_with_each_decoded_slice(engine):
             progress=seen.append,
         )
     )
-    assert [p.done for p in seen] == [2, 5, 8]  # frames 33-41 are the ones left to make
+    assert [p.done for p in seen] == [4, 6, 8]  # frames 33-41 are the ones left to make
     assert seen[0].message == "chunk 1/1: latents from the cache"
-    seen.clear()  # a range 0-20: its one chunk's 5 steps end on the range's last frame
+    seen.clear()  # a range 0-20: its one chunk's steps end on the range's last frame
     list(
         engine.restore(
             source,
@@ -690,7 +748,16 @@ def test_progress_moves_inside_a_chunk_with_each_decoded_slice(engine):
             progress=seen.append,
         )
     )
-    assert [(p.done, p.total) for p in seen] == [(4, 20), (8, 20), (12, 20), (16, 20), (20, 20)]
+    assert [(p.done, p.total) for p in seen] == [(6, 20), (10, 20), (13, 20), (16, 20), (20, 20)]
+
+
+def test_a_100_frame_restore_reports_at_least_every_5_frames(engine):
+    source = ArrayFrames(_frames(100, 8, 8, seed=40))
+    seen: list[Progress] = []
+    options = RestoreOptions(chunk=33, overlap=8)  # the studio's default: 4 chunks
+    list(engine.restore(source, {50: _reference(32, 32, seed=41)}, options, progress=seen.append))
+    done = [0] + [p.done for p in seen]
+    assert done[-1] == 100 and max(b - a for a, b in itertools.pairwise(done)) <= 5, done
 
 
 def test_vae_tiling_keeps_sizes(tiny_folder):
