@@ -331,6 +331,9 @@ class Worker:
         cached = self.previews.get(key)
         if cached is not None:  # the same frame of the same clip and settings, from any session
             waiter.set_result(PreviewResponse(request.frame, request.guidance, cached))
+            with self._wake:  # stepping on: the next neighbours are made while idle
+                session.warm = _neighbour_requests(request, session.project.state.clip.num_frames)
+                self._wake.notify_all()
             return waiter
         with self._wake:
             if session.closed:
