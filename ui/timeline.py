@@ -34,10 +34,12 @@ def timeline_html(
     iframes: Iterable[int] = (),
     keyframes: Iterable[int] = (),
     with_reference: Iterable[int] = (),
+    fps: float = 0.0,
 ) -> str:
     """The strip: I-frame ticks, keyframe pins (filled once they have a Reference), playhead.
 
-    Every marker carries ``data-frame`` so tests and users' scripts can read the timeline.
+    Every marker carries ``data-frame`` so tests and users' scripts can read the timeline; the
+    strip carries the clip's ``data-frames`` and ``data-fps`` (the player maps time to frames).
     """
     done = set(with_reference)
     marks = [
@@ -61,7 +63,10 @@ def timeline_html(
         '<span><i class="tl-key"></i>keyframe</span>'
         '<span><i class="tl-key has-ref"></i>with reference</span></div>'
     )
-    return f'<div class="timeline"><div class="tl-track">{"".join(marks)}</div>{legend}</div>'
+    return (
+        f'<div class="timeline" data-frames="{num_frames}" data-fps="{fps:.6g}">'
+        f'<div class="tl-track">{"".join(marks)}</div>{legend}</div>'
+    )
 
 
 def keyframe_caption(frame: int, editor: str | None) -> str:
