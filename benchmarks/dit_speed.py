@@ -6,11 +6,19 @@ Random bf16 weights at the real transformer and VAE shapes (speed does not depen
     python benchmarks/dit_speed.py --tiny          # CPU smoke run with tiny models (seconds)
     python benchmarks/dit_speed.py --memory        # peak memory, 200- vs 66-frame clip, chunk 33
     python benchmarks/dit_speed.py --memory --tiny # the same with tiny models on the CPU
+    python benchmarks/dit_speed.py --previews      # a guidance move's preview, per viewer zoom
+    python benchmarks/dit_speed.py --previews --tiny
 
 Speed table columns: seconds per 33-frame chunk (cache cleared, so every pass runs), output
 frames per second (chunk frames / seconds; chunk overlap not subtracted), transformer seconds,
 the transformer's achieved TFLOP/s and its share of the measured bf16 matmul rate, peak VRAM.
 "Re-decode" is a new guidance s served from the x0 cache (no transformer pass).
+
+The previews table: a new guidance s on a frame whose x0 is cached, as the studio asks for it
+(a 900x600 viewer: the whole frame fitted, 100 % and 200 % zoom at the centre), against the
+render's re-decode of the whole chunk; each row names the latent it decoded (frames x h x w).
+Its x0 come from a tiny transformer (preview speed does not depend on them) and the real VAE,
+so 4x of 720p fits: the transformer is not what is measured there.
 
 Targets on one H200: 720p at >= 8 frames/s with s = 1, s = 0.5 <= 1.7x s = 1, re-decode >= 5x
 faster than a full pass, transformer >= 45% of measured bf16 matmul peak; a 200-frame clip peaks
@@ -145,7 +153,9 @@ def matmul_tflops(device: torch.device, dtype: torch.dtype) -> float:
     return 2 * n**3 * repeats / (time.perf_counter() - start) / 1e12
 
 
-def build_engine(tiny: bool, device: torch.device, vae_tiling: bool) -> DitEngine:
+def build_engine(
+    tiny: bool, device: torch.device, vae_tiling: bool, small_transformer: bool = False
+) -> DitEngine:
     from diffusers import (
         AutoencoderKLCogVideoX,
         CogVideoXDDIMScheduler,
@@ -158,6 +168,10 @@ def build_engine(tiny: bool, device: torch.device, vae_tiling: bool) -> DitEngin
     torch.manual_seed(0)
     if tiny:
         transformer, vae, text_dim = tiny_transformer(), tiny_vae(), 32
+    elif small_transformer:
+        transformer, text_dim = tiny_transformer().to(device, dtype), 32
+        with torch.device(device):
+            vae = AutoencoderKLCogVideoX(**VAE_CONFIG).to(dtype)
     else:
         with torch.device(device):
             transformer = CogVideoXTransformer3DModel(**TRANSFORMER_CONFIG).to(dtype)
@@ -272,6 +286,66 @@ def print_speed(rows: list[Row]) -> None:
         )
 
 
+# LR sizes whose 4x output a viewer shows: 480p -> 2560x1920, 720p -> 5120x2880.
+PREVIEW_SIZES = (("480p x4", 640, 480), ("720p x4", 1280, 720))
+TINY_PREVIEW_SIZES = (("tiny", 16, 16),)  # a smoke run of the code path, not a measurement
+VIEWER, TINY_VIEWER = (900, 600), (32, 32)
+
+
+def previews(tiny: bool, device: torch.device, vae_tiling: bool) -> list[tuple]:
+    """Rows (size, view, median seconds of 3, decoded latent shapes) of a guidance move."""
+    from sparkvsr.viewport import Viewport
+
+    engine = build_engine(tiny, device, vae_tiling, small_transformer=not tiny)
+    chunk = 9 if tiny else 33
+    width_px, height_px = TINY_VIEWER if tiny else VIEWER
+    views = (
+        ("fit", Viewport(width_px, height_px)),
+        ("100 %", Viewport(width_px, height_px, zoom=1.0)),
+        ("200 %", Viewport(width_px, height_px, zoom=2.0)),
+    )
+    decoded: list[tuple[int, ...]] = []
+    decode = engine.vae.decode
+
+    def logged(z, *args, **kwargs):
+        decoded.append(tuple(z.shape[2:]))
+        return decode(z, *args, **kwargs)
+
+    engine.vae.decode = logged
+    rows = []
+    for label, width, height in TINY_PREVIEW_SIZES if tiny else PREVIEW_SIZES:
+        source, refs = clip(width, height, chunk)
+        options = RestoreOptions(guidance=0.5, chunk=chunk)
+        list(engine.restore(source, refs, options))  # x0 of both branches, now cached
+        frame = chunk // 2
+        for view, viewport in (("whole chunk (render)", None), *views):
+            times = []
+            for guidance in (0.6,) if tiny else (0.6, 0.7, 0.8):  # each a new s: x0 cached
+                decoded.clear()
+                passes = engine.transformer_passes
+                moved = RestoreOptions(guidance=guidance, chunk=chunk)
+                _sync(device)
+                start = time.perf_counter()
+                if viewport is None:
+                    list(engine.restore(source, refs, moved))
+                else:
+                    engine.preview(source, refs, frame, moved, viewport=viewport)
+                _sync(device)
+                times.append(time.perf_counter() - start)
+                assert engine.transformer_passes == passes, "a new s must not run the transformer"
+            shapes = " + ".join("x".join(str(n) for n in shape) for shape in decoded)
+            rows.append((label, view, float(np.median(times)), shapes))
+    return rows
+
+
+def print_previews(rows: list[tuple]) -> None:
+    header = f"{'output':<9} {'view':<21} {'seconds':>8}  decoded latent (frames x h x w)"
+    print(header)
+    print("-" * len(header))
+    for size, view, seconds, shapes in rows:
+        print(f"{size:<9} {view:<21} {seconds:>8.3f}  {shapes}")
+
+
 def memory_run(frames: int, tiny: bool, device: torch.device) -> tuple[float, float]:
     """Restore a ``frames``-frame clip with chunk 33; return (peak MiB, numpy peak MiB)."""
     engine = build_engine(tiny, device, vae_tiling=not tiny)
@@ -315,6 +389,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tiny", action="store_true", help="tiny random models (CPU smoke run)")
     parser.add_argument("--memory", action="store_true", help="peak memory, 200 vs 66 frames")
     parser.add_argument("--memory-run", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--previews", action="store_true", help="a guidance move's preview")
     parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda if present)")
     parser.add_argument("--vae-tiling", action="store_true", help="VAE tiled encode/decode")
     args = parser.parse_args(argv)
@@ -327,6 +402,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.memory:
         memory(args.tiny, device)
+        return 0
+    if args.previews:
+        print_previews(previews(args.tiny, device, args.vae_tiling or not args.tiny))
         return 0
     print_speed(speed(args.tiny, device, args.vae_tiling))
     return 0

@@ -7,6 +7,7 @@ Layout of a project folder::
                                  ``..._raw.png`` beside it: the editor's image before registration
                                  moved it (only when it did), for the user's before/after
     chunks/000000-000009.npz     finished output chunks of the last render (lossless PNG frames)
+    chunks/range-000040-000046-<fingerprint>.npz   chunks a range render made (same format)
     chunks.log                   one line per chunk ever saved: "start stop fingerprint" (audit)
     output.mp4                   the assembled render (default name; see OutputSettings)
     proxy/                       the clip's player video and filmstrip (``media.proxy``)
@@ -21,6 +22,9 @@ Rules the folder keeps:
   in memory and on disk, unchanged.
 - Finished chunks carry the render-settings fingerprint they were made with; a render with other
   settings discards them instead of resuming stale frames.
+- A range render (a preview of frames ``start <= i < stop``) keeps its chunks in its own record;
+  the full render of the same fingerprint adopts them instead of rendering those frames again,
+  and a range reads whatever frames of its settings are finished already (``frame_pieces``).
 
 State is a tree of frozen dataclasses (``ProjectState``); a ``Project`` is the handle that changes
 it and persists each change.
@@ -210,6 +214,24 @@ class RenderState:
 
 
 @dataclass(frozen=True)
+class RangeRender:
+    """The last range render: frames ``start <= i < stop`` with settings ``fingerprint``.
+
+    chunks: the chunks this range rendered itself, sorted and non-overlapping (frames the full
+    render had finished with the same settings are read from its chunks instead, so there may
+    be gaps). output: the range's clip once complete; notes as ``RenderState.notes``.
+    """
+
+    fingerprint: str
+    start: int
+    stop: int
+    chunks: tuple[ChunkEntry, ...] = ()
+    complete: bool = False
+    output: str = ""
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class ProjectState:
     """Everything in the manifest. ``options.guidance`` always equals ``guidance``."""
 
@@ -221,14 +243,15 @@ class ProjectState:
     options: RestoreOptions = field(default_factory=RestoreOptions)
     output: OutputSettings = field(default_factory=OutputSettings)
     render: RenderState | None = None
+    range_render: RangeRender | None = None
     version: int = FORMAT_VERSION
 
     def reference(self, frame: int) -> ReferenceEntry | None:
         return next((r for r in self.references if r.frame == frame), None)
 
     def restore_options(self) -> RestoreOptions:
-        """Options for ``engine.restore`` (guidance from the project, starting at frame 0)."""
-        return replace(self.options, guidance=self.guidance, start=0)
+        """Options for ``engine.restore`` (guidance from the project, the whole clip)."""
+        return replace(self.options, guidance=self.guidance, start=0, stop=None)
 
 
 def file_identity(path: str | os.PathLike) -> str:
@@ -303,7 +326,7 @@ class Project:
             clip=clip,
             guidance=options.guidance,
             engine=engine or EngineSettings(),
-            options=replace(options, start=0),
+            options=replace(options, start=0, stop=None),
             output=output or OutputSettings(),
         )
         try:
@@ -483,7 +506,7 @@ class Project:
     def set_options(self, options: RestoreOptions) -> ProjectState:
         """Engine options (chunking, tiling, colour fix...); guidance stays the project's."""
         with self._lock:
-            options = replace(options, guidance=self._state.guidance, start=0)
+            options = replace(options, guidance=self._state.guidance, start=0, stop=None)
             return self._commit(replace(self._state, options=options))
 
     def set_engine(self, engine: EngineSettings) -> ProjectState:
@@ -512,26 +535,34 @@ class Project:
 
     def moved_from(self, old_folder: str | os.PathLike) -> ProjectState:
         """After the folder was renamed or copied from ``old_folder``: the finished render's
-        output path follows it (other paths in the manifest are relative)."""
+        and range render's output paths follow it (other paths in the manifest are relative)."""
         with self._lock:
-            render = self._state.render
             old = Path(old_folder).absolute()
-            if render is None or not render.output or not Path(render.output).is_relative_to(old):
+            moved = {}
+            for name in ("render", "range_render"):
+                record = getattr(self._state, name)
+                if record is None or not record.output:
+                    continue
+                if Path(record.output).is_relative_to(old):
+                    output = str(self.folder / Path(record.output).relative_to(old))
+                    moved[name] = replace(record, output=output)
+            if not moved:
                 return self._state
-            output = str(self.folder / Path(render.output).relative_to(old))
-            return self._commit(replace(self._state, render=replace(render, output=output)))
+            return self._commit(replace(self._state, **moved))
 
     def forget_chunks(self) -> ProjectState:
         """Drop the finished chunks from the manifest (their files may then be deleted); a
         complete render keeps its output and stays complete. The next render of other settings
         starts at frame 0; the same settings with its output present are still done."""
         with self._lock:
-            render = self._state.render
-            if render is None or not render.chunks:
+            render, ranged = self._state.render, self._state.range_render
+            if render is not None and render.chunks:
+                render = replace(render, chunks=()) if render.complete else None
+            if ranged is not None and ranged.chunks:
+                ranged = replace(ranged, chunks=()) if ranged.complete else None
+            if (render, ranged) == (self._state.render, self._state.range_render):
                 return self._state
-            if not render.complete:
-                return self._commit(replace(self._state, render=None))
-            return self._commit(replace(self._state, render=replace(render, chunks=())))
+            return self._commit(replace(self._state, render=render, range_render=ranged))
 
     # Render chunks ------------------------------------------------------------------------
     def begin_render(self, fingerprint: str) -> RenderState:
@@ -568,11 +599,7 @@ class Project:
                     f"chunk starting at frame {start} does not follow the last saved chunk "
                     f"(next expected frame: {render.resume_frame})"
                 )
-            frames = np.asarray(frames)
-            if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
-                raise ProjectError(
-                    f"chunk frames must be uint8 [N, H, W, 3]; got {frames.dtype} {frames.shape}"
-                )
+            frames = _checked_frames(frames)
             stop = start + len(frames)
             relative = f"{CHUNKS_DIR}/{start:06d}-{stop:06d}.npz"
             (self.folder / CHUNKS_DIR).mkdir(exist_ok=True)
@@ -604,16 +631,30 @@ class Project:
         ``[N, H, W, 3]`` uint8 decoded at a time (each chunk file is hash-checked first,
         streamed): memory follows ``max_frames``, not the chunk length."""
         render = self._require_render()
-        for entry in render.chunks:
+        yield from self.iter_pieces([(c, c.start, c.stop) for c in render.chunks], max_frames)
+
+    def iter_pieces(
+        self, pieces: list[tuple[ChunkEntry, int, int]], max_frames: int
+    ) -> Iterator[tuple[int, np.ndarray]]:
+        """``(start, frames)`` of frames ``first <= i < last`` of each ``(entry, first, last)``
+        piece (``frame_pieces``), in order, at most ``max_frames`` frames ``[N, H, W, 3]``
+        uint8 decoded at a time; each chunk file is hash-checked first."""
+        step = max(1, max_frames)
+        for entry, first, last in pieces:
             path = self.resolve(entry.file)
             if _file_sha256(path) != entry.sha256:
                 raise ProjectError(f"{path} is damaged (hash mismatch); render again to replace it")
             try:
                 with np.load(path) as archive:
                     names = sorted(n for n in archive.files if n.startswith("f"))
-                    for i in range(0, len(names), max(1, max_frames)):
-                        blobs = [archive[n].tobytes() for n in names[i : i + max(1, max_frames)]]
-                        yield entry.start + i, _decode_frames(blobs, path)
+                    if len(names) != entry.stop - entry.start:
+                        raise ValueError(
+                            f"{len(names)} frames, expected {entry.stop - entry.start}"
+                        )
+                    names = names[first - entry.start : last - entry.start]
+                    for i in range(0, len(names), step):
+                        blobs = [archive[n].tobytes() for n in names[i : i + step]]
+                        yield first + i, _decode_frames(blobs, path)
             except (OSError, ValueError, KeyError) as e:
                 raise ProjectError(f"{path} is not a readable chunk ({e}); render again") from e
 
@@ -629,6 +670,112 @@ class Project:
                 )
             done = replace(render, complete=True, output=str(output), notes=tuple(notes))
             return self._commit(replace(self._state, render=done))
+
+    # Range renders ------------------------------------------------------------------------
+    def begin_range(self, fingerprint: str, start: int, stop: int) -> RangeRender:
+        """Start or resume a range render of frames ``start <= i < stop`` with settings
+        ``fingerprint``. The last range's intact chunks of the same fingerprint are kept (they
+        are frames of these settings wherever they lie); other settings' are discarded (unless
+        the full render adopted them)."""
+        with self._lock:
+            total = self._state.clip.num_frames
+            if not 0 <= start < stop <= total:
+                raise ProjectError(
+                    f"range {start}-{stop - 1} is not inside the clip (frames 0 to {total - 1}); "
+                    "set the in point before the out point, both inside the clip"
+                )
+            current = self._state.range_render
+            if current is not None and current.fingerprint == fingerprint:
+                kept = tuple(c for c in current.chunks if self._intact(c))
+                same = (current.start, current.stop, kept) == (start, stop, current.chunks)
+                ranged = replace(
+                    current,
+                    start=start,
+                    stop=stop,
+                    chunks=kept,
+                    complete=current.complete and same,
+                    output=current.output if same else "",
+                    notes=current.notes if same else (),
+                )
+            else:
+                ranged = RangeRender(fingerprint, start, stop)
+            self._commit(replace(self._state, range_render=ranged))
+            self._remove_unlisted_chunks()
+            return ranged
+
+    def save_range_chunk(self, start: int, frames: np.ndarray) -> ChunkEntry:
+        """Save finished frames ``[N, H, W, 3]`` uint8 of the current range render from
+        ``start`` (inside the range, overlapping none of its chunks)."""
+        with self._lock:
+            ranged = self._state.range_render
+            if ranged is None:
+                raise ProjectError("no range render has been started (call begin_range)")
+            frames = _checked_frames(frames)
+            stop = start + len(frames)
+            clash = [c for c in ranged.chunks if c.start < stop and start < c.stop]
+            if not ranged.start <= start < stop <= ranged.stop or clash:
+                raise ProjectError(
+                    f"chunk {start}-{stop} does not fit the range {ranged.start}-{ranged.stop} "
+                    f"beside its chunks {[(c.start, c.stop) for c in ranged.chunks]}"
+                )
+            tag = ranged.fingerprint[:12]
+            relative = f"{CHUNKS_DIR}/range-{start:06d}-{stop:06d}-{tag}.npz"
+            (self.folder / CHUNKS_DIR).mkdir(exist_ok=True)
+            digest = _write_chunk(self.folder / relative, start, frames, f"chunk {start}-{stop}")
+            entry = ChunkEntry(start, stop, relative, digest)
+            chunks = tuple(sorted((*ranged.chunks, entry), key=lambda c: c.start))
+            self._commit(replace(self._state, range_render=replace(ranged, chunks=chunks)))
+            self._log_chunk(entry, ranged.fingerprint)
+            return entry
+
+    def finish_range(self, output: str | os.PathLike, notes: tuple[str, ...] = ()) -> ProjectState:
+        """Mark the current range render complete, its clip written to ``output``."""
+        with self._lock:
+            ranged = self._state.range_render
+            if ranged is None:
+                raise ProjectError("no range render has been started (call begin_range)")
+            done = replace(ranged, complete=True, output=str(output), notes=tuple(notes))
+            return self._commit(replace(self._state, range_render=done))
+
+    def frame_pieces(
+        self, fingerprint: str, start: int, stop: int
+    ) -> list[tuple[ChunkEntry, int, int]]:
+        """Where finished frames of settings ``fingerprint`` in ``[start, stop)`` are:
+        ``(chunk, first, last)`` pieces in order (the full render's chunks first, then the
+        range's); frames in no piece are not rendered yet (``frame_gaps``)."""
+        entries: list[ChunkEntry] = []
+        for record in (self._state.render, self._state.range_render):
+            if record is not None and record.fingerprint == fingerprint:
+                entries.extend(record.chunks)
+        return cover(entries, start, stop)
+
+    def adopt_range_chunk(self) -> ChunkEntry | None:
+        """Take the range render's chunk that starts where the current render resumes, when
+        both have the same settings: the full render lists it (the same file) instead of
+        rendering those frames again. None when there is no such chunk."""
+        with self._lock:
+            render = self._require_render()
+            ranged = self._state.range_render
+            if ranged is None or ranged.fingerprint != render.fingerprint:
+                return None
+            at = render.resume_frame
+            entry = next((c for c in ranged.chunks if c.start == at), None)
+            if entry is None or not self._intact(entry):
+                return None
+            self._commit(
+                replace(self._state, render=replace(render, chunks=(*render.chunks, entry)))
+            )
+            return entry
+
+    def next_range_chunk(self) -> int | None:
+        """The first frame after the current render's resume frame where a chunk of the range
+        render with the same settings starts (render up to there, then adopt), or None."""
+        render = self._require_render()
+        ranged = self._state.range_render
+        if ranged is None or ranged.fingerprint != render.fingerprint:
+            return None
+        at = render.resume_frame
+        return min((c.start for c in ranged.chunks if c.start > at), default=None)
 
     def chunk_log(self) -> list[tuple[int, int, str]]:
         """Every chunk ever finished in this folder, in order: ``(start, stop, fingerprint)``.
@@ -674,15 +821,16 @@ class Project:
         except OSError as e:
             raise ProjectError(f"cannot read {path}: {e}") from e
 
+    def _intact(self, entry: ChunkEntry) -> bool:
+        try:
+            return _file_sha256(self.folder / entry.file) == entry.sha256
+        except ProjectError:
+            return False
+
     def _intact_prefix(self, chunks: tuple[ChunkEntry, ...]) -> tuple[ChunkEntry, ...]:
         kept: list[ChunkEntry] = []
         for entry in chunks:
-            path = self.folder / entry.file
-            try:
-                intact = hashlib.sha256(path.read_bytes()).hexdigest() == entry.sha256
-            except OSError:
-                intact = False
-            if not intact:
+            if not self._intact(entry):
                 break
             kept.append(entry)
         return tuple(kept)
@@ -691,8 +839,12 @@ class Project:
         folder = self.folder / CHUNKS_DIR
         if not folder.is_dir():
             return
-        render = self._state.render
-        listed = {PurePosixPath(c.file).name for c in render.chunks} if render else set()
+        listed = {
+            PurePosixPath(c.file).name
+            for record in (self._state.render, self._state.range_render)
+            if record is not None
+            for c in record.chunks
+        }
         for path in folder.iterdir():
             if path.name not in listed:
                 _unlink_quietly(path)
@@ -725,6 +877,7 @@ def manifest_dict(state: ProjectState) -> dict[str, Any]:
     options = asdict(state.options)
     options.pop("guidance")
     options.pop("start")
+    options.pop("stop")
     return {
         "format": FORMAT,
         "version": FORMAT_VERSION,
@@ -745,6 +898,7 @@ def manifest_dict(state: ProjectState) -> dict[str, Any]:
         "options": options,
         "output": asdict(state.output),
         "render": None if state.render is None else asdict(state.render),
+        "range_render": None if state.range_render is None else asdict(state.range_render),
     }
 
 
@@ -800,15 +954,22 @@ def _state_from_dict(data: Mapping[str, Any]) -> ProjectState:
     if render_data is not None:
         render = RenderState(
             fingerprint=str(render_data["fingerprint"]),
-            chunks=tuple(
-                ChunkEntry(
-                    int(c["start"]), int(c["stop"]), _checked_relative(c["file"]), c["sha256"]
-                )
-                for c in render_data["chunks"]
-            ),
+            chunks=_chunk_entries(render_data["chunks"]),
             complete=bool(render_data["complete"]),
             output=str(render_data.get("output", "")),
             notes=tuple(str(n) for n in render_data.get("notes", ())),
+        )
+    range_data = data.get("range_render")  # absent in manifests from before range renders
+    ranged = None
+    if range_data is not None:
+        ranged = RangeRender(
+            fingerprint=str(range_data["fingerprint"]),
+            start=int(range_data["start"]),
+            stop=int(range_data["stop"]),
+            chunks=_chunk_entries(range_data["chunks"]),
+            complete=bool(range_data["complete"]),
+            output=str(range_data.get("output", "")),
+            notes=tuple(str(n) for n in range_data.get("notes", ())),
         )
     return ProjectState(
         clip=clip,
@@ -819,8 +980,48 @@ def _state_from_dict(data: Mapping[str, Any]) -> ProjectState:
         options=options,
         output=OutputSettings(**data["output"]),
         render=render,
+        range_render=ranged,
         version=FORMAT_VERSION,
     )
+
+
+def _chunk_entries(rows: Any) -> tuple[ChunkEntry, ...]:
+    return tuple(
+        ChunkEntry(int(c["start"]), int(c["stop"]), _checked_relative(c["file"]), c["sha256"])
+        for c in rows
+    )
+
+
+def cover(
+    entries: list[ChunkEntry] | tuple[ChunkEntry, ...], start: int, stop: int
+) -> list[tuple[ChunkEntry, int, int]]:
+    """Pieces ``(entry, first, last)`` of ``entries`` covering as much of ``[start, stop)``
+    as they can, in frame order, without overlaps (an earlier-listed entry wins). Pure."""
+    pieces: list[tuple[ChunkEntry, int, int]] = []
+    at = start
+    while at < stop:
+        holding = next((e for e in entries if e.start <= at < e.stop), None)
+        if holding is not None:
+            last = min(holding.stop, stop)
+            pieces.append((holding, at, last))
+            at = last
+            continue
+        at = min((e.start for e in entries if at < e.start < stop), default=stop)
+    return pieces
+
+
+def frame_gaps(
+    pieces: list[tuple[ChunkEntry, int, int]], start: int, stop: int
+) -> list[tuple[int, int]]:
+    """The spans ``[a, b)`` of ``[start, stop)`` that no piece covers, in order. Pure."""
+    gaps, at = [], start
+    for _, first, last in pieces:
+        if first > at:
+            gaps.append((at, first))
+        at = max(at, last)
+    if at < stop:
+        gaps.append((at, stop))
+    return gaps
 
 
 def _provenance(data: Mapping[str, Any]) -> Provenance:
@@ -905,6 +1106,15 @@ def _fsync_folder(folder: Path) -> None:
 def _unlink_quietly(path: Path) -> None:
     with contextlib.suppress(OSError):
         path.unlink()
+
+
+def _checked_frames(frames: np.ndarray) -> np.ndarray:
+    frames = np.asarray(frames)
+    if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3 or not len(frames):
+        raise ProjectError(
+            f"chunk frames must be uint8 [N, H, W, 3]; got {frames.dtype} {frames.shape}"
+        )
+    return frames
 
 
 def _encode_png(image: np.ndarray) -> bytes:

@@ -12,6 +12,12 @@ A render killed at any point resumes at step 3 from the last saved chunk, and be
 stored losslessly the resumed output equals an uninterrupted one frame for frame. Without a
 project (``render_clip``) the engine's chunks stream straight into the writer.
 
+A range render (``render_range_steps``: frames ``start <= i < stop``, a short preview before the
+full clip) runs the same steps on the range: frames finished already with the same settings are
+read, the engine restores only the rest (its frames equal the full render's: the engine plans
+the whole clip), and the range is encoded with the clip's timing and the audio of that span.
+The full render of the same settings adopts the range's chunks instead of rendering them again.
+
 Progress arrives as ``RenderProgress`` (frames done of total, which stage, frames encoded in the
 final encode, elapsed time and the time left at the recent pace); ``cancel`` is a callable the
 engine checks between chunks, raising ``Cancelled`` (finished chunks are kept).
@@ -52,6 +58,7 @@ from sparkvsr.project import (
     Project,
     ProjectState,
     file_identity,
+    frame_gaps,
 )
 
 
@@ -62,7 +69,10 @@ class RenderProgress:
     stage: "render" (engine running), "assemble" (encoding the final clip) or "done".
     frames_done / total_frames: output frames finished (saved chunks count as done).
     chunks_rendered: chunks the engine made in this run; chunks_resumed: chunks kept from an
-    earlier, interrupted run of the same settings.
+    earlier, interrupted run of the same settings; chunks_reused: chunks a range render of the
+    same settings made (adopted by the full render), or for a range, finished chunks it read.
+    first: the first frame of a range render (its frames are ``first <= i < first +
+    total_frames``; 0 for the whole clip).
     output: the final clip's path once stage is "done".
     encoded: stage "assemble": frames of the final clip encoded so far (of total_frames).
     elapsed: seconds since this run started (all stages).
@@ -81,6 +91,8 @@ class RenderProgress:
     elapsed: float = 0.0
     eta: float | None = None
     rate: float = 0.0
+    chunks_reused: int = 0
+    first: int = 0
 
     @property
     def fraction(self) -> float:
@@ -164,6 +176,7 @@ class RenderResult:
     resumed_from: int
     skipped: bool = False
     notes: tuple[str, ...] = ()
+    chunks_reused: int = 0
 
 
 ProgressCallback = Callable[[RenderProgress], None]
@@ -185,6 +198,14 @@ flight): the encode's memory follows this, not the chunk length."""
 ASSEMBLE_BLOCK = 4
 
 
+def _options_key(options: RestoreOptions) -> dict:
+    """The options as the fingerprint hashes them: without ``stop`` (a range render has the
+    same settings as the full one; projects made before ranges keep their fingerprints)."""
+    values = asdict(options)
+    values.pop("stop")
+    return values
+
+
 def render_fingerprint(state: ProjectState, engine: Engine) -> str:
     """A hash of everything that changes output frames: the clip file, engine and model,
     restore options, guidance, and each used Reference's content hash.
@@ -199,7 +220,7 @@ def render_fingerprint(state: ProjectState, engine: Engine) -> str:
             state.clip.height,
         ],
         "engine": [getattr(engine, "name", type(engine).__name__), _engine_model(engine)],
-        "options": asdict(state.restore_options()),
+        "options": _options_key(state.restore_options()),
         "references": used,
     }
     # How frames are read changes them; listed only when not the default, so the fingerprints
@@ -260,7 +281,7 @@ def render_steps(
     render = project.begin_render(fingerprint)
     resumed = len(render.chunks)
     start = render.resume_frame
-    rendered = 0
+    rendered = reused = 0
 
     settings = state.output
     reading = {"deinterlace": settings.deinterlace, "tonemap": settings.tonemap}
@@ -277,20 +298,36 @@ def render_steps(
             lossless=settings.codec == "ffv1",
         )
 
-        # 3. restore from the first unfinished frame, saving every chunk
+        # 3. restore from the first unfinished frame, saving every chunk; where a range render
+        #    of the same settings made the next chunk, adopt it instead of rendering it again
         if start < total:
             emit(
                 RenderProgress("render", start, total, 0, resumed, _resume_message(start, resumed))
             )
-            counts = [0]  # chunks rendered so far, read by the engine-progress forwarder
-            engine_progress = _forward_engine_progress(emit, start, total, resumed, counts)
-            width, height = output_size(clip.info, options)
-            form = CHUNK_FORM.get(getattr(engine, "name", ""), 1)
-            bounded = chunk_within(options, width * height * 3, chunk_bytes, form)
+        counts = [0]  # chunks rendered so far, read by the engine-progress forwarder
+        bounded = _bounded_options(engine, clip, options, chunk_bytes)
+        while (at := project.state.render.resume_frame) < total:
+            if project.adopt_range_chunk() is not None:
+                reused += 1
+                done = project.state.render.resume_frame
+                yield emit(
+                    RenderProgress(
+                        "render",
+                        done,
+                        total,
+                        rendered,
+                        resumed,
+                        "reusing the range render's frames",
+                        chunks_reused=reused,
+                    )
+                )
+                continue
+            upto = project.next_range_chunk()
+            engine_progress = _forward_engine_progress(emit, at, total, resumed, counts)
             chunks = engine.restore(
                 clip,
                 references,
-                replace(bounded, start=start),
+                replace(bounded, start=at, stop=upto),
                 progress=engine_progress,
                 cancel=cancel,
             )
@@ -300,9 +337,15 @@ def render_steps(
                     project.save_chunk(chunk.start, chunk.frames)
                     rendered += 1
                     counts[0] = rendered
-                    yield emit(RenderProgress("render", chunk.stop, total, rendered, resumed))
+                    yield emit(
+                        RenderProgress(
+                            "render", chunk.stop, total, rendered, resumed, chunks_reused=reused
+                        )
+                    )
             finally:
                 chunks.close()
+            if project.state.render.resume_frame == at:
+                break  # the engine yielded nothing: reported below
         if project.state.render.resume_frame != total:
             raise EngineError(
                 f"the engine stopped at frame {project.state.render.resume_frame} of {total}; "
@@ -317,22 +360,231 @@ def render_steps(
         def encoded(frames: int) -> RenderProgress:
             return emit(
                 RenderProgress(
-                    "assemble", total, total, rendered, resumed, "encoding", encoded=frames
+                    "assemble",
+                    total,
+                    total,
+                    rendered,
+                    resumed,
+                    "encoding",
+                    encoded=frames,
+                    chunks_reused=reused,
                 )
             )
 
         yield encoded(0)
-        notes = _assemble(project, clip, out_path, settings, encoded, cancel)
+        batch = _assemble_batch(clip, project)
+        frames = project.iter_frames(batch)
+        notes = _assemble(project, clip, out_path, settings, frames, encoded, cancel)
 
     # 5. mark the render complete (the notes go into the manifest)
     project.finish_render(out_path, notes)
     message = "; ".join(notes)
     yield emit(
         RenderProgress(
-            "done", total, total, rendered, resumed, message, output=str(out_path), encoded=total
+            "done",
+            total,
+            total,
+            rendered,
+            resumed,
+            message,
+            output=str(out_path),
+            encoded=total,
+            chunks_reused=reused,
         )
     )
-    return RenderResult(out_path, total, rendered, resumed, start, notes=notes)
+    return RenderResult(
+        out_path, total, rendered, resumed, start, notes=notes, chunks_reused=reused
+    )
+
+
+def render_range_steps(
+    engine: Engine,
+    project: Project,
+    frames: tuple[int, int],
+    *,
+    output: str | os.PathLike | None = None,
+    progress: ProgressCallback | None = None,
+    cancel: CancelFn | None = None,
+    chunk_bytes: int = RENDER_CHUNK_BYTES,
+) -> Generator[RenderProgress, None, RenderResult]:
+    """Render frames ``start <= i < stop`` of ``project`` (``frames = (start, stop)``) at its
+    output settings, one chunk per step (like ``render_steps``; progress counts the range's
+    frames, ``RenderProgress.first`` says where it starts).
+
+    Its frames equal the same frames of the full render with the same settings: finished ones
+    (the full render's or an earlier range's chunks) are read as they are, the engine restores
+    the rest with the whole clip's plans. The chunks go into the project's range record, where
+    the full render of these settings adopts them. The clip keeps the source's frame timing and
+    the audio of that span (video and audio start at 0 together). ``output``: default
+    ``range_name(project output, start, stop)``. Raises like ``render_steps``; ProjectError for a
+    range outside the clip.
+    """
+    # 1. check the project and the range, open the clip
+    clock = _RenderClock()
+    start, stop = (int(v) for v in frames)
+    count = stop - start
+
+    def emit(update: RenderProgress) -> RenderProgress:
+        update = clock.stamp(replace(update, first=start))
+        _emit(progress, update)
+        return update
+
+    state = project.state
+    if output is None:
+        output = range_name(state.output.path, start, stop)
+    out_path = _output_path(project, output)
+    _check_clip_present(project)
+    total = state.clip.num_frames
+    if not 0 <= start < stop <= total:
+        raise ProjectError(
+            f"range {start}-{stop - 1} is not inside the clip (frames 0 to {total - 1}); set the "
+            "in point before the out point, both inside the clip"
+        )
+    references = project.reference_images()
+    options = state.restore_options()
+
+    # 2. fingerprint; frames of these settings finished already are read, not rendered
+    fingerprint = render_fingerprint(state, engine)
+    ranged = state.range_render
+    if (
+        ranged is not None
+        and ranged.complete
+        and (ranged.fingerprint, ranged.start, ranged.stop) == (fingerprint, start, stop)
+        and Path(ranged.output) == out_path
+        and out_path.is_file()
+    ):
+        yield emit(
+            RenderProgress("done", count, count, output=str(out_path), message="already rendered")
+        )
+        return RenderResult(out_path, count, 0, 0, start, skipped=True)
+    project.begin_range(fingerprint, start, stop)
+    gaps = frame_gaps(project.frame_pieces(fingerprint, start, stop), start, stop)
+    reused = len(project.frame_pieces(fingerprint, start, stop))
+    rendered = 0
+    done = count - sum(b - a for a, b in gaps)
+
+    settings = state.output
+    reading = {"deinterlace": settings.deinterlace, "tonemap": settings.tonemap}
+    with media.open_clip(state.clip.path, **reading) as clip:
+        _check_clip_unchanged(project, clip)
+        check_references(clip, references, options.scale)
+        media.check_output(
+            clip.info.path,
+            out_path,
+            output_size(clip.info, options),
+            count,
+            source_size=clip.size,
+            codec=settings.codec if settings.codec in media.CODECS else "h264",
+            lossless=settings.codec == "ffv1",
+        )
+
+        # 3. restore the frames not finished yet, gap by gap, saving every chunk
+        emit(RenderProgress("render", done, count, message=f"range {start}-{stop - 1}"))
+        bounded = _bounded_options(engine, clip, options, chunk_bytes)
+        for gap_start, gap_stop in gaps:
+            counts = [rendered]
+            forward = _forward_engine_progress(emit, done, count, 0, counts)
+            chunks = engine.restore(
+                clip,
+                references,
+                replace(bounded, start=gap_start, stop=gap_stop),
+                progress=forward,
+                cancel=cancel,
+            )
+            expected = gap_start
+            try:
+                for chunk in chunks:
+                    _check_chunk(chunk.start, chunk.frames, expected)
+                    if chunk.stop > gap_stop:
+                        raise EngineError(
+                            f"the engine yielded frames up to {chunk.stop - 1} for a range "
+                            f"ending at {gap_stop - 1}; engines must stop at options.stop"
+                        )
+                    project.save_range_chunk(chunk.start, chunk.frames)
+                    expected = chunk.stop
+                    rendered += 1
+                    counts[0] = rendered
+                    done += len(chunk.frames)
+                    yield emit(
+                        RenderProgress("render", done, count, rendered, chunks_reused=reused)
+                    )
+            finally:
+                chunks.close()
+            if expected != gap_stop:
+                raise EngineError(
+                    f"the engine stopped at frame {expected} of the range {start}-{stop - 1}; "
+                    "render the range again to continue from there"
+                )
+
+        # 4. encode the range from the finished chunks: the clip's timing, the span's audio
+        raise_if_cancelled(cancel)
+
+        def encoded(frames_done: int) -> RenderProgress:
+            return emit(
+                RenderProgress(
+                    "assemble",
+                    count,
+                    count,
+                    rendered,
+                    message="encoding",
+                    encoded=frames_done,
+                    chunks_reused=reused,
+                )
+            )
+
+        yield encoded(0)
+        pieces = project.frame_pieces(fingerprint, start, stop)
+        batch = _assemble_batch(clip, project)
+        frames_iter = project.iter_pieces(pieces, batch)
+        notes = _assemble(
+            project, clip, out_path, settings, frames_iter, encoded, cancel, span=(start, stop)
+        )
+
+    # 5. mark the range complete
+    project.finish_range(out_path, notes)
+    yield emit(
+        RenderProgress(
+            "done",
+            count,
+            count,
+            rendered,
+            message="; ".join(notes),
+            output=str(out_path),
+            encoded=count,
+            chunks_reused=reused,
+        )
+    )
+    return RenderResult(out_path, count, rendered, 0, start, notes=notes, chunks_reused=reused)
+
+
+def range_name(output: str, start: int, stop: int) -> str:
+    """The file name of a range render beside ``output``: ``clip_x4_flow_g1.0_f120-195.mp4``
+    for frames 120 to 195 (``start=120, stop=196``; the numbers are the in and out frames)."""
+    path = Path(output)
+    return str(path.with_name(f"{path.stem}_f{start}-{stop - 1}{path.suffix}"))
+
+
+def _bounded_options(
+    engine: Engine, clip: media.Clip, options: RestoreOptions, chunk_bytes: int
+) -> RestoreOptions:
+    """``options`` with the chunk shortened to ``chunk_bytes`` of output frames: the same for a
+    range and the full render, so the dit engine's chunk plan (and its frames) are the same."""
+    return render_chunk(
+        getattr(engine, "name", ""), options, output_size(clip.info, options), chunk_bytes
+    )
+
+
+def render_chunk(
+    engine_name: str,
+    options: RestoreOptions,
+    frame_size: tuple[int, int],
+    chunk_bytes: int = RENDER_CHUNK_BYTES,
+) -> RestoreOptions:
+    """``options`` with the chunk a render on engine ``engine_name`` uses for output frames of
+    ``frame_size`` (width, height): shortened to ``chunk_bytes`` of frames, in the engine's chunk
+    form (``CHUNK_FORM``: 8k+1 for dit). The render and the studio's estimate both ask here."""
+    width, height = frame_size
+    return chunk_within(options, width * height * 3, chunk_bytes, CHUNK_FORM.get(engine_name, 1))
 
 
 def render_project(
@@ -468,7 +720,7 @@ def ensure_project(
             lock=lock,
             wait=wait,
         )
-    if project.state.restore_options() != replace(options, start=0):
+    if project.state.restore_options() != replace(options, start=0, stop=None):
         project.set_options(options)
         project.set_guidance(options.guidance)
     if project.state.output != output:
@@ -630,14 +882,17 @@ def _assemble(
     clip: media.Clip,
     out_path: Path,
     settings: OutputSettings,
+    frames: Iterator[tuple[int, np.ndarray]],
     encoded: Callable[[int], object] | None = None,
     cancel: CancelFn | None = None,
+    span: tuple[int, int] | None = None,
 ) -> tuple[str, ...]:
-    """Encode the saved chunks to ``out_path`` via a temp file, so a crash never leaves a
-    half-written clip under the final name. Returns the notes (reading and writing).
-    ``encoded(n)`` hears how many frames are encoded, every ``ASSEMBLE_BLOCK`` frames.
-    ``cancel`` is checked between blocks (Cancelled: the temp file is removed, the chunks are
-    kept)."""
+    """Encode ``frames`` (``(start, [N, H, W, 3] uint8)`` batches read from the saved chunks)
+    to ``out_path`` via a temp file, so a crash never leaves a half-written clip under the final
+    name. Returns the notes (reading and writing). ``span``: the frames are the clip's frames
+    ``start <= i < stop`` (a range: its timing and the audio of that span). ``encoded(n)`` hears
+    how many frames are encoded, every ``ASSEMBLE_BLOCK`` frames. ``cancel`` is checked between
+    blocks (Cancelled: the temp file is removed, the chunks are kept)."""
     partial = out_path.with_name(f".{out_path.stem}.partial{out_path.suffix}")
     options = writer_options(settings, out_path)
     try:
@@ -648,9 +903,10 @@ def _assemble(
                 square_pixels=settings.square_pixels,
                 tonemapped=clip.tonemap,
                 notes=clip.notes,
+                span=span,
                 **options,
             ) as writer,
-            _prefetched(project.iter_frames(_assemble_batch(clip, project)), cancel) as batches,
+            _prefetched(frames, cancel) as batches,
         ):
             if not settings.audio:
                 writer.audio_from = None  # video only (read when the first frames arrive)

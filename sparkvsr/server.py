@@ -255,6 +255,8 @@ class RenderBody(_Strict):
     session_id: SessionId
     guidance: Guidance | None = None
     output: Annotated[str, Field(max_length=255)] = ""
+    # a range render's [start, stop) (a JSON array; the worker checks it against the clip)
+    frames: Annotated[list[FrameIndex], Field(min_length=2, max_length=2)] | None = None
 
 
 class StatusBody(_Strict):

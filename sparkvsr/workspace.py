@@ -220,7 +220,12 @@ def list_projects(projects_root: str | os.PathLike, secret: str = "") -> list[Pr
 
 def is_pristine(state: ProjectState) -> bool:
     """Nothing a user made is in it: no keyframes, References or render, default guidance."""
-    return not state.keyframes and not state.references and state.render is None
+    return (
+        not state.keyframes
+        and not state.references
+        and state.render is None
+        and state.range_render is None
+    )
 
 
 def find_reusable(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import shutil
+from dataclasses import replace
 
 import cv2
 import numpy as np
@@ -18,8 +19,11 @@ import torch
 from sparkvsr.engines import load_engine
 from sparkvsr.engines.base import KeyframeGuidance, Progress, RestoreOptions
 from sparkvsr.engines.dit import DitEngine
+from sparkvsr.engines.dit.previews import decode_prefix, latent_index, receptive_radius, window
 from sparkvsr.errors import Cancelled, EngineError, KeyframeError
 from sparkvsr.frames import ArrayFrames
+from sparkvsr.tiling import Span, Tile
+from sparkvsr.viewport import Viewport, apply_view
 from tests.pointwise_models import FramePackVAE, PointwiseTransformer
 from tests.tiny_cogvideox import TINY_TEXT_DIM, build_tiny_pipeline
 
@@ -273,6 +277,173 @@ def test_preview_equals_the_rendered_frame(fast):
 
 
 # ---------------------------------------------------------------------------------------------
+# Previews at the size they are seen (issue 18): the fewest latent frames, the latent window
+# under a zoomed region, a guidance move = one decode from the cached x0 branches
+# ---------------------------------------------------------------------------------------------
+
+
+def _decode_log(engine, monkeypatch) -> list[tuple[int, ...]]:
+    """Shapes ``[B, C, F_lat, h, w]`` of every latent the engine's VAE decodes from now on."""
+    shapes: list[tuple[int, ...]] = []
+    decode = engine.vae.decode
+
+    def logged(z, *args, **kwargs):
+        shapes.append(tuple(z.shape))
+        return decode(z, *args, **kwargs)
+
+    monkeypatch.setattr(engine.vae, "decode", logged)
+    return shapes
+
+
+def test_decode_plans_follow_the_vae_batches_and_receptive_field():
+    # the released VAE (4 levels, 3 layers per block) reaches 21 latent pixels; the tiny one 14
+    assert receptive_radius(4, 3) == 21 and receptive_radius(4, 1) == 14
+    # 9 latent frames decode in steps (0,1,2) (3,4) (5,6) (7,8): a prefix ends on a step
+    assert [decode_prefix(9, i, 2) for i in range(9)] == [3, 3, 3, 5, 5, 7, 7, 9, 9]
+    assert decode_prefix(3, 0, 2) == 3 and decode_prefix(9, 4, None) == 9  # unknown VAE: all
+    assert [latent_index(f) for f in (0, 1, 4, 5, 8, 9)] == [0, 1, 1, 2, 2, 3]
+    # output box x 100..120, y 40..60 = latent rows 5..8, cols 12..15 (8 output px each);
+    # with 3 of margin, clipped to the tile, relative to it; crop relative to the window
+    latent, crop = window(Tile(Span(8, 40), Span(16, 64)), (100, 40, 120, 60), 3)
+    assert latent == Tile(Span(0, 7), Span(1, 10))  # the tile starts at latent (4, 8)
+    assert crop == Tile(Span(40 - 32, 60 - 32), Span(100 - 72, 120 - 72))
+    latent, crop = window(Tile(Span(0, 64), Span(0, 64)), (100, 40, 120, 60), 3)
+    assert latent == Tile(Span(2, 11), Span(9, 18))
+    assert crop == Tile(Span(40 - 16, 60 - 16), Span(100 - 72, 120 - 72))
+    assert window(Tile(Span(0, 64), Span(0, 64)), (100, 40, 120, 60), None)[0] == Tile(
+        Span(0, 32), Span(0, 32)
+    )
+
+
+def test_a_preview_decodes_only_the_latent_frames_up_to_its_decode_batch(engine, monkeypatch):
+    source = ArrayFrames(_frames(17, seed=30))
+    refs = {8: _reference(seed=31)}
+    options = RestoreOptions(guidance=0.5, chunk=17, overlap=0)
+    full = _restore(engine, source, refs, guidance=0.5, chunk=17, overlap=0)
+    passes = engine.transformer_passes
+    decoded = _decode_log(engine, monkeypatch)
+    # 17 frames = 5 latent frames, decoded in steps (0,1,2) (3,4): frames 0-8 need the first
+    for frame, latent_frames in ((0, 3), (8, 3), (9, 5), (16, 5)):
+        image = engine.preview(source, refs, frame, options)
+        assert np.array_equal(image, full[frame])  # the render's frame, bit for bit
+        assert decoded[-1][2] == latent_frames
+    assert len(decoded) == 4 and engine.transformer_passes == passes  # x0 came from the cache
+
+
+# The window's own GroupNorm statistics are the only difference from a full decode (its margin
+# covers the decoder's receptive field). Measured on this clip, tiny model, margin 14 latent
+# pixels, guidance 0 / 0.5 / 0.8 / 1 / 2: max 2-3 levels of 255, mean 0.36-0.41.
+REGION_MAX_LEVELS, REGION_MEAN_LEVELS = 4, 0.5
+
+
+def test_a_zoomed_preview_decodes_the_window_under_it_and_a_guidance_move_only_redecodes(
+    engine, monkeypatch
+):
+    source = ArrayFrames(_frames(9, height=32, width=96, seed=32))
+    refs = {4: _reference(128, 384, seed=33)}
+    options = RestoreOptions(guidance=0.5, chunk=9)
+    viewport = Viewport(48, 32, zoom=2.0, center=(0.3, 0.5))
+    view = viewport.view((384, 128))
+    decoded = _decode_log(engine, monkeypatch)
+    passes = engine.transformer_passes
+    zoomed = engine.preview(source, refs, 6, options, viewport=viewport)
+    assert engine.transformer_passes == passes + 1  # both branches in one batch, then cached
+    assert zoomed.shape == (view.size[1], view.size[0], 3) == (16, 24, 3)
+    assert len(decoded) == 1
+    _, _, frames, rows, cols = decoded[0]
+    assert frames == 3 and rows * cols < 0.7 * (16 * 48)  # a window, not the 16x48 latent
+
+    for guidance in (0.5, 0.8):
+        decoded.clear()
+        passes = engine.transformer_passes
+        image = engine.preview(
+            source, refs, 6, replace(options, guidance=guidance), viewport=viewport
+        )
+        assert engine.transformer_passes == passes and len(decoded) == 1  # one decode, no pass
+        rendered = _restore(engine, source, refs, guidance=guidance, chunk=9)[6]
+        difference = np.abs(image.astype(int) - apply_view(rendered, view).astype(int))
+        assert difference.max() <= REGION_MAX_LEVELS, difference.max()
+        assert difference.mean() <= REGION_MEAN_LEVELS, difference.mean()
+
+
+def test_previews_of_tiled_renders_decode_only_the_tiles_in_view(fast, monkeypatch):
+    source = ArrayFrames(_frames(9, height=32, width=48, seed=34))
+    refs = {4: _reference(128, 192, seed=35)}
+    options = RestoreOptions(guidance=0.6, chunk=9, tile=16, tile_overlap=8)
+    full = _restore(fast, source, refs, guidance=0.6, chunk=9, tile=16, tile_overlap=8)
+    decoded = _decode_log(fast, monkeypatch)
+    region = Viewport(32, 24, zoom=1.0, center=(0.5, 0.5))  # LR x 20..28, y 13..19
+    image = fast.preview(source, refs, 3, options, viewport=region)
+    assert np.array_equal(image, apply_view(full[3], region.view((192, 128))))
+    assert len(decoded) == 3 * 3  # 3 of 5 tile columns (LR 8-24, 16-32, 24-40) x 3 rows
+    decoded.clear()
+    corner = Viewport(16, 16, zoom=1.0, center=(0.1, 0.1))  # LR x 2..7, y 1..6: one tile
+    image = fast.preview(source, refs, 3, options, viewport=corner)
+    assert np.array_equal(image, apply_view(full[3], corner.view((192, 128))))
+    assert len(decoded) == 1
+    fit = Viewport(96, 80)  # zoomed out: the whole frame, decoded in full and shrunk
+    image = fast.preview(source, refs, 3, options, viewport=fit)
+    assert image.shape == (64, 96, 3)
+    assert np.array_equal(image, apply_view(full[3], fit.view((192, 128))))
+
+
+def test_release_caches_drops_the_latents_and_the_next_preview_is_the_same(fast):
+    source = ArrayFrames(_frames(9, seed=38))
+    refs = {4: _reference(seed=39)}
+    options = RestoreOptions(guidance=0.5, chunk=9)
+    first = fast.preview(source, refs, 3, options)
+    assert fast.status().cache_bytes > 0 and fast._reference_latents.entries
+    fast.release_caches()  # the worker's call when its last project closes
+    assert fast.status().cache_entries == 0 and fast.status().cache_bytes == 0
+    assert fast._reference_latents.entries == 0
+    passes = fast.transformer_passes
+    assert np.array_equal(fast.preview(source, refs, 3, options), first)
+    assert fast.transformer_passes == passes + 1  # recomputed once, cached again
+
+
+def test_the_worker_serves_dit_previews_at_the_viewport_and_releases_the_latents(
+    pointwise_folder, tmp_path
+):
+    import time
+
+    from sparkvsr.worker import (
+        KeyframeRequest,
+        OpenClipRequest,
+        PreviewRequest,
+        ReferenceRequest,
+        SessionRequest,
+        Worker,
+        WorkerConfig,
+    )
+    from tests.project_helpers import make_clip
+
+    clip = make_clip(tmp_path / "clip.mp4", num_frames=16)
+    engine = DitEngine(str(pointwise_folder), device="cpu", fit_weights=False)
+    config = WorkerConfig(projects_root=tmp_path / "projects", preview_interval=0.0)
+    with Worker(config, engine=engine) as worker:
+        session = worker.open_clip(OpenClipRequest(str(clip))).session_id
+        for k in (0, 8):
+            worker.set_keyframe(KeyframeRequest(session, k))
+            worker.make_reference(ReferenceRequest(session, k))
+        full = worker.preview(PreviewRequest(session, 5, 0.5)).image
+        assert full.shape == (128, 192, 3)
+        passes = engine.transformer_passes
+        viewport = Viewport(48, 32, zoom=2.0, center=(0.25, 0.75))
+        view = viewport.view((192, 128))
+        zoomed = worker.preview(PreviewRequest(session, 5, 0.5, viewport)).image
+        assert np.array_equal(zoomed, apply_view(full, view))  # a per-block VAE: exact
+        moved = worker.preview(PreviewRequest(session, 5, 0.7, viewport)).image
+        assert moved.shape == (view.size[1], view.size[0], 3) == (16, 24, 3)
+        assert engine.transformer_passes == passes  # zoom and guidance: decodes only
+        assert engine.status().cache_entries > 0
+        worker.close_session(SessionRequest(session))
+        deadline = time.monotonic() + 30
+        while engine.status().cache_entries and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert engine.status().cache_entries == 0  # the last project closed: latents released
+
+
+# ---------------------------------------------------------------------------------------------
 # Per-keyframe weights (issue 16): a per-latent-frame scale on the two cached branches
 # ---------------------------------------------------------------------------------------------
 
@@ -523,7 +694,13 @@ def test_output_size_colour_fix_progress_and_cancel(fast):
 
     seen: list[Progress] = []
     list(fast.restore(source, refs, RestoreOptions(chunk=9, overlap=1), progress=seen.append))
-    assert [(p.done, p.total) for p in seen] == [(1, 2), (2, 2)]
+    # per chunk: the latents, then the decode (this VAE decodes in one call); in output frames
+    assert [(p.done, p.total, p.unit) for p in seen] == [
+        (4, 17, "frames"),
+        (8, 17, "frames"),
+        (12, 17, "frames"),
+        (17, 17, "frames"),
+    ]
     calls = iter([False, False, True])
     with pytest.raises(Cancelled):
         list(
@@ -531,6 +708,45 @@ def test_output_size_colour_fix_progress_and_cancel(fast):
                 source, refs, RestoreOptions(chunk=9, overlap=1), cancel=lambda: next(calls)
             )
         )
+
+
+def test_progress_moves_inside_a_chunk_with_each_decoded_slice(engine):
+    source = ArrayFrames(_frames(41, 8, 8, seed=36))
+    options = RestoreOptions(chunk=33, overlap=8)  # chunks 0-33 (9 latents), 24-41 (5)
+    seen: list[Progress] = []
+    list(engine.restore(source, {16: _reference(32, 32, seed=37)}, options, progress=seen.append))
+    # chunk 1 finishes frames 0-24 in 5 steps: the transformer pass, then the VAE's 4 temporal
+    # slices (latents 0-2, 3-4, 5-6, 7-8); chunk 2 frames 24-41 in 3 (latents 0-2, 3-4)
+    assert [p.done for p in seen] == [4, 9, 14, 19, 24, 29, 35, 41]
+    assert {p.total for p in seen} == {41} and {p.unit for p in seen} == {"frames"}
+    assert [p.message for p in seen[:5]] == [
+        "chunk 1/2: transformer pass",
+        "chunk 1/2: decoding 1/4",
+        "chunk 1/2: decoding 2/4",
+        "chunk 1/2: decoding 3/4",
+        "chunk 1/2: decoding 4/4",
+    ]
+    seen.clear()  # again: the latents come from the cache, the bar still moves per slice
+    list(
+        engine.restore(
+            source,
+            {16: _reference(32, 32, seed=37)},
+            replace(options, start=33),
+            progress=seen.append,
+        )
+    )
+    assert [p.done for p in seen] == [2, 5, 8]  # frames 33-41 are the ones left to make
+    assert seen[0].message == "chunk 1/1: latents from the cache"
+    seen.clear()  # a range 0-20: its one chunk's 5 steps end on the range's last frame
+    list(
+        engine.restore(
+            source,
+            {16: _reference(32, 32, seed=37)},
+            replace(options, stop=20),
+            progress=seen.append,
+        )
+    )
+    assert [(p.done, p.total) for p in seen] == [(4, 20), (8, 20), (12, 20), (16, 20), (20, 20)]
 
 
 def test_vae_tiling_keeps_sizes(tiny_folder):

@@ -458,3 +458,15 @@ def test_homography_flow_recovers_the_global_motion_from_the_trusted_flow():
     assert recovered is not None
     np.testing.assert_allclose(recovered, true, atol=0.05)  # the rejected region included
     assert of.homography_flow(flow, np.zeros_like(trusted)) is None  # nothing trusted: no fit
+
+
+def test_cache_byte_budgets_change_no_output_value(clip, monkeypatch):
+    """Frames and flows dropped by the byte budgets (large clips) are read or computed again:
+    the same output, to the last bit."""
+    from sparkvsr.engines.flow import propagation
+
+    _, lr, references = clip
+    expected = restore_all(FlowEngine(), lr, references, guidance=0.8)
+    monkeypatch.setattr(propagation, "FRAME_CACHE_BYTES", 1)
+    monkeypatch.setattr(propagation, "STEP_CACHE_BYTES", 1)
+    np.testing.assert_array_equal(restore_all(FlowEngine(), lr, references, guidance=0.8), expected)

@@ -350,3 +350,24 @@ def test_render_chunks_follow_a_byte_budget_and_the_encode_reads_a_few_frames_at
     batches = list(project.iter_frames(3))
     assert [start for start, _ in batches] == [0, 3, 6, 7]
     assert np.array_equal(np.concatenate([b for _, b in batches]), frames)
+
+
+def test_the_render_and_the_studio_estimate_plan_the_same_chunks(clip):
+    from types import SimpleNamespace
+
+    from sparkvsr.render import RENDER_CHUNK_BYTES, _bounded_options, chunk_within, render_chunk
+
+    options = RestoreOptions(chunk=33, overlap=8, output_size=(5120, 2880))  # 4x of 720p
+    frame_size = (5120, 2880)
+    with media.open_clip(clip) as source:
+        for name, budget, chunk in (
+            ("dit", 512 << 20, 9),
+            ("flow", 512 << 20, 12),
+            ("dit", RENDER_CHUNK_BYTES, 9),  # 3 frames fit; dit's smallest chunk is 8 + 1
+            ("flow", RENDER_CHUNK_BYTES, 3),
+        ):
+            rendered = _bounded_options(SimpleNamespace(name=name), source, options, budget)
+            estimated = render_chunk(name, options, frame_size, budget)  # what #estimate asks
+            assert rendered == estimated and estimated.chunk == chunk, (name, budget)
+    # the estimate's old plan (no chunk form) gave dit 3-frame chunks the render never uses
+    assert chunk_within(options, 5120 * 2880 * 3, RENDER_CHUNK_BYTES).chunk == 3

@@ -164,3 +164,36 @@ def test_release_caches_drops_everything_a_viewport_preview_kept(scene):
     np.testing.assert_array_equal(
         engine.preview(source, references, 5, options, viewport=viewport), first
     )
+
+
+def test_the_lr_frame_is_shrunk_only_when_the_view_shows_half_of_it_or_less():
+    from sparkvsr.engines.flow.shrunk import lr_shrink
+
+    fit = Viewport(600, 340).view((5120, 2880))  # 720p at 4x in a 600-pixel viewer
+    assert lr_shrink(fit, 4, (1280, 720)) == 2
+    assert lr_shrink(Viewport(900, 506).view((5120, 2880)), 4, (1280, 720)) == 1
+    assert lr_shrink(Viewport(900, 506).view((15360, 8640)), 4, (3840, 2160)) == 4
+    assert lr_shrink(Viewport(60, 40).view((512, 384)), 4, (128, 96)) == 1  # flows need pixels
+    assert lr_shrink(Viewport(600, 340, zoom=2.0).view((5120, 2880)), 4, (1280, 720)) == 1
+
+
+def test_a_preview_shown_at_half_the_lr_size_is_propagated_on_shrunk_frames():
+    from tests.test_flow_engine import texture
+
+    canvas = texture(480 + 3 * 8, 640 + 4 * 8, seed=3)
+    hr = np.stack([canvas[3 * n : 3 * n + 480, 4 * n : 4 * n + 640] for n in range(8)])
+    lr = np.stack([cv2.resize(f, (320, 240), interpolation=cv2.INTER_AREA) for f in hr])
+    source, references = ArrayFrames(lr), {0: hr[0], 6: hr[6]}
+    options = RestoreOptions(scale=2, guidance=1.0)
+    full = FlowEngine().preview(source, references, 3, options)
+    engine = FlowEngine()
+    viewport = Viewport(160, 120)  # a quarter of the output's width: half the LR frame's
+    view = viewport.view((640, 480))
+    small = engine.preview(source, references, 3, options, viewport=viewport)
+    assert small.shape == (view.size[1], view.size[0], 3)
+    (identity, *_), *_ = engine._preview_frames
+    assert identity == f"{source.identity}/shrunk2"  # flows on 160x120 frames, not 320x240
+    # what the viewer shows is what the render gives, shrunk (at this size the references add
+    # little the eye can see: the test is that nothing is lost or misplaced)
+    shrunk = cv2.resize(full, view.size, interpolation=cv2.INTER_AREA)
+    assert metrics.psnr(small, shrunk) > 45

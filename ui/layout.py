@@ -20,6 +20,7 @@ from ui.callbacks import (
     AUTO_MODES,
     DOWNLOAD_LABEL,
     OPEN_OUTPUTS,
+    RANGE_TAB,
     REFERENCE_VIEW,
     Studio,
     progress_html,
@@ -68,7 +69,7 @@ def build_blocks(studio: Studio, logo_svg: str = "") -> gr.Blocks:
         # input frame, guidance, pin and render on the right ------------------------------------
         with gr.Row(elem_id="workspace", equal_height=False):
             with gr.Column(scale=7, elem_id="preview-column"):
-                with gr.Tabs(elem_id="viewer-tabs"):
+                with gr.Tabs(elem_id="viewer-tabs") as viewer_tabs:
                     with gr.Tab("Preview", id="tab-preview") as tab_preview:
                         preview = gr.Image(
                             label="Restored frame",
@@ -115,6 +116,15 @@ def build_blocks(studio: Studio, logo_svg: str = "") -> gr.Blocks:
                             type="filepath",
                             max_height=VIEWER_HEIGHT - 40,
                         )
+                    with gr.Tab("Range", id=RANGE_TAB):
+                        # the range render at the clip's frame rate (the browser's player)
+                        range_video = gr.Video(
+                            label="Restored range",
+                            elem_id="range-video",
+                            interactive=False,
+                            loop=True,
+                            height=VIEWER_HEIGHT,
+                        )
                 # the viewer's tools: zoom (a click on the picture sets the centre), the display
                 # size the page measures (previews are made at that size), the shortcuts
                 with gr.Row(elem_id="viewer-tools", equal_height=True):
@@ -127,6 +137,16 @@ def build_blocks(studio: Studio, logo_svg: str = "") -> gr.Blocks:
                     )
                     viewport_box = gr.Textbox(elem_id="viewport", visible="hidden")
                     pan_at = gr.Textbox(elem_id="pan-at", visible="hidden")
+                    # In / out points (keys I / O) and the range preview render
+                    with gr.Row(elem_id="range-row", equal_height=True):
+                        mark_in = gr.Button("In (I)", elem_id="mark-in", size="sm", min_width=60)
+                        mark_out = gr.Button("Out (O)", elem_id="mark-out", size="sm", min_width=60)
+                        clear_range = gr.Button(
+                            "Clear", elem_id="clear-range", size="sm", min_width=60
+                        )
+                        range_render = gr.Button(
+                            "Render range", elem_id="range-render", size="sm", min_width=110
+                        )
                     gr.HTML(shortcuts_help_html(), elem_id="shortcut-help")
                 scrubber = gr.Slider(
                     0,
@@ -182,6 +202,8 @@ def build_blocks(studio: Studio, logo_svg: str = "") -> gr.Blocks:
                     cancel = gr.Button("Cancel", elem_id="cancel", variant="stop")
                 progress = gr.HTML(progress_html(None), elem_id="progress")
                 download = gr.DownloadButton(DOWNLOAD_LABEL, elem_id="download", interactive=False)
+                range_info = gr.HTML("", elem_id="range-info")
+                range_progress = gr.HTML("", elem_id="range-progress")
                 color_fix = gr.Dropdown(
                     list(COLOR_FIXES),
                     value="none",
@@ -469,6 +491,8 @@ def build_blocks(studio: Studio, logo_svg: str = "") -> gr.Blocks:
         # A render keeps going without the page: a (re)loaded page follows it to its result.
         follow = (studio.follow_render, [state], [progress, result_video, download, render_message])
         loaded.then(*follow, **quiet)
+        range_view = (studio.range_view, [state], [range_progress, range_video, range_info])
+        loaded.then(*range_view, **quiet)
         loaded.then(studio.preview_full, preview_inputs, preview_outputs, **computing).then(
             studio.editor_info, [editor_choice], [editor_choice, editor_note], **quiet
         )
@@ -482,6 +506,7 @@ def build_blocks(studio: Studio, logo_svg: str = "") -> gr.Blocks:
         opened.success(studio.preview_full, preview_inputs, preview_outputs, **computing)
         opened.success(*show_output, **quiet)
         opened.success(*follow, **quiet)
+        opened.success(*range_view, **quiet)
         # Empty the box again, good file or bad: the title names the open clip, and the next
         # file can be dropped straight away (a filled box hides its drop area).
         opened.then(lambda: None, None, clip_upload, **quiet)
@@ -491,6 +516,7 @@ def build_blocks(studio: Studio, logo_svg: str = "") -> gr.Blocks:
         reopened.success(studio.preview_full, preview_inputs, preview_outputs, **computing)
         reopened.success(*show_output, **quiet)
         reopened.success(*follow, **quiet)
+        reopened.success(*range_view, **quiet)
         relinked = relink_upload.upload(
             studio.relink,
             [state, relink_name, relink_upload, owner],
@@ -517,17 +543,17 @@ def build_blocks(studio: Studio, logo_svg: str = "") -> gr.Blocks:
         ).then(studio.reference_in_viewer, [state, scrubber], [registration, viewer_fit], **quiet)
         # Keyframes and References change the restored frame: each refreshes the preview, and
         # marks a finished render out of date.
-        result_status = ([state], [progress, download])
+        result_status = ([state], [progress, download, range_progress])
         pin.click(studio.toggle_pin, [state, scrubber], keyframe_outputs).then(
             studio.preview_full, preview_inputs, preview_outputs, **computing
-        ).then(studio.result_status, *result_status, **quiet)
+        ).then(studio.status_after_change, *result_status, **quiet)
         auto_pick.click(
             studio.auto_pick,
             [state, auto_mode, auto_n, auto_seed, scrubber],
             keyframe_outputs,
             show_progress_on=[gallery],
         ).then(studio.preview_full, preview_inputs, preview_outputs, **computing).then(
-            studio.result_status, *result_status, **quiet
+            studio.status_after_change, *result_status, **quiet
         )
         gallery.select(
             studio.select_keyframe,
@@ -554,7 +580,7 @@ def build_blocks(studio: Studio, logo_svg: str = "") -> gr.Blocks:
             reference_outputs,
             show_progress_on=[reference_compare],
         ).then(studio.preview_full, preview_inputs, preview_outputs, **computing).then(
-            studio.result_status, *result_status, **quiet
+            studio.status_after_change, *result_status, **quiet
         )
         make_all.click(
             studio.make_all_references,
@@ -562,7 +588,7 @@ def build_blocks(studio: Studio, logo_svg: str = "") -> gr.Blocks:
             reference_outputs,
             show_progress_on=[gallery],
         ).then(studio.preview_full, preview_inputs, preview_outputs, **computing).then(
-            studio.result_status, *result_status, **quiet
+            studio.status_after_change, *result_status, **quiet
         )
 
         viewport_box.change(
@@ -613,10 +639,10 @@ def build_blocks(studio: Studio, logo_svg: str = "") -> gr.Blocks:
             trigger_mode="always_last",
             **computing,
         ).then(studio.remember_guidance, [state, guidance], None, **quiet).then(
-            studio.result_status, *result_status, **quiet
+            studio.status_after_change, *result_status, **quiet
         )
         color_fix.input(studio.set_color_fix, [state, color_fix], [error], **quiet).then(
-            studio.result_status, *result_status, **quiet
+            studio.status_after_change, *result_status, **quiet
         )
 
         # "multiple": Render pressed right after Cancel must reach the server (the default
@@ -631,15 +657,32 @@ def build_blocks(studio: Studio, logo_svg: str = "") -> gr.Blocks:
             trigger_mode="multiple",
         )
         cancel.click(studio.cancel, [state], [progress, error], concurrency_limit=None)
+        # In / out and the range render (its progress beside its button; cancel is #cancel)
+        marks = ([state, scrubber], [state, timeline, range_info, error])
+        mark_in.click(studio.mark_in, *marks, **quiet)
+        mark_out.click(studio.mark_out, *marks, **quiet)
+        clear_range.click(studio.clear_marks, *marks, **quiet)
+        scrubber.change(
+            studio.range_info, [state, scrubber], [range_info], trigger_mode="always_last", **quiet
+        )
+        range_render.click(
+            studio.render_range,
+            [state, scrubber, guidance],
+            [range_progress, range_video, viewer_tabs, render_message],
+            concurrency_limit=None,
+            show_progress="hidden",
+        )
         # Output panel: every change is saved at once (a running render keeps its own settings).
         set_output = (studio.set_output, [state, *output_controls], [state, output_note, error])
         for control in (output_scale, output_codec, output_preset, output_ten_bit, output_audio):
             control.input(*set_output, **quiet).then(
-                studio.result_status, *result_status, **quiet
+                studio.status_after_change, *result_status, **quiet
             ).then(lambda: "", None, output_estimate, **quiet)
-        output_crf.release(*set_output, **quiet).then(studio.result_status, *result_status, **quiet)
+        output_crf.release(*set_output, **quiet).then(
+            studio.status_after_change, *result_status, **quiet
+        )
         for event in (output_width.submit, output_width.blur):
-            event(*set_output, **quiet).then(studio.result_status, *result_status, **quiet)
+            event(*set_output, **quiet).then(studio.status_after_change, *result_status, **quiet)
 
         estimate.click(
             studio.estimate,
@@ -679,6 +722,7 @@ def build_blocks(studio: Studio, logo_svg: str = "") -> gr.Blocks:
         opened_here.success(studio.preview_full, preview_inputs, preview_outputs, **computing)
         opened_here.success(*show_output, **quiet)
         opened_here.success(*follow, **quiet)
+        opened_here.success(*range_view, **quiet)
         opened_here.then(panel.refresh, [owner], [projects_table], **quiet)
 
         timer.tick(studio.engine_status, [state], [engine_status], **quiet)

@@ -21,6 +21,7 @@ SHORTCUTS = (
     ("K", "stop (keeps the frame)"),
     ("Home / End", "first / last frame"),
     ("M", "pin or unpin the current frame"),
+    ("I / O", "in / out point at the current frame (the range to preview-render)"),
     ("C", "compare: preview, before / after wipe, side by side in turn"),
     ("1", "zoom 100 % (again: fit)"),
     ("Enter", "in a number box: go to that frame / guidance"),
@@ -154,6 +155,8 @@ SHORTCUTS_JS = """
       Home: () => commit("scrubber", 0, 0),
       End: () => commit("scrubber", r ? Number(r.max) : 0, 0),
       m: () => click("#pin"),
+      i: () => click("#mark-in"),
+      o: () => click("#mark-out"),
       // compare modes in turn: preview, before/after wipe, side by side (the first three tabs)
       c: () => {
         const tabs = [...document.querySelectorAll("#viewer-tabs [role=tab]")].slice(0, 3);

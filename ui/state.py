@@ -27,6 +27,8 @@ class StudioState:
     render_size:    (width, height) of the rendered clip (the output panel's scale).
     output:         how the rendered clip is encoded (codec, quality, audio).
     owner:          this browser's owner secret (kept in its storage; the worker checks it).
+    in_point / out_point: the timeline's in and out marks (frames, both included), or None;
+                    a reopened project starts with those of its last range render.
     """
 
     session_id: str
@@ -40,6 +42,8 @@ class StudioState:
     owner: str = ""
     render_size: tuple[int, int] = (0, 0)
     output: OutputSettings = field(default_factory=OutputSettings)
+    in_point: int | None = None
+    out_point: int | None = None
 
     @classmethod
     def from_session(cls, info: SessionInfo, owner: str = "") -> StudioState:
@@ -54,6 +58,8 @@ class StudioState:
             owner=owner,
             render_size=tuple(info.options.output_size or info.output_size),
             output=info.output,
+            in_point=info.range_frames[0] if info.range_frames else None,
+            out_point=info.range_frames[1] - 1 if info.range_frames else None,
         )
 
     def with_settings(self, info: SessionInfo) -> StudioState:
@@ -84,6 +90,9 @@ class StudioState:
         """The editors of the References a render would use (pinned keyframes only)."""
         made = dict(self.editors)
         return tuple(made.get(k, "") for k in self.keyframes if k in self.with_reference)
+
+    def with_marks(self, in_point: int | None, out_point: int | None) -> StudioState:
+        return replace(self, in_point=in_point, out_point=out_point)
 
     def select(self, frame: int | None) -> StudioState:
         return replace(self, selected=frame)

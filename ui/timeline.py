@@ -34,15 +34,34 @@ def timeline_html(
     iframes: Iterable[int] = (),
     keyframes: Iterable[int] = (),
     with_reference: Iterable[int] = (),
+    in_point: int | None = None,
+    out_point: int | None = None,
     fps: float = 0.0,
 ) -> str:
-    """The strip: I-frame ticks, keyframe pins (filled once they have a Reference), playhead.
+    """The strip: I-frame ticks, keyframe pins (filled once they have a Reference), in and out
+    marks with the span between them, playhead.
 
     Every marker carries ``data-frame`` so tests and users' scripts can read the timeline; the
     strip carries the clip's ``data-frames`` and ``data-fps`` (the player maps time to frames).
     """
     done = set(with_reference)
-    marks = [
+    marks = []
+    if in_point is not None or out_point is not None:
+        first = 0 if in_point is None else in_point
+        final = max(0, num_frames - 1) if out_point is None else out_point
+        left, right = _position(first, num_frames), _position(final, num_frames)
+        marks.append(
+            f'<i class="tl-range" style="left:{left:.3f}%;width:{max(0.0, right - left):.3f}%"'
+            f' title="range {first}-{final}"></i>'
+        )
+    for kind, frame in (("tl-in", in_point), ("tl-out", out_point)):
+        if frame is not None:
+            marks.append(
+                f'<i class="{kind}" data-frame="{frame}" '
+                f'style="left:{_position(frame, num_frames):.3f}%" '
+                f'title="{kind[3:]} point {frame}"></i>'
+            )
+    marks += [
         f'<i class="tl-iframe" data-frame="{i}" style="left:{_position(i, num_frames):.3f}%" '
         f'title="I-frame {i}"></i>'
         for i in iframes

@@ -40,6 +40,12 @@ def add_restore(commands, name: str) -> None:
         help="with --project: seconds to wait while another process (the studio, a worker, "
         "another restore) has the project open (default: refuse at once, naming it)",
     )
+    p.add_argument(
+        "--range",
+        metavar="IN-OUT",
+        help="with --project: render only frames IN to OUT (both included, e.g. 120-195) into "
+        "-o, a preview at the output settings; the project's full render reuses its chunks",
+    )
     add_keyframe_selection(p, default_mode=None)
     add_restore_options(p)
     p.add_argument("--lossless", action="store_true", help="FFV1 .mkv (or PNG folder) output")
@@ -75,6 +81,13 @@ def add_restore(commands, name: str) -> None:
 
 
 def run_restore(args) -> int:
+    from sparkvsr.errors import ProjectError
+
+    if args.range and not args.project:
+        raise ProjectError(
+            "--range needs --project: a range's chunks are kept in the project, where the full "
+            "render reuses them; add --project FOLDER"
+        )
     if args.project:
         return _run_restore_in_project(args)
     from sparkvsr.engines import load_engine
@@ -224,7 +237,7 @@ def _restore_locked_project(
     args, project, engine, clip, chosen, ref_files, options, scale_note
 ) -> int:
     from sparkvsr.references.assembly import references_for_keyframes
-    from sparkvsr.render import render_project
+    from sparkvsr.render import render_project, render_range_steps
 
     if chosen is not None and chosen != project.state.keyframes:
         project.set_keyframes(chosen)
@@ -236,8 +249,16 @@ def _restore_locked_project(
     for index, reference in made.items():
         project.set_reference(index, reference)
     # 4. Render, saving every chunk into the project; resume after the last finished one.
-    with _progress_bar(project.state.clip.num_frames, args.engine) as show:
-        result = render_project(engine, project, progress=show)
+    if args.range:
+        span = parse_range(args.range, project.state.clip.num_frames)
+        with _progress_bar(span[1] - span[0], args.engine) as show:
+            steps = render_range_steps(
+                engine, project, span, output=args.output.resolve(), progress=show
+            )
+            result = _finish(steps)
+    else:
+        with _progress_bar(project.state.clip.num_frames, args.engine) as show:
+            result = render_project(engine, project, progress=show)
     for note in (*scale_note, *result.notes):
         print(f"note: {note}", file=sys.stderr)
     if result.skipped:
@@ -246,3 +267,28 @@ def _restore_locked_project(
     resumed = f", {result.chunks_resumed} chunks resumed" if result.chunks_resumed else ""
     print(f"wrote {result.output} ({result.frames} frames{resumed}; project {project.folder})")
     return 0
+
+
+def parse_range(text: str, num_frames: int) -> tuple[int, int]:
+    """``"120-195"`` (in and out frames, both included) as ``(120, 196)``; ProjectError
+    naming the fix for anything else or a range outside the clip."""
+    from sparkvsr.errors import ProjectError
+
+    parts = text.split("-")
+    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+        raise ProjectError(f"--range {text!r}: give the in and out frames as IN-OUT, e.g. 120-195")
+    first, last = int(parts[0]), int(parts[1])
+    if not 0 <= first <= last < num_frames:
+        raise ProjectError(
+            f"--range {text}: the in frame must not be after the out frame, both inside the "
+            f"clip (frames 0 to {num_frames - 1})"
+        )
+    return first, last + 1
+
+
+def _finish(steps):
+    while True:
+        try:
+            next(steps)
+        except StopIteration as finished:
+            return finished.value

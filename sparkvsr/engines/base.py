@@ -67,6 +67,9 @@ class RestoreOptions:
     tile_overlap: LR pixels shared by neighbouring tiles, feather-blended.
     color_fix:    colour correction against the LR input: "none", "wavelet" or "adain".
     start:        first frame to yield (resume); earlier frames are not yielded.
+    stop:         first frame not to yield (a range render: frames ``start <= i < stop``);
+                  None = to the clip's end. Frames of a range equal the same frames of the
+                  whole clip's restore (every keyframe still counts, chunk plans are the clip's).
     keyframe_guidance: per-keyframe weights and colour switches (``KeyframeGuidance``); a
                   keyframe not listed gets the defaults (automatic weight, the clip's colours).
     """
@@ -80,6 +83,7 @@ class RestoreOptions:
     tile_overlap: int = 32
     color_fix: str = "none"
     start: int = 0
+    stop: int | None = None
     keyframe_guidance: tuple[KeyframeGuidance, ...] = ()
 
     def __post_init__(self) -> None:
@@ -113,8 +117,24 @@ class RestoreOptions:
             )
         if self.start < 0:
             raise EngineError(f"start frame {self.start} must be 0 or more")
+        if self.stop is not None and self.stop <= self.start:
+            raise EngineError(
+                f"stop frame {self.stop} must be after the start frame {self.start} (frames "
+                "start <= i < stop are restored)"
+            )
         if self.output_size is not None and min(self.output_size) < 1:
             raise EngineError(f"output size {self.output_size} must be positive (width, height)")
+
+    def end(self, num_frames: int) -> int:
+        """The first frame not to yield for a clip of ``num_frames``: ``stop`` or the end
+        (EngineError when ``start`` or ``stop`` lies past the clip's end)."""
+        stop = num_frames if self.stop is None else self.stop
+        if self.start > num_frames or stop > num_frames:
+            raise EngineError(
+                f"frames {self.start} to {stop - 1} are not all inside the clip ({num_frames} "
+                f"frames: 0 to {num_frames - 1})"
+            )
+        return stop
 
     def for_keyframe(self, frame: int) -> KeyframeGuidance:
         """Keyframe ``frame``'s guidance: the listed one, or the defaults."""
@@ -178,11 +198,13 @@ class Engine(Protocol):
         progress: ProgressFn | None = None,
         cancel: CancelFn | None = None,
     ) -> Iterator[RestoredChunk]:
-        """Yield finished output frames in order, from ``options.start`` to the clip's end.
+        """Yield finished output frames in order, from ``options.start`` to ``options.stop``
+        (None: the clip's end).
 
         Chunks are contiguous and non-overlapping. ``cancel`` is checked between chunks (and
         tiles); when it returns True the generator raises ``Cancelled``. A restore resumed with
-        ``options.start = k`` yields exactly the frames an uninterrupted restore yields from k.
+        ``options.start = k`` yields exactly the frames an uninterrupted restore yields from k,
+        and a range (``stop``) exactly the frames a whole-clip restore yields there.
         """
         ...
 

@@ -58,7 +58,9 @@ class VideoWriter:
     output's timestamps and the shift every copied stream gets (see ``timing.plan_timing``);
     by default frames are spaced at ``frame_rate``. ``display_aspect``: the display aspect to
     keep (the sample aspect ratio is set so that frames of any size show at it), or with
-    ``square_pixels`` frames are resampled to square pixels of that aspect.
+    ``square_pixels`` frames are resampled to square pixels of that aspect. ``audio_window``:
+    (from, to) in output seconds: only copied audio and subtitle packets starting inside it are
+    kept (a range of the source; ``like(span=...)`` sets it).
 
     Encoding runs on a background thread, one ``write`` behind the caller, so a producer (an
     engine) computes its next chunk while this one is encoded. Memory: at most one chunk in
@@ -83,6 +85,7 @@ class VideoWriter:
         square_pixels: bool = False,
         tracks: TracksPlan | None = None,
         notes: Sequence[str] = (),
+        audio_window: tuple[float, float] | None = None,
     ):
         self.path = Path(path)
         self.frame_rate = Fraction(frame_rate).limit_denominator(100000)
@@ -102,6 +105,7 @@ class VideoWriter:
         self.square_pixels = square_pixels
         self.mode = self._choose_mode()
         self.tracks = tracks
+        self.audio_window = audio_window
         self.frames_written = 0
         self.notes: list[str] = list(notes)
         self._size: tuple[int, int] | None = None  # (width, height) of incoming frames
@@ -129,13 +133,16 @@ class VideoWriter:
         lossless: bool = False,
         tonemapped: bool = False,
         notes: Sequence[str] = (),
+        span: tuple[int, int] | None = None,
         **options,
     ) -> VideoWriter:
         """A writer that keeps ``info``'s timing (VFR exactly, CFR at its exact rate), the offset
         of every copied stream, display aspect, colour (matrix, range, transfer, primaries, bit
         depth, HDR) and tracks (audio layouts, languages, subtitles where the container holds
         them). ``tonemapped``: the frames are HDR already mapped to SDR (``Clip(tonemap=True)``),
-        so the output is SDR BT.709."""
+        so the output is SDR BT.709. ``span``: the frames written are the clip's frames
+        ``start <= i < stop`` (a range): their timing, starting at 0, and the audio and subtitles
+        of that span, in sync with them."""
         path = Path(path)
         if path.is_dir() or not path.suffix:  # PNG frames: pictures only
             dropped = [f"{s.kind} #{s.index}" for s in info.streams if s.kind != "data"]
@@ -145,7 +152,13 @@ class VideoWriter:
         tracks = plan_tracks(info.audio, info.streams, container)
         copied = {t.index for t in tracks.tracks if t.action != "drop"}
         starts = [s.start for s in info.streams if s.index in copied and s.start is not None]
-        timing = plan_timing(info.frame_times, info.time_base, info.frame_rate, info.vfr, starts)
+        window = None
+        if span is None:
+            timing = plan_timing(
+                info.frame_times, info.time_base, info.frame_rate, info.vfr, starts
+            )
+        else:
+            timing, window = span_timing(info, *span)
         colour, colour_notes = output_colour(info.colour, CODEC_NAMES[codec])
         if codec == "prores":
             colour = replace(colour, pix_fmt=PRORES_PIX_FMT)
@@ -174,6 +187,7 @@ class VideoWriter:
             lossless=lossless,
             tracks=tracks,
             notes=[*notes, *colour_notes, *tracks.notes],
+            audio_window=window,
             **options,
         )
 
@@ -356,6 +370,12 @@ class VideoWriter:
         if not inputs:
             source.close()
             return
+        if self.audio_window is not None:
+            # a range: start reading a second before it (the demuxer lands on a packet at or
+            # before the time asked; packets before the window are dropped as they come)
+            source_start = float(self.audio_window[0] - self.timing.shift)
+            with contextlib.suppress(av.error.FFmpegError, OSError, ValueError):
+                source.seek(max(0, int((source_start - 1.0) * av.time_base)), backward=True)
         self._audio_in = source
         self._audio_packets = source.demux(*inputs)
 
@@ -404,6 +424,15 @@ class VideoWriter:
             if ahead and float(packet.pts * packet.time_base) + shift > seconds + 0.5:
                 self._pending_audio = packet
                 return
+            if self.audio_window is not None and packet.pts is not None:
+                at = float(packet.pts * packet.time_base) + shift
+                if at >= self.audio_window[1] + 1.0:
+                    self._audio_packets = None  # interleaved streams: all are past the range
+                    return
+                if at >= self.audio_window[1]:
+                    continue  # after the range (another stream may still be inside it)
+                if at < self.audio_window[0] - 1e-6:
+                    continue  # before the range
             self._mux_audio_packet(packet)
 
     def _mux_audio_packet(self, packet: av.Packet) -> None:
@@ -504,6 +533,25 @@ class _Transcode:
             frame.time_base = Fraction(1, self.rate)
             self.next_pts = frame.pts + frame.samples
             yield from self.out.encode(frame)
+
+
+def span_timing(info: ClipInfo, start: int, stop: int) -> tuple[OutputTiming, tuple[float, float]]:
+    """The timing of frames ``start <= i < stop`` of ``info`` written as a clip of their own
+    (their first frame at 0; variable rate kept exactly) and the window of output seconds the
+    audio and subtitles of that span fall in. Every stream moves by the same shift, so sync
+    is the source's."""
+    if not 0 <= start < stop <= info.num_frames:
+        raise MediaError(
+            f"frames {start} to {stop - 1} are not inside the clip ({info.num_frames} frames)"
+        )
+    times = info.frame_times
+    if len(times) != info.num_frames:  # a folder of images: frames at the rate
+        timing = constant_timing(info.frame_rate)
+        timing = replace(timing, shift=-Fraction(start) / Fraction(info.frame_rate))
+    else:
+        timing = plan_timing(times[start:stop], info.time_base, info.frame_rate, info.vfr, [])
+    end = timing.seconds(stop - start)  # where the frame after the span would start
+    return timing, (0.0, end)
 
 
 def aac_rate(rate: int) -> int:

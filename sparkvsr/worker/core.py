@@ -26,7 +26,13 @@ from sparkvsr.media.proxy import make_proxy
 from sparkvsr.project import ClipSummary, EngineSettings, Project, safe_join
 from sparkvsr.references import EDITORS, load_editor
 from sparkvsr.references.base import Editor, EditRequest
-from sparkvsr.render import RenderProgress, render_fingerprint, render_steps
+from sparkvsr.render import (
+    RenderProgress,
+    range_name,
+    render_fingerprint,
+    render_range_steps,
+    render_steps,
+)
 from sparkvsr.viewport import engine_preview
 from sparkvsr.worker.jobs import RenderJob
 from sparkvsr.worker.limits import (
@@ -35,6 +41,7 @@ from sparkvsr.worker.limits import (
     TooLarge,
     check_float,
     check_int,
+    check_range,
     check_settings,
     upload_pixel_limit,
 )
@@ -687,15 +694,25 @@ class Worker:
         )
 
     def _result(self, project: Project) -> dict[str, Any]:
-        """The project's last complete render and whether the current settings would redo it."""
-        render = project.state.render
-        if render is None or not render.complete or not render.output:
-            return {}
-        output = Path(render.output)
-        if not output.is_file() or not output.is_relative_to(project.folder):
-            return {}
-        current = render.fingerprint == render_fingerprint(project.state, self.engine)
-        return {"result": str(output.relative_to(project.folder)), "result_current": current}
+        """The project's last complete render and range render, and whether the current
+        settings would redo them."""
+        fingerprint = None
+        found: dict[str, Any] = {}
+        for record, prefix in ((project.state.render, ""), (project.state.range_render, "range_")):
+            if record is None or not record.complete or not record.output:
+                continue
+            output = Path(record.output)
+            if not output.is_file() or not output.is_relative_to(project.folder):
+                continue
+            if fingerprint is None:
+                fingerprint = render_fingerprint(project.state, self.engine)
+            found[f"{prefix}result"] = str(output.relative_to(project.folder))
+            found[f"{prefix}current" if prefix else "result_current"] = (
+                record.fingerprint == fingerprint
+            )
+            if prefix:
+                found["range_frames"] = (record.start, record.stop)
+        return found
 
     def _editor_availability(self) -> tuple[EditorAvailability, ...]:
         """Each editor's availability (editors are built once and kept, like in ``_editor``)."""
@@ -733,19 +750,35 @@ class Worker:
             if request.guidance is not None:
                 check_float("guidance", request.guidance, *GUIDANCE_RANGE)
                 shared.project.set_guidance(request.guidance)
-            output = request.output or shared.project.state.output.path
+            state = shared.project.state
+            frames = None
+            if request.frames is not None:
+                frames = check_range(request.frames, state.clip.num_frames)
+            output = request.output or state.output.path
+            if frames is not None and not request.output:
+                output = range_name(output, *frames)
             try:
                 out_path = safe_join(shared.project.folder, output)
             except ProjectError as e:
                 raise AccessDenied(str(e)) from e
-            job = RenderJob(shared.name, iter(()), str(out_path), shared.project.state.guidance)
-            job.steps = render_steps(
-                self.engine,
-                shared.project,
-                output=out_path,
-                progress=job.publish,
-                cancel=job.cancel.is_set,
-            )
+            job = RenderJob(shared.name, iter(()), str(out_path), state.guidance, frames)
+            if frames is None:
+                job.steps = render_steps(
+                    self.engine,
+                    shared.project,
+                    output=out_path,
+                    progress=job.publish,
+                    cancel=job.cancel.is_set,
+                )
+            else:
+                job.steps = render_range_steps(
+                    self.engine,
+                    shared.project,
+                    frames,
+                    output=out_path,
+                    progress=job.publish,
+                    cancel=job.cancel.is_set,
+                )
             shared.job = job
         with self._wake:
             self._renders.append((shared, job))

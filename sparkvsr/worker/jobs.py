@@ -34,6 +34,7 @@ class RenderJob:
     steps: Generator[RenderProgress, None, object]
     output: str
     guidance: float
+    frames: tuple[int, int] | None = None  # a range render's (start, stop)
     id: str = field(default_factory=lambda: secrets.token_hex(8))
     cancel: threading.Event = field(default_factory=threading.Event)
     state: str = "rendering"
@@ -116,4 +117,5 @@ class RenderJob:
                 message=str(self.error) if self.error else "",
                 started=self.started,
                 finished=self.finished or 0.0,
+                frames=self.frames,
             )

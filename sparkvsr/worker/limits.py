@@ -61,6 +61,21 @@ def check_float(name: str, value: Any, low: float, high: float) -> float:
     return float(value)
 
 
+def check_range(frames: Any, num_frames: int) -> tuple[int, int]:
+    """A range render's ``(start, stop)``: whole numbers with ``0 <= start < stop <= num_frames``
+    (frames ``start <= i < stop``); RequestError naming the fix otherwise."""
+    if not isinstance(frames, tuple | list) or len(frames) != 2:
+        raise RequestError(f"frames must be (start, stop); got {frames!r}")
+    start = check_int("range start", frames[0], 0, max(0, num_frames - 1))
+    stop = check_int("range stop", frames[1], 1, num_frames)
+    if stop <= start:
+        raise RequestError(
+            f"the range's out point (frame {stop - 1}) is before its in point (frame {start}); "
+            "set the in point first, then an out point after it"
+        )
+    return start, stop
+
+
 def check_settings(changes: dict[str, Any], output_size: tuple[int, int]) -> None:
     """Check render-setting changes (``{name: value}``, None = unchanged) before they are saved.
 

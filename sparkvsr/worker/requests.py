@@ -109,7 +109,9 @@ class SessionInfo:
     options renders use (``options.guidance`` equals ``guidance``). result: the last complete
     render's clip, relative to the project folder ("" = none; fetch it with ``get_file``);
     result_current: it was rendered from the project's current settings (else it is out of
-    date: keyframes, References or settings changed since).
+    date: keyframes, References or settings changed since). range_result / range_frames /
+    range_current: the same for the last complete range render of frames
+    ``start <= i < stop`` (a preview of a few seconds; ``range_frames`` None = none).
     """
 
     session_id: str
@@ -125,6 +127,9 @@ class SessionInfo:
     result: str = ""
     result_current: bool = False
     output: OutputSettings = field(default_factory=OutputSettings)
+    range_result: str = ""
+    range_frames: tuple[int, int] | None = None
+    range_current: bool = False
 
 
 @dataclass(frozen=True)
@@ -241,13 +246,17 @@ class PreviewResponse:
 
 @dataclass(frozen=True)
 class RenderRequest:
-    """Render the whole clip. ``guidance``: set the project's guidance first (None: keep).
-    ``output``: file name inside the project folder (empty: the project's output setting).
+    """Render the whole clip, or with ``frames = (start, stop)`` only frames
+    ``start <= i < stop`` (a range preview at the output settings; its chunks serve the full
+    render of the same settings). ``guidance``: set the project's guidance first (None: keep).
+    ``output``: file name inside the project folder (empty: the project's output setting; for a
+    range, that name with the in and out frames: ``render.range_name``).
     """
 
     session_id: str
     guidance: float | None = None
     output: str = ""
+    frames: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -279,7 +288,8 @@ class RenderJobInfo:
     state:    "rendering" | "encoding" | "done" | "cancelled" | "failed".
     progress: the last progress update (None before the first); output: the clip it writes
               (inside the project folder); guidance: the guidance it renders with (its settings
-              are those of the project when it started).
+              are those of the project when it started). frames: a range render's
+              ``(start, stop)``; None for the whole clip.
     error / message: the error class and text when it failed or was cancelled.
     started / finished: seconds since the epoch (finished 0 while running).
     """
@@ -294,6 +304,7 @@ class RenderJobInfo:
     message: str = ""
     started: float = 0.0
     finished: float = 0.0
+    frames: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from ui.callbacks.keyframes import (
 )
 from ui.callbacks.outputs import estimate_markdown, output_note, result_html
 from ui.callbacks.preview import preview_label
+from ui.callbacks.ranges import RANGE_TAB
 from ui.callbacks.rendering import (
     DOWNLOAD_LABEL,
     STAGES,
@@ -39,6 +40,7 @@ __all__ = [
     "AUTO_MODES",
     "DOWNLOAD_LABEL",
     "OPEN_OUTPUTS",
+    "RANGE_TAB",
     "REFERENCE_VIEW",
     "STAGES",
     "NoClip",

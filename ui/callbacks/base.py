@@ -104,6 +104,8 @@ class StudioBase:
             clip.iframes,
             state.keyframes,
             state.with_reference,
+            state.in_point,
+            state.out_point,
             fps=clip.fps,
         )
 

@@ -4,7 +4,6 @@ result it leads to: the last render, done or out of date, and its download.
 
 import logging
 import time
-from dataclasses import replace
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ import numpy as np
 
 from sparkvsr.engines.base import RestoreOptions
 from sparkvsr.estimate import SAMPLE_FRAMES, OutputEstimate, estimate_output, source_audio_bytes
-from sparkvsr.render import RENDER_CHUNK_BYTES, chunk_within
+from sparkvsr.render import render_chunk
 from sparkvsr.worker import (
     FileRequest,
     PreviewRequest,
@@ -157,10 +156,10 @@ class OutputHandlers(StudioBase):
                 seconds.append(time.monotonic() - started)
             progress(count / (count + 1), desc="encoding the sample")
             sample = np.stack(frames)
-            width, height = state.render_size
-            chunk = chunk_within(
-                replace(RestoreOptions(), chunk=33), width * height * 3, RENDER_CHUNK_BYTES
-            )
+            if self._engine_name is None:
+                self._engine_name = self.client.status(StatusRequest()).engine.name
+            # the chunks the render will use: the engine's chunk form (8k+1 for dit) included
+            chunk = render_chunk(self._engine_name, RestoreOptions(), state.render_size)
             result = estimate_output(
                 sample,
                 state.clip.fps,

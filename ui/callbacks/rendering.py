@@ -94,6 +94,10 @@ class RenderHandlers(StudioBase):
         hint = render_hint(state.used_editors())
         try:
             job = self._render_job(state)
+            if job is not None and job.state in RUNNING_JOB and getattr(job, "frames", None):
+                busy = "a range render is running; let it finish or press Cancel, then render"
+                yield gr.skip(), gr.skip(), gr.skip(), notice_html(busy)
+                return
             if job is not None and job.state in RUNNING_JOB:
                 # started before a reload or in another tab: follow it instead of refusing
                 steps = self.client.attach(SessionRequest(state.session_id))
@@ -125,8 +129,8 @@ class RenderHandlers(StudioBase):
         except Exception as e:  # the session just closed: nothing to follow
             log.info("render job unavailable: %s", e)
             job = None
-        if job is None or job.state not in RUNNING_JOB:
-            yield _skip(4)
+        if job is None or job.state not in RUNNING_JOB or getattr(job, "frames", None):
+            yield _skip(4)  # nothing running, or a range preview (a few seconds; not the clip)
             return
         run = _RenderRun()
         with self._tabs_lock:

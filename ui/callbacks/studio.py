@@ -5,6 +5,7 @@ from ui.callbacks.clip_media import ClipMediaHandlers
 from ui.callbacks.keyframes import KeyframeHandlers
 from ui.callbacks.outputs import OutputHandlers
 from ui.callbacks.preview import PreviewHandlers
+from ui.callbacks.ranges import RangeHandlers
 from ui.callbacks.rendering import RenderHandlers
 from ui.callbacks.sessions import SessionHandlers
 
@@ -15,6 +16,7 @@ class Studio(
     PreviewHandlers,
     OutputHandlers,
     RenderHandlers,
+    RangeHandlers,
     ClipMediaHandlers,
 ):
     """The event handlers of one studio page (shared by all browser sessions; per-session data

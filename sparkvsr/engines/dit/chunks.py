@@ -1,5 +1,5 @@
 """The chunk x tile geometry of a dit restore: which References a chunk holds, a tile's model
-input, and the temporal blend that hands out finished frames."""
+input, the temporal blend that hands out finished frames, and progress inside a chunk."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from sparkvsr import conditioning as cond
+from sparkvsr.engines.base import Progress, ProgressFn
 from sparkvsr.tiling import Tile
 
 TILE_MULTIPLE = (
@@ -70,3 +71,27 @@ class TemporalBlender:
         done, self.buffer = self.buffer[:count], self.buffer[count:]
         start, self.origin = self.origin, until
         return start, done
+
+
+class ChunkSteps:
+    """Progress inside one chunk, so a long chunk's bar moves: its work in ``steps`` equal parts
+    (per tile: the latents, then each temporal slice the VAE decodes), reported as output frames
+    between ``base`` (finished before the chunk) and ``end`` (finished with it) of ``total``."""
+
+    def __init__(
+        self,
+        report: ProgressFn | None,
+        base: int,
+        end: int,
+        total: int,
+        steps: int,
+        label: str,
+    ):
+        self.report, self.base, self.end, self.total = report, base, end, total
+        self.steps, self.label, self.done = max(1, steps), label, 0
+
+    def step(self, what: str) -> None:
+        self.done = min(self.steps, self.done + 1)
+        if self.report is not None:
+            frames = self.base + (self.end - self.base) * self.done // self.steps
+            self.report(Progress(frames, self.total, "frames", f"{self.label}: {what}"))

@@ -16,7 +16,6 @@ from sparkvsr.color import color_fix
 from sparkvsr.engines.base import (
     CancelFn,
     EngineStatus,
-    Progress,
     ProgressFn,
     References,
     RestoredChunk,
@@ -24,7 +23,13 @@ from sparkvsr.engines.base import (
     check_references,
     raise_if_cancelled,
 )
-from sparkvsr.engines.dit.chunks import TILE_MULTIPLE, ChunkRefs, TemporalBlender, tile_video
+from sparkvsr.engines.dit.chunks import (
+    TILE_MULTIPLE,
+    ChunkRefs,
+    ChunkSteps,
+    TemporalBlender,
+    tile_video,
+)
 from sparkvsr.engines.dit.latent_cache import DEFAULT_CACHE_BYTES, LatentCache
 from sparkvsr.engines.dit.loading import (
     DEFAULT_MODEL,
@@ -38,11 +43,19 @@ from sparkvsr.engines.dit.loading import (
     resolve_model_folder,
     writable_dir,
 )
+from sparkvsr.engines.dit.previews import (
+    decode_prefix,
+    decoder_margin,
+    latent_index,
+    overlaps,
+    window,
+)
 from sparkvsr.errors import EngineError
 from sparkvsr.frames import FrameSource
 from sparkvsr.references import fit
 from sparkvsr.references.base import image_hash
 from sparkvsr.tiling import Span, Tile, axis_weights, chunk_plan, tile_plan, tile_weights
+from sparkvsr.viewport import Viewport, apply_view, shrink
 
 
 class DitEngine:
@@ -197,23 +210,149 @@ class DitEngine:
             ),
         )
 
-    def preview(
-        self, source: FrameSource, references: References, frame: int, options: RestoreOptions
-    ) -> np.ndarray:
-        """Output frame ``frame`` ``[H, W, 3]`` uint8, identical to the full render's.
+    def release_caches(self) -> None:
+        """Drop the latents kept for previews and renders: x0 per chunk, tile and branch (the
+        files a ``cache_dir`` holds stay there), Reference latents and automatic keyframe
+        weights. The worker calls this when its last project closes; the models stay."""
+        self.cache.clear()
+        self._reference_latents.clear()
+        self._fit_weights.clear()
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
 
-        It renders the chunks of the full plan that contain the frame, so it shares their cache:
-        after the first look, moving the guidance slider costs one VAE decode per chunk.
+    previews_at_viewport = True  # ``preview`` takes a viewport (``sparkvsr.viewport``)
+
+    def preview(
+        self,
+        source: FrameSource,
+        references: References,
+        frame: int,
+        options: RestoreOptions,
+        *,
+        viewport: Viewport | None = None,
+    ) -> np.ndarray:
+        """Output frame ``frame`` ``[H, W, 3]`` uint8, identical to the full render's; with a
+        ``viewport``, only what the viewer shows, at its size.
+
+        It mixes the cached x0 latents of the chunks and tiles of the full plan that hold the
+        frame (computing them once if missing), so after the first look moving the guidance
+        slider costs a VAE decode, never a transformer pass. The decode is as small as the VAE
+        allows (``previews``): the latent frames up to the frame's decode batch, and at 100 %
+        zoom and above only the latent window under the visible region plus the decoder's
+        receptive field (equal to the full decode's region up to the VAE's GroupNorm statistics,
+        which cover the window). Zoomed out, the whole frame is decoded (the VAE decodes only at
+        x8) and shrunk to the viewer's size. One decode per chunk and tile holding the view: one
+        for whole-frame tiles, two for a frame in a chunk overlap.
         """
+        # 1. Check the request before any work.
         if not 0 <= frame < source.num_frames:
             raise EngineError(
                 f"preview frame {frame} is outside the clip (0 to {source.num_frames - 1})"
             )
-        chunks = self.restore(source, references, replace(options, start=frame))
-        try:
-            return next(chunks).frames[0]
-        finally:
-            chunks.close()
+        indices = self._check_request(source, references, replace(options, start=0, stop=None))
+        width, height = source.size
+        hr_size = (width * cond.UPSCALE, height * cond.UPSCALE)
+        resized = options.output_size is not None and tuple(options.output_size) != hr_size
+        view = None if viewport is None else viewport.view(options.output_size or hr_size)
+
+        # 2. A colour fix or a resize works on the whole frame: finish it, then cut the view.
+        if view is not None and (resized or options.color_fix != "none"):
+            return apply_view(self.preview(source, references, frame, options), view)
+
+        # 3. The pixels of the view's box, blended over chunks and tiles as the render blends.
+        box = (0, 0, *hr_size) if view is None else view.box
+        pixels = self._preview_pixels(source, references, indices, frame, options, box)
+        if view is None:
+            return self._finish(pixels[None], source.read(frame, frame + 1), options)[0]
+        return shrink(cond.unit_to_uint8(pixels[None])[0], view.size)
+
+    def _preview_pixels(
+        self,
+        source: FrameSource,
+        references: References,
+        indices: list[int],
+        frame: int,
+        options: RestoreOptions,
+        box: tuple[int, int, int, int],
+    ) -> torch.Tensor:
+        """Frame ``frame``'s pixels inside output ``box`` (x0, y0, x1, y1) ``[h, w, 3]`` float32
+        in [0, 1] on the engine's device, in the order and with the weights of ``restore``."""
+        width, height = source.size
+        padded_h, padded_w = cond.padded_lr_size(height, width)
+        chunks = chunk_plan(source.num_frames, options.chunk, options.overlap)
+        chunk_w = axis_weights(chunks)
+        tiles = tile_plan(padded_h, padded_w, options.tile, options.tile_overlap, TILE_MULTIPLE)
+        tile_w = tile_weights(
+            [Tile(t.rows.scaled(cond.UPSCALE), t.cols.scaled(cond.UPSCALE)) for t in tiles]
+        )
+        hashes = {i: image_hash(np.asarray(references[i])) for i in indices}
+        weights = self._keyframe_weights(source, references, indices, hashes, options)
+        margin = decoder_margin(self.vae)
+        batch = getattr(self.vae, "num_latent_frames_batch_size", None)
+        box_x0, box_y0, box_x1, box_y1 = box
+        blended = None
+        for number, span in enumerate(chunks):
+            if not span.start <= frame < span.stop:
+                continue
+            refs = ChunkRefs(
+                tuple((i - span.start, hashes[i]) for i in indices if span.start <= i < span.stop)
+            )
+            num_padded = cond.padded_frame_count(span.length)
+            num_latent = cond.latent_frame_count(num_padded)
+            scales = cond.latent_guidance(
+                num_latent,
+                {local: weights[span.start + local] for local, _ in refs.frames},
+                options.guidance,
+            )
+            need_u, need_c = cond.guidance_branches(scales)
+            local = frame - span.start
+            keep = decode_prefix(num_latent, latent_index(local), batch)
+            unit = None  # the padded LR chunk, read only when a latent is missing
+            canvas = None
+            for tile, weight in zip(tiles, tile_w):
+                if not overlaps(tile, box):
+                    continue
+                x0_u, x0_c = self._cached_latents(source, span, tile, refs, scales)
+                if (need_u and x0_u is None) or (need_c and x0_c is None):
+                    if unit is None:
+                        unit = cond.frames_to_unit(source.read(span.start, span.stop))
+                        unit = cond.pad_spatial(
+                            cond.pad_frames(unit.to(self.device), num_padded), padded_h, padded_w
+                        )
+                    x0_u, x0_c = self._compute_latents(
+                        source, unit, span, tile, refs, references, scales, x0_u, x0_c
+                    )
+                latent, crop = window(tile, box, margin)
+
+                def cut(x: torch.Tensor | None, latent: Tile = latent) -> torch.Tensor | None:
+                    if x is None:
+                        return None
+                    part = x[..., latent.rows.start : latent.rows.stop, :]
+                    part = part[..., latent.cols.start : latent.cols.stop]
+                    return part.to(self.device, torch.float32)
+
+                # mix all latent frames (as the render does, bit for bit), decode the prefix
+                x0 = cond.rfg_combine(cut(x0_u), cut(x0_c), scales)[:, :, :keep]
+                pixels = self._decode(x0)[
+                    local, crop.rows.start : crop.rows.stop, crop.cols.start : crop.cols.stop
+                ]
+                if len(tiles) == 1:
+                    canvas = pixels
+                    break
+                if canvas is None:
+                    canvas = pixels.new_zeros((box_y1 - box_y0, box_x1 - box_x0, 3))
+                rows, cols = tile.rows.scaled(cond.UPSCALE), tile.cols.scaled(cond.UPSCALE)
+                top, left = max(box_y0, rows.start), max(box_x0, cols.start)
+                h, w = pixels.shape[:2]
+                part = weight[top - rows.start : top - rows.start + h]
+                part = torch.from_numpy(part[:, left - cols.start : left - cols.start + w])
+                canvas[top - box_y0 : top - box_y0 + h, left - box_x0 : left - box_x0 + w] += (
+                    pixels * part.to(pixels.device)[:, :, None]
+                )
+            chunk_weight = torch.from_numpy(chunk_w[number][local : local + 1])
+            weighted = canvas * chunk_weight.to(canvas.device)  # as the render weighs it
+            blended = weighted if blended is None else blended + weighted
+        return blended
 
     def restore(
         self,
@@ -240,35 +379,59 @@ class DitEngine:
         )
         hashes = {i: image_hash(np.asarray(references[i])) for i in indices}
         weights = self._keyframe_weights(source, references, indices, hashes, options)
+        # a range keeps the whole clip's chunk plan (its frames equal the full restore's): the
+        # chunks from the one holding ``start`` to the one holding ``stop - 1``
+        stop = options.end(source.num_frames)
         first = next(i for i, span in enumerate(chunks) if span.stop > options.start)
+        last = max(i for i, span in enumerate(chunks) if span.start < stop)
 
         # 3-4. Chunk by chunk: latents (cached or computed), decode, blend, yield finished frames.
         blender = TemporalBlender(origin=chunks[first].start)
-        for number, span in enumerate(chunks[first:], start=first):
+        total = stop - options.start
+        reported = 0  # output frames finished so far (progress)
+        for number, span in enumerate(chunks[first : last + 1], start=first):
             raise_if_cancelled(cancel)
+            done_until = chunks[number + 1].start if number + 1 < len(chunks) else span.stop
+            num_latent = cond.latent_frame_count(cond.padded_frame_count(span.length))
+            steps = ChunkSteps(
+                progress,
+                reported,
+                max(reported, min(done_until, stop) - options.start),
+                total,
+                len(tiles) * (1 + self._decode_slices(num_latent)),
+                f"chunk {number + 1 - first}/{last + 1 - first}",
+            )
+            reported = steps.end
             lr = source.read(span.start, span.stop)
             refs = ChunkRefs(
                 tuple((i - span.start, hashes[i]) for i in indices if span.start <= i < span.stop)
             )
             scales = cond.latent_guidance(
-                cond.latent_frame_count(cond.padded_frame_count(span.length)),
+                num_latent,
                 {local: weights[span.start + local] for local, _ in refs.frames},
                 options.guidance,
             )
             frames = self._render_chunk(
-                source, lr, span, refs, references, tiles, tile_w, scales, cancel
+                source,
+                lr,
+                span,
+                refs,
+                references,
+                tiles,
+                tile_w,
+                scales,
+                cancel,
+                steps if progress is not None else None,  # no decoder hook without a listener
             )
             weight = torch.from_numpy(chunk_w[number]).to(frames.device)
             blender.add(span.start, frames * weight[:, None, None, None])
-            done_until = chunks[number + 1].start if number + 1 < len(chunks) else span.stop
             start, finished = blender.pop(done_until)
-            if progress is not None:
-                progress(Progress(number + 1 - first, len(chunks) - first, "chunks"))
             keep = max(options.start, start)
-            if keep >= done_until:
+            until = min(done_until, stop)
+            if keep >= until:
                 continue
-            finished = finished[keep - start :]
-            lr_part = lr[keep - span.start : done_until - span.start]
+            finished = finished[keep - start : until - start]
+            lr_part = lr[keep - span.start : until - span.start]
             yield RestoredChunk(keep, self._finish(finished, lr_part, options))
 
     # -- steps -----------------------------------------------------------------------------------
@@ -329,10 +492,12 @@ class DitEngine:
         tile_w: tuple[np.ndarray, ...],
         scales: tuple[float, ...],
         cancel: CancelFn | None,
+        steps: ChunkSteps | None = None,
     ) -> torch.Tensor:
         """One chunk's frames ``[F, 4H, 4W, 3]`` float32 in [0, 1] on the engine's device,
         tiles feather-blended (blending stays on the device: no full-size CPU passes).
-        ``scales``: the guidance of each latent frame (``conditioning.latent_guidance``)."""
+        ``scales``: the guidance of each latent frame (``conditioning.latent_guidance``).
+        ``steps``: told after each tile's latents and each temporal slice the VAE decodes."""
         height, width = lr.shape[1:3]
         padded_h, padded_w = cond.padded_lr_size(height, width)
         num_padded = cond.padded_frame_count(span.length)
@@ -342,20 +507,23 @@ class DitEngine:
             raise_if_cancelled(cancel)
             x0_u, x0_c = self._cached_latents(source, span, tile, refs, scales)
             need_u, need_c = cond.guidance_branches(scales)
-            if (need_u and x0_u is None) or (need_c and x0_c is None):
+            computed = (need_u and x0_u is None) or (need_c and x0_c is None)
+            if computed:
                 if unit is None:
                     unit = cond.frames_to_unit(lr).to(self.device)
                     unit = cond.pad_spatial(cond.pad_frames(unit, num_padded), padded_h, padded_w)
                 x0_u, x0_c = self._compute_latents(
                     source, unit, span, tile, refs, references, scales, x0_u, x0_c
                 )
+            if steps is not None:
+                steps.step("transformer pass" if computed else "latents from the cache")
             # cached latents live on the CPU, fresh ones on the device: mix on the device
             x0 = cond.rfg_combine(
                 x0_u.to(self.device, torch.float32) if x0_u is not None else None,
                 x0_c.to(self.device, torch.float32) if x0_c is not None else None,
                 scales,
             )
-            pixels = self._decode(x0)  # [F', th*4, tw*4, 3]
+            pixels = self._decode(x0, steps)  # [F', th*4, tw*4, 3]
             if len(tiles) == 1:
                 canvas = pixels
                 break
@@ -466,12 +634,39 @@ class DitEngine:
             latents[local] = latent.to(lr_latent.device, lr_latent.dtype)
         return cond.build_reference_latent(lr_latent, latents)
 
-    def _decode(self, x0: torch.Tensor) -> torch.Tensor:
-        """x0 ``[1, 16, F_lat, h, w]`` -> frames ``[F, 8h, 8w, 3]`` float32 in [0, 1] (device)."""
-        with torch.inference_mode(), self._resident(self.vae):
-            video = cond.decode_latents(self.vae, x0.to(self.device, self.dtype))
+    def _decode(self, x0: torch.Tensor, steps: ChunkSteps | None = None) -> torch.Tensor:
+        """x0 ``[1, 16, F_lat, h, w]`` -> frames ``[F, 8h, 8w, 3]`` float32 in [0, 1] (device).
+
+        ``steps`` is told after each temporal slice the VAE decodes (``_decode_slices`` of
+        them: the CogVideoX decoder runs once per slice), or once at the end."""
+        slices = self._decode_slices(x0.shape[2])
+        hook = None
+        if steps is not None and slices > 1:
+            counter = iter(range(1, slices + 1))
+
+            def sliced(*_):
+                steps.step(f"decoding {next(counter, slices)}/{slices}")
+
+            hook = self.vae.decoder.register_forward_hook(sliced)
+        try:
+            with torch.inference_mode(), self._resident(self.vae):
+                video = cond.decode_latents(self.vae, x0.to(self.device, self.dtype))
+        finally:
+            if hook is not None:
+                hook.remove()
+        if steps is not None and slices == 1:
+            steps.step("decoded")
         self.vae_decodes += 1
         return cond.signed_to_unit(video)[0].permute(1, 2, 3, 0).contiguous()
+
+    def _decode_slices(self, num_latent: int) -> int:
+        """How many temporal slices the VAE decodes ``num_latent`` frames in: the CogVideoX
+        decoder runs once per ``num_latent_frames_batch_size`` frames (1 for other VAEs and in
+        tiled mode, whose slices run per VAE tile)."""
+        batch = getattr(self.vae, "num_latent_frames_batch_size", None)
+        if not batch or not hasattr(self.vae, "decoder") or getattr(self.vae, "use_tiling", False):
+            return 1
+        return max(num_latent // batch, 1)
 
     def _finish(self, frames: torch.Tensor, lr: np.ndarray, options: RestoreOptions) -> np.ndarray:
         """Colour fix against the bilinear-upscaled LR, resize to output_size, round to uint8."""

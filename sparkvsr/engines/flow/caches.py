@@ -28,11 +28,14 @@ class _Scratch:
 
 
 class _Lru:
-    """A dict that forgets its least recently used entries beyond ``capacity``."""
+    """A dict that forgets its least recently used entries beyond ``capacity`` entries or, for
+    arrays, beyond ``max_bytes`` (the newest entry is always kept)."""
 
-    def __init__(self, capacity: int):
+    def __init__(self, capacity: int, max_bytes: int | None = None):
         self.capacity = capacity
+        self.max_bytes = max_bytes
         self._items: OrderedDict = OrderedDict()
+        self._bytes = 0
 
     def get(self, key):
         item = self._items.get(key)
@@ -41,10 +44,18 @@ class _Lru:
         return item
 
     def put(self, key, value) -> None:
+        old = self._items.pop(key, None)
+        self._bytes += _nbytes(value) - _nbytes(old)
         self._items[key] = value
-        self._items.move_to_end(key)
-        while len(self._items) > self.capacity:
-            self._items.popitem(last=False)
+        while len(self._items) > self.capacity or (
+            self.max_bytes is not None and self._bytes > self.max_bytes and len(self._items) > 1
+        ):
+            _, dropped = self._items.popitem(last=False)
+            self._bytes -= _nbytes(dropped)
 
     def __len__(self) -> int:
         return len(self._items)
+
+
+def _nbytes(value) -> int:
+    return value.nbytes if isinstance(value, np.ndarray) else 0

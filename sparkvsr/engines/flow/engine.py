@@ -27,6 +27,7 @@ from sparkvsr.engines.flow.caches import _Scratch
 from sparkvsr.engines.flow.finishing import _finish, _finish_box, _Parts, _parts_bytes
 from sparkvsr.engines.flow.propagation import _neighbours, _Propagation
 from sparkvsr.engines.flow.settings import FlowSettings
+from sparkvsr.engines.flow.shrunk import ShrunkFrames, lr_shrink
 from sparkvsr.errors import EngineError
 from sparkvsr.frames import FrameSource
 from sparkvsr.references.base import image_hash
@@ -145,7 +146,9 @@ class FlowEngine:
                 f"start frame {options.start} is past the clip's end ({num_frames} frames)"
             )
         propagation = _Propagation(source, keys, options.scale, self.settings, options.chunk)
-        starts = range(options.start, num_frames, options.chunk)
+        # a range's frames are those of the whole clip: every keyframe reaches into it
+        stop = options.end(num_frames)
+        starts = range(options.start, stop, options.chunk)
         # 2. chunk by chunk: render, hand over, forget. A helper thread plans up to PLAN_AHEAD
         #    frames ahead, in order (LR flows; OpenCV's DIS runs on one core), and RENDERERS
         #    threads render and finish frames (HR) straight into the chunk. The planner stops at
@@ -164,9 +167,7 @@ class FlowEngine:
             render.result()
             if progress is not None:
                 progress(
-                    Progress(
-                        t + 1 - options.start, num_frames - options.start, "frames", f"frame {t}"
-                    )
+                    Progress(t + 1 - options.start, stop - options.start, "frames", f"frame {t}")
                 )
 
         with (
@@ -175,7 +176,7 @@ class FlowEngine:
         ):
             for first in starts:
                 raise_if_cancelled(cancel)
-                last = min(first + options.chunk, num_frames)
+                last = min(first + options.chunk, stop)
                 width, height = options.output_size or propagation.hr_size
                 # each frame is finished straight into its chunk: a chunk is never held twice
                 frames = np.empty((last - first, height, width, 3), np.uint8)
@@ -220,8 +221,9 @@ class FlowEngine:
         ``viewport``: only what a viewer shows, at its size (``sparkvsr.viewport``). Zoomed out,
         the frame is propagated at the smallest integer scale that still fills the view (the
         References area-downscaled to it: at 4x of 720p in a 900-pixel viewer, scale 1, a
-        sixteenth of the pixels) and shrunk; at 100 % and above only the visible region is
-        finished, equal to the same region of the full frame.
+        sixteenth of the pixels) and shrunk; shown at half the LR frame's size or less, it is
+        propagated on the LR frames area-downscaled to what is shown (``shrunk``); at 100 % and
+        above only the visible region is finished, equal to the same region of the full frame.
         """
         keys = check_references(source, references, options.scale)
         if not 0 <= frame < source.num_frames:
@@ -234,13 +236,20 @@ class FlowEngine:
             return apply_view(full, viewport.view(options.output_size))
         view = None if viewport is None else viewport.view(hr_size)
         scale = options.scale if view is None else preview_scale(view, options.scale)
+        shrunk = 1 if scale > 1 or view is None else lr_shrink(view, options.scale, source.size)
+        if shrunk > 1:
+            # shown at half the LR frame or smaller: propagated on the shrunk LR frames
+            source = ShrunkFrames(source, shrunk)
         parts = self._preview_parts(source, keys, references, frame, options, scale)
         if view is None:
             return _finish(parts, options, self.settings.upscaler)
-        if scale == options.scale:
+        if scale == options.scale and shrunk == 1:
             return shrink(_finish_box(parts, options, self.settings.upscaler, view.box), view.size)
         small = _finish(parts, replace(options, scale=scale), self.settings.upscaler)
-        box = tuple(round(v * scale / options.scale) for v in view.box)
+        ratio_x = small.shape[1] / hr_size[0]
+        ratio_y = small.shape[0] / hr_size[1]
+        x0, y0, x1, y1 = view.box
+        box = (round(x0 * ratio_x), round(y0 * ratio_y), round(x1 * ratio_x), round(y1 * ratio_y))
         return shrink(small[box[1] : box[3], box[0] : box[2]], view.size)
 
     def _preview_parts(
@@ -253,7 +262,8 @@ class FlowEngine:
         scale: int,
     ) -> _Parts:
         """Frame ``frame``'s guidance-independent parts at ``scale`` (``options.scale`` or a
-        smaller preview scale, with the References area-downscaled to it), cached."""
+        smaller preview scale) of ``source`` (the clip or its shrunk frames), with the References
+        area-downscaled to that size, cached."""
         contributors = _neighbours(keys, frame)
         ref_hashes = {k: self._hash(references[k]) for k in contributors}
         cache_key = (
@@ -267,8 +277,8 @@ class FlowEngine:
         parts: _Parts | None = self._preview_frames.get(cache_key)
         if parts is None:
             propagation = self._propagation_for_preview(source, keys, replace(options, scale=scale))
-            if scale != options.scale:
-                size = (source.size[0] * scale, source.size[1] * scale)
+            size = (source.size[0] * scale, source.size[1] * scale)
+            if any(references[k].shape[1::-1] != size for k in contributors):
                 references = {
                     k: self._downscaled(references[k], ref_hashes[k], size) for k in contributors
                 }

@@ -12,6 +12,7 @@ from sparkvsr.engines.base import (
     RestoreOptions,
 )
 from sparkvsr.engines.flow.caches import _Scratch
+from sparkvsr.engines.flow.resampling import _bands, _upscale_rows
 from sparkvsr.engines.flow.settings import UPSCALERS
 
 
@@ -55,21 +56,23 @@ def _finish(
         s, residual = 0.0, None
     elif parts.correction is not None:
         lr = cv2.scaleAdd(parts.correction, s, lr)
-    height, width = lr.shape[0] * options.scale, lr.shape[1] * options.scale
-    base = cv2.resize(
-        lr,
-        (width, height),
-        dst=None if scratch is None else scratch.array("base", (height, width, 3)),
-        interpolation=UPSCALERS[upscaler],
-    )
+    scale = options.scale
+    height, width = lr.shape[0] * scale, lr.shape[1] * scale
     resized = options.output_size is not None and options.output_size != (width, height)
-    dst = None if resized else out
-    if residual is None:
-        frame = cv2.addWeighted(base, 1.0, base, 0.0, 0.0, dst=dst, dtype=cv2.CV_8U)
-    elif s == 1:
-        frame = cv2.add(base, residual, dst=dst, dtype=cv2.CV_8U)  # 2x addWeighted's speed
-    else:
-        frame = cv2.addWeighted(base, 1.0, residual, s, 0.0, dst=dst, dtype=cv2.CV_8U)
+    frame = out if out is not None and not resized else np.empty((height, width, 3), np.uint8)
+    # band by band (``_upscale_rows`` equals the whole-frame resize row for row): the float HR
+    # base never exists whole (177 MB at x4 of 720p), and each band's base stays in the cache
+    scratch = _Scratch() if scratch is None else scratch
+    for first, last in _bands(lr.shape[0]):
+        base = _upscale_rows(lr, first, last, scale, UPSCALERS[upscaler], scratch, "base")
+        rows = frame[first * scale : last * scale]
+        if residual is None:
+            cv2.addWeighted(base, 1.0, base, 0.0, 0.0, dst=rows, dtype=cv2.CV_8U)
+        elif s == 1:  # 2x addWeighted's speed
+            cv2.add(base, residual[first * scale : last * scale], dst=rows, dtype=cv2.CV_8U)
+        else:
+            band = residual[first * scale : last * scale]
+            cv2.addWeighted(base, 1.0, band, s, 0.0, dst=rows, dtype=cv2.CV_8U)
     if resized:
         shrink = options.output_size[0] < width
         frame = cv2.resize(

@@ -34,6 +34,9 @@ from sparkvsr.references import fit
 # of a frame's dense flow is rejected; pixels above FALLBACK_TRUSTED confidence fit the motion.
 FALLBACK_REJECTED = 0.02
 FALLBACK_TRUSTED = 0.7
+# Bytes of frame-to-frame flows and of LR frames one propagation keeps (see _Propagation)
+STEP_CACHE_BYTES = 192 << 20
+FRAME_CACHE_BYTES = 320 << 20
 
 
 def _neighbours(keys: list[int], t: int) -> list[int]:
@@ -132,11 +135,15 @@ class _Propagation:
             settings.step_preset, _step_scale(settings.step_finest_scale, min(width, height))
         )
         reach = settings.reach
-        self._frames = _Lru(capacity=2 * reach + self.read_block + 4)
-        self._grays = _Lru(capacity=reach + self.read_block + 4)
+        # LR frames within a byte budget too (76 frames of 720p are 210 MB, of 4K 1.9 GB): a
+        # frame dropped early is read again
+        self._frames = _Lru(2 * reach + self.read_block + 4, max_bytes=FRAME_CACHE_BYTES)
+        self._grays = _Lru(reach + self.read_block + 4, max_bytes=FRAME_CACHE_BYTES // 3)
         self._floats = _Lru(capacity=4)  # frame t and the keyframes it is aligned to
-        # a keyframe's backward chain is walked ahead of the forward one: keep its steps for it
-        self._steps = _Lru(capacity=2 * reach + 6)
+        # a keyframe's backward chain is walked ahead of the forward one: keep its steps for it,
+        # within a byte budget (at 720p, 70 flows are 520 MB; a step missed later is recomputed
+        # at its coarse DIS level, ~5 ms)
+        self._steps = _Lru(capacity=2 * reach + 6, max_bytes=STEP_CACHE_BYTES)
         self._cuts = _Lru(capacity=2 * reach + 6)
         self._keyframes = _Lru(capacity=3)
         self._down_up_kernel = _down_up_kernel(UPSCALERS[settings.upscaler], scale)
@@ -281,11 +288,12 @@ class _Propagation:
         #    upscales together with LR_t (one HR pass for both).
         if not self.settings.back_projection:
             return _Parts(plan.lr, residual, None)
+        #    (the error after the last step is never used: n steps filter n - 1 times)
         error = plan.target - down
-        correction = np.zeros_like(error)
-        for _ in range(self.settings.back_projection):
-            correction += error
+        correction = error.copy()
+        for _ in range(self.settings.back_projection - 1):
             error -= self._down_up(error)
+            correction += error
         return _Parts(plan.lr, residual, correction)
 
     # -- tracks
@@ -467,6 +475,9 @@ class _Propagation:
         if frame is None:
             self._prefetch(t, min(t + self.read_block, self.source.num_frames))
             frame = self._frames.get(t)
+            if frame is None:  # the block outgrew the cache's bytes: frame t alone
+                frame = np.ascontiguousarray(self.source.read(t, t + 1)[0])
+                self._frames.put(t, frame)
         return frame
 
     def _prefetch(self, start: int, stop: int) -> None:
