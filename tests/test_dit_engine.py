@@ -694,11 +694,12 @@ def test_output_size_colour_fix_progress_and_cancel(fast):
 
     seen: list[Progress] = []
     list(fast.restore(source, refs, RestoreOptions(chunk=9, overlap=1), progress=seen.append))
-    # per chunk: the latents, then the decode (this VAE decodes in one call); in output frames
+    # per chunk: the latents (cached by the restores above: encode and transformer skipped at
+    # once), then the decode (this VAE decodes in one call); in output frames
     assert [(p.done, p.total, p.unit) for p in seen] == [
-        (4, 17, "frames"),
+        (5, 17, "frames"),
         (8, 17, "frames"),
-        (12, 17, "frames"),
+        (14, 17, "frames"),
         (17, 17, "frames"),
     ]
     calls = iter([False, False, True])
@@ -715,11 +716,12 @@ def test_progress_moves_inside_a_chunk_with_each_decoded_slice(engine):
     options = RestoreOptions(chunk=33, overlap=8)  # chunks 0-33 (9 latents), 24-41 (5)
     seen: list[Progress] = []
     list(engine.restore(source, {16: _reference(32, 32, seed=37)}, options, progress=seen.append))
-    # chunk 1 finishes frames 0-24 in 5 steps: the transformer pass, then the VAE's 4 temporal
-    # slices (latents 0-2, 3-4, 5-6, 7-8); chunk 2 frames 24-41 in 3 (latents 0-2, 3-4)
-    assert [p.done for p in seen] == [4, 9, 14, 19, 24, 29, 35, 41]
+    # chunk 1 finishes frames 0-24 in 6 steps: the VAE encode, the transformer pass, then the
+    # VAE's 4 temporal slices (latents 0-2, 3-4, 5-6, 7-8); chunk 2 frames 24-41 in 4 (2 slices)
+    assert [p.done for p in seen] == [4, 8, 12, 16, 20, 24, 28, 32, 36, 41]
     assert {p.total for p in seen} == {41} and {p.unit for p in seen} == {"frames"}
-    assert [p.message for p in seen[:5]] == [
+    assert [p.message for p in seen[:6]] == [
+        "chunk 1/2: encoded",
         "chunk 1/2: transformer pass",
         "chunk 1/2: decoding 1/4",
         "chunk 1/2: decoding 2/4",
@@ -735,9 +737,9 @@ def test_progress_moves_inside_a_chunk_with_each_decoded_slice(engine):
             progress=seen.append,
         )
     )
-    assert [p.done for p in seen] == [2, 5, 8]  # frames 33-41 are the ones left to make
+    assert [p.done for p in seen] == [4, 6, 8]  # frames 33-41 are the ones left to make
     assert seen[0].message == "chunk 1/1: latents from the cache"
-    seen.clear()  # a range 0-20: its one chunk's 5 steps end on the range's last frame
+    seen.clear()  # a range 0-20: its one chunk's steps end on the range's last frame
     list(
         engine.restore(
             source,
@@ -746,7 +748,16 @@ def test_progress_moves_inside_a_chunk_with_each_decoded_slice(engine):
             progress=seen.append,
         )
     )
-    assert [(p.done, p.total) for p in seen] == [(4, 20), (8, 20), (12, 20), (16, 20), (20, 20)]
+    assert [(p.done, p.total) for p in seen] == [(6, 20), (10, 20), (13, 20), (16, 20), (20, 20)]
+
+
+def test_a_100_frame_restore_reports_at_least_every_5_frames(engine):
+    source = ArrayFrames(_frames(100, 8, 8, seed=40))
+    seen: list[Progress] = []
+    options = RestoreOptions(chunk=33, overlap=8)  # the studio's default: 4 chunks
+    list(engine.restore(source, {50: _reference(32, 32, seed=41)}, options, progress=seen.append))
+    done = [0] + [p.done for p in seen]
+    assert done[-1] == 100 and max(b - a for a, b in itertools.pairwise(done)) <= 5, done
 
 
 def test_vae_tiling_keeps_sizes(tiny_folder):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import cv2
 import numpy as np
 import pytest
@@ -458,6 +460,69 @@ def test_homography_flow_recovers_the_global_motion_from_the_trusted_flow():
     assert recovered is not None
     np.testing.assert_allclose(recovered, true, atol=0.05)  # the rejected region included
     assert of.homography_flow(flow, np.zeros_like(trusted)) is None  # nothing trusted: no fit
+
+
+def test_detail_fades_out_after_a_keyframe_where_the_frames_change_instead_of_popping(
+    monkeypatch,
+):
+    """Where the LR frames stop agreeing with a keyframe (motion blur, a deforming body) but the
+    flow is consistent, its detail fades out over a few frames: no sharp keyframe next to a
+    frame with a hole (issue 16: E_warp of the pairs touching a keyframe)."""
+    from sparkvsr.engines.flow import propagation
+
+    sharp = texture(96, 128, 3)
+    hr = np.repeat(sharp[None], 7, axis=0)
+    lr = degrade(hr)
+    inside = (slice(8, 18), slice(10, 24))  # LR rows and columns that change after frame 0
+    lr[1:, inside[0], inside[1]] = np.clip(lr[1:, inside[0], inside[1]].astype(int) + 40, 0, 255)
+    detail = sharp.astype(np.float32) - upscale(lr[0]).astype(np.float32)
+    core = (slice(8 * SCALE + 8, 18 * SCALE - 8), slice(10 * SCALE + 8, 24 * SCALE - 8))
+
+    def kept(out: np.ndarray, t: int) -> float:
+        """The share of the keyframe's detail that frame ``t`` shows inside the change."""
+        shown = out[t].astype(np.float32) - upscale(lr[t]).astype(np.float32)
+        return float((shown[core] * detail[core]).sum() / (detail[core] ** 2).sum())
+
+    out = restore_all(FlowEngine(back_projection=0), lr, {0: sharp}, chunk=7)
+    shares = [kept(out, t) for t in range(1, propagation.CONTINUITY_FRAMES + 1)]
+    assert 0.4 < shares[0] < 0.9, shares  # the frame after the keyframe keeps part of it...
+    assert all(a > b for a, b in itertools.pairwise(shares)), shares  # ...less frame by frame...
+    assert abs(shares[-1]) < 0.05, shares  # ...and none where the fade ends
+    monkeypatch.setattr(propagation, "CONTINUITY_FRAMES", 1)  # without the fade: a hole at once
+    assert abs(kept(restore_all(FlowEngine(back_projection=0), lr, {0: sharp}, chunk=7), 1)) < 0.05
+
+
+def test_the_fallback_judges_the_homography_without_building_its_whole_flow():
+    """``warp_homography`` and ``motion_flow`` (what the global-motion fallback uses) give
+    what warping by the dense ``homography_flow`` gives; a map that folds the frame is refused."""
+    from sparkvsr import optical_flow as of
+
+    height, width = 48, 64
+    rng = np.random.default_rng(1)
+    image = cv2.GaussianBlur(rng.random((height, width)).astype(np.float32) * 255, (0, 0), 2)
+    matrix = np.array([[1.02, 0.01, 1.7], [-0.005, 0.99, -2.3], [2e-4, -1e-4, 1.0]])
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+    points = np.stack([xs, ys], axis=-1).reshape(1, -1, 2)
+    flow = (
+        cv2.perspectiveTransform(points, matrix).reshape(height, width, 2)
+        - points[0].reshape(height, width, 2)
+    ).astype(np.float32)
+    trusted = np.ones((height, width), bool)
+    found = of.fit_homography(flow, trusted)
+    dense = of.homography_flow(flow, trusted)
+    assert found is not None and dense is not None
+    np.testing.assert_allclose(dense, flow, atol=0.02)
+    inner = (slice(4, -4), slice(4, -4))  # both replicate borders; inside they must agree
+    np.testing.assert_allclose(
+        of.warp_homography(image, found)[inner], of.warp(image, dense)[inner], atol=0.1
+    )
+    np.testing.assert_allclose(of.motion_flow(found, height, width), dense, atol=1e-6)
+    folding = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [-0.05, 0.0, 1.0]])  # w = 0 at x = 20
+    folded = (
+        cv2.perspectiveTransform(points + 0.0, folding).reshape(height, width, 2)
+        - points[0].reshape(height, width, 2)
+    ).astype(np.float32)
+    assert of.fit_homography(np.nan_to_num(folded, posinf=1e4, neginf=-1e4), trusted) is None
 
 
 def test_cache_byte_budgets_change_no_output_value(clip, monkeypatch):

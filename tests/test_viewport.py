@@ -197,3 +197,39 @@ def test_a_preview_shown_at_half_the_lr_size_is_propagated_on_shrunk_frames():
     # little the eye can see: the test is that nothing is lost or misplaced)
     shrunk = cv2.resize(full, view.size, interpolation=cv2.INTER_AREA)
     assert metrics.psnr(small, shrunk) > 45
+
+
+def test_an_idle_worker_makes_the_neighbours_of_the_last_preview_ahead(tmp_path):
+    import time
+
+    clip = make_clip(tmp_path / "clip.mp4", num_frames=16)
+    config = WorkerConfig(projects_root=tmp_path / "projects", preview_interval=0.0)
+    with Worker(config, engine=FlowEngine()) as worker:
+        info = worker.open_clip(OpenClipRequest(str(clip)))
+        for k in (0, 8):
+            worker.set_keyframe(KeyframeRequest(info.session_id, k))
+            worker.make_reference(ReferenceRequest(info.session_id, k))
+        viewport = Viewport(96, 64)
+        worker.preview(PreviewRequest(info.session_id, 4, 1.0, viewport))
+        deadline = time.monotonic() + 60
+        while worker.previews_warmed < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert worker.previews_warmed == 2  # frames 5 and 3
+        computed = worker.previews_computed
+        step = worker.preview(PreviewRequest(info.session_id, 5, 1.0, viewport))
+        assert worker.previews_computed == computed  # the next frame was ready
+        assert step.frame == 5 and step.image.shape == (64, 96, 3)
+        # a step answered from the cache makes its own neighbours ahead too (6; 4 is there)
+        deadline = time.monotonic() + 60
+        while worker.previews_warmed < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert worker.previews_warmed == 3
+        worker.preview(PreviewRequest(info.session_id, 6, 1.0, viewport))
+        assert worker.previews_computed == computed
+        while worker.previews_warmed < 4 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert worker.previews_warmed == 4  # 7, the neighbour of 6 (5 is there)
+        # full-resolution previews (seconds each on real footage) are never made ahead
+        worker.preview(PreviewRequest(info.session_id, 12, 1.0))
+        time.sleep(0.5)
+        assert worker.previews_warmed == 4

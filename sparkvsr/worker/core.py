@@ -105,6 +105,7 @@ class Worker:
         # "_" cannot start a project name, so stored media never collides with a project
         self.uploads_root = workspace.media_root(self.projects_root)
         self.previews_computed = 0
+        self.previews_warmed = 0  # neighbours made while idle (see _run_warm)
         self._editors: dict[str, tuple[Editor, threading.Lock]] = {}
         self._editor_lock = threading.Lock()
         self._sessions: dict[str, Session] = {}
@@ -374,6 +375,9 @@ class Worker:
         cached = self.previews.get(key)
         if cached is not None:  # the same frame of the same clip and settings, from any session
             waiter.set_result(PreviewResponse(request.frame, request.guidance, cached))
+            with self._wake:  # stepping on: the next neighbours are made while idle
+                session.warm = _neighbour_requests(request, session.project.state.clip.num_frames)
+                self._wake.notify_all()
             return waiter
         with self._wake:
             if session.closed:
@@ -888,6 +892,8 @@ class Worker:
                         chore()
             elif kind == "preview":
                 self._run_preview(target)
+            elif kind == "warm":
+                self._run_warm(target)
             else:
                 self._run_render_step(*target)
         self._close_clips()
@@ -909,6 +915,13 @@ class Worker:
         if self._renders:
             self._previews_in_a_row = 0
             return "render", self._renders.popleft()
+        # idle (nothing queued, not even a preview waiting for its interval): the neighbours of
+        # the last previews, newest session first
+        if self._preview_queue or self._closing:
+            return None
+        for session in reversed(list(self._sessions.values())):
+            if session.warm and not session.closed and session.preview is None:
+                return "warm", session
         return None
 
     def _next_preview(self) -> Session | None:
@@ -973,6 +986,7 @@ class Worker:
                 )
                 self.previews_computed += 1
                 self.previews.put(key, image)
+                session.warm = _neighbour_requests(request, state.clip.num_frames)
         except BaseException as e:
             for waiter, _ in slot.waiters:
                 if not waiter.done():
@@ -985,6 +999,31 @@ class Worker:
                         request.frame, request.guidance, image, superseded=asked != request
                     )
                 )
+
+    def _run_warm(self, session: Session) -> None:
+        """Make one neighbour of the session's last preview into the preview cache (idle time
+        only; a failure is left for the real request to report)."""
+        with self._wake:
+            if not session.warm or session.closed:
+                return
+            request = session.warm.pop(0)
+        with contextlib.suppress(Exception):
+            with session.shared.lock:
+                state = session.project.state
+                references = {k: v for k, v in session.references.items() if k in state.keyframes}
+            key = self._preview_key(session, request)
+            if self.previews.get(key) is None:
+                options = replace(state.restore_options(), guidance=request.guidance)
+                image = engine_preview(
+                    self.engine,
+                    session.engine_clip,
+                    references,
+                    request.frame,
+                    options,
+                    request.viewport,
+                )
+                self.previews_warmed += 1
+                self.previews.put(key, image)
 
     def _run_render_step(self, shared: OpenProject, job: RenderJob) -> None:
         """One chunk of a render on the engine thread; the final encode goes to its own thread
@@ -1039,6 +1078,16 @@ class Worker:
 
 
 LOCK_PURPOSE = "the SparkVSR worker"
+
+
+def _neighbour_requests(request: PreviewRequest, num_frames: int) -> list[PreviewRequest]:
+    """The frames after and before ``request``'s, at its guidance and viewport; none for
+    previews at full resolution (a zoomed-in or whole 4x frame costs seconds, and a request
+    arriving meanwhile would wait for it)."""
+    if request.viewport is None or not 0 <= request.viewport.zoom < 1:
+        return []
+    frames = (request.frame + 1, request.frame - 1)
+    return [replace(request, frame=f) for f in frames if 0 <= f < num_frames]
 
 
 def _preview_group(session: Session) -> tuple:

@@ -16,7 +16,7 @@ from sparkvsr.errors import KeyframeError, ProjectError
 from sparkvsr.project import Project, ProjectState
 from sparkvsr.worker.jobs import RenderJob
 from sparkvsr.worker.previews import PreviewSlot
-from sparkvsr.worker.requests import KeyframesResponse
+from sparkvsr.worker.requests import KeyframesResponse, PreviewRequest
 
 PROJECT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
@@ -51,6 +51,9 @@ class Session:
     lock: threading.Lock = field(default_factory=threading.Lock)
     preview: PreviewSlot | None = None
     last_preview: float = float("-inf")
+    # the neighbours of the last computed preview, made while the engine is idle (stepping
+    # through frames then finds the next one ready)
+    warm: list[PreviewRequest] = field(default_factory=list)
     last_used: float = field(default_factory=time.monotonic)
     closed: bool = False
 

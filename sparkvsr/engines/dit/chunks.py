@@ -75,7 +75,8 @@ class TemporalBlender:
 
 class ChunkSteps:
     """Progress inside one chunk, so a long chunk's bar moves: its work in ``steps`` equal parts
-    (per tile: the latents, then each temporal slice the VAE decodes), reported as output frames
+    (per tile: the VAE encode, the transformer pass, then each temporal slice the VAE decodes;
+    a tile whose latents are cached skips the first two at once), reported as output frames
     between ``base`` (finished before the chunk) and ``end`` (finished with it) of ``total``."""
 
     def __init__(
@@ -90,8 +91,8 @@ class ChunkSteps:
         self.report, self.base, self.end, self.total = report, base, end, total
         self.steps, self.label, self.done = max(1, steps), label, 0
 
-    def step(self, what: str) -> None:
-        self.done = min(self.steps, self.done + 1)
+    def step(self, what: str, count: int = 1) -> None:
+        self.done = min(self.steps, self.done + count)
         if self.report is not None:
             frames = self.base + (self.end - self.base) * self.done // self.steps
             self.report(Progress(frames, self.total, "frames", f"{self.label}: {what}"))

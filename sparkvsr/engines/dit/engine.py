@@ -237,12 +237,13 @@ class DitEngine:
         It mixes the cached x0 latents of the chunks and tiles of the full plan that hold the
         frame (computing them once if missing), so after the first look moving the guidance
         slider costs a VAE decode, never a transformer pass. The decode is as small as the VAE
-        allows (``previews``): the latent frames up to the frame's decode batch, and at 100 %
-        zoom and above only the latent window under the visible region plus the decoder's
-        receptive field (equal to the full decode's region up to the VAE's GroupNorm statistics,
-        which cover the window). Zoomed out, the whole frame is decoded (the VAE decodes only at
-        x8) and shrunk to the viewer's size. One decode per chunk and tile holding the view: one
-        for whole-frame tiles, two for a frame in a chunk overlap.
+        allows (``previews``): the latent frames up to the frame's decode batch, and when the
+        view shows part of the frame (zoomed in) only the latent window under it plus the
+        decoder's receptive field (equal to the full decode's region up to the VAE's GroupNorm
+        statistics, which cover the window). Zoomed out to the whole frame, the whole frame is
+        decoded (the VAE has no output smaller than x8 of the latent) and shrunk to the viewer's
+        size. A colour fix or an output size needs the whole frame too. One decode per chunk and
+        tile holding the view: one for whole-frame tiles, two for a frame in a chunk overlap.
         """
         # 1. Check the request before any work.
         if not 0 <= frame < source.num_frames:
@@ -398,7 +399,7 @@ class DitEngine:
                 reported,
                 max(reported, min(done_until, stop) - options.start),
                 total,
-                len(tiles) * (1 + self._decode_slices(num_latent)),
+                len(tiles) * (2 + self._decode_slices(num_latent)),
                 f"chunk {number + 1 - first}/{last + 1 - first}",
             )
             reported = steps.end
@@ -513,10 +514,12 @@ class DitEngine:
                     unit = cond.frames_to_unit(lr).to(self.device)
                     unit = cond.pad_spatial(cond.pad_frames(unit, num_padded), padded_h, padded_w)
                 x0_u, x0_c = self._compute_latents(
-                    source, unit, span, tile, refs, references, scales, x0_u, x0_c
+                    source, unit, span, tile, refs, references, scales, x0_u, x0_c, steps
                 )
-            if steps is not None:
-                steps.step("transformer pass" if computed else "latents from the cache")
+                if steps is not None:
+                    steps.step("transformer pass")
+            elif steps is not None:
+                steps.step("latents from the cache", count=2)  # no encode, no transformer pass
             # cached latents live on the CPU, fresh ones on the device: mix on the device
             x0 = cond.rfg_combine(
                 x0_u.to(self.device, torch.float32) if x0_u is not None else None,
@@ -560,8 +563,10 @@ class DitEngine:
         scales: tuple[float, ...],
         x0_u: torch.Tensor | None,
         x0_c: torch.Tensor | None,
+        steps: ChunkSteps | None = None,
     ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """Run the transformer once for whichever of the two branches is missing."""
+        """Run the transformer once for whichever of the two branches is missing (``steps`` is
+        told when the VAE has encoded the inputs, before the transformer runs)."""
         key_u, key_c = self._keys(source, span, tile, refs)
         need_u, need_c = cond.guidance_branches(scales)
         with torch.inference_mode():
@@ -580,6 +585,8 @@ class DitEngine:
                 else self._reference_latent(lr_latent, tile, refs, references, span.start)
                 for b in branches
             ]
+            if steps is not None:
+                steps.step("encoded")
             with self._resident(self.transformer):
                 outputs = cond.predict_x0(
                     self.transformer,
