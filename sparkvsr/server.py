@@ -300,6 +300,7 @@ ENDPOINTS: dict[str, _Endpoint] = {
     "projects": _Endpoint(ProjectsBody, ProjectsRequest, control=True),
     "project_action": _Endpoint(ProjectActionBody, ProjectActionRequest),
     "render_job": _Endpoint(SessionBody, SessionRequest, control=True),
+    "clip_media": _Endpoint(SessionBody, SessionRequest, control=True),
 }
 
 

@@ -16,11 +16,22 @@ from sparkvsr.project import OUTPUT_PRESETS
 from sparkvsr.references.base import DEFAULT_TASK_PROMPT
 from ui import output as output_panel
 from ui import projects
-from ui.callbacks import AUTO_MODES, DOWNLOAD_LABEL, OPEN_OUTPUTS, RANGE_TAB, Studio, progress_html
+from ui.callbacks import (
+    AUTO_MODES,
+    DOWNLOAD_LABEL,
+    OPEN_OUTPUTS,
+    RANGE_TAB,
+    REFERENCE_VIEW,
+    Studio,
+    progress_html,
+)
+from ui.callbacks.clip_media import MEDIA_POLL_S
 from ui.shortcuts import shortcuts_help_html
 from ui.viewer import ZOOMS
 
 STATUS_REFRESH_S = 5.0
+VIEWER_HEIGHT = 340
+"""The viewer's height (CSS pixels): with the timeline under it, the main loop fits 1280x720."""
 
 
 def build_blocks(studio: Studio, logo_svg: str = "") -> gr.Blocks:
@@ -37,7 +48,7 @@ def build_blocks(studio: Studio, logo_svg: str = "") -> gr.Blocks:
         # only for the browser that made it, so a project's name alone gives nobody access.
         owner = gr.BrowserState("", storage_key="sparkvsr-studio-owner", secret="sparkvsr-studio")
 
-        # Header -------------------------------------------------------------------------------
+        # Header: brand, the open clip, the engine ----------------------------------------------
         with gr.Row(elem_id="header", equal_height=True):
             gr.HTML(
                 f'<div class="brand">{logo_svg}<div><h1>SparkVSR Studio</h1>'
@@ -45,6 +56,7 @@ def build_blocks(studio: Studio, logo_svg: str = "") -> gr.Blocks:
                 "them through the whole clip.</p></div></div>",
                 elem_id="brand",
             )
+            title = gr.Markdown("", elem_id="clip-title")
             engine_status = gr.Markdown("**Engine** starting…", elem_id="engine-status")
         # Messages float at the bottom right of the window (inside any viewport, wherever the
         # page is scrolled) until dismissed or replaced: #error for the last action, and
@@ -52,71 +64,90 @@ def build_blocks(studio: Studio, logo_svg: str = "") -> gr.Blocks:
         with gr.Column(elem_id="messages"):
             error = gr.HTML("", elem_id="error")
             render_message = gr.HTML("", elem_id="render-message")
-        title = gr.Markdown("", elem_id="clip-title")
-        with (
-            gr.Accordion("Open a clip or a saved project", open=False, elem_id="open"),
-            gr.Row(),
-        ):
-            # No file_types filter: Gradio refuses other types with a bare "Error" badge;
-            # the studio reads the file and says in words why it cannot be used.
-            clip_upload = gr.File(
-                label="Upload a clip (mp4, mkv, mov, avi, webm…)",
-                type="filepath",
-                elem_id="clip-upload",
-                height=120,
-                scale=3,
-            )
-            with gr.Column(scale=2):
-                reopen_name = gr.Textbox(
-                    label="Saved project name (shown after 'project' above)",
-                    elem_id="reopen-project",
-                )
-                reopen = gr.Button("Reopen", elem_id="reopen")
-            with gr.Column(scale=2, elem_id="relink-panel"):
-                relink_name = gr.Textbox(
-                    label="Relink… a project whose clip moved: its name",
-                    elem_id="relink-project",
-                )
-                relink_upload = gr.File(
-                    label="…and its clip (same frames and size)",
-                    type="filepath",
-                    elem_id="relink-upload",
-                    height=90,
-                )
 
-        with gr.Accordion("Your projects", open=False, elem_id="projects-panel") as projects_panel:
-            projects_table = gr.Dataframe(
-                headers=projects.COLUMNS,
-                interactive=False,
-                elem_id="projects-list",
-                wrap=True,
-            )
-            with gr.Row(equal_height=True):
-                projects_name = gr.Textbox(
-                    label="Project (click a row)", elem_id="projects-name", scale=2
-                )
-                projects_new_name = gr.Textbox(
-                    label="New name (rename, duplicate)", elem_id="projects-new-name", scale=2
-                )
-                projects_open = gr.Button("Open", elem_id="projects-open", variant="primary")
-                projects_rename = gr.Button("Rename", elem_id="projects-rename")
-                projects_duplicate = gr.Button("Duplicate", elem_id="projects-duplicate")
-                projects_clear = gr.Button("Clear caches", elem_id="projects-clear-caches")
-                projects_delete = gr.Button("Delete", elem_id="projects-delete", variant="stop")
-                projects_refresh = gr.Button("Refresh", elem_id="projects-refresh")
-            projects_message = gr.HTML("", elem_id="projects-message")
-
-        # Clip, timeline, preview -----------------------------------------------------------
-        with gr.Row(elem_id="workspace"):
-            with gr.Column(scale=5, elem_id="clip-column"):
-                frame_view = gr.Image(
-                    label="Input frame (low resolution)",
-                    elem_id="frame-view",
-                    interactive=False,
-                    buttons=["fullscreen"],
-                    height=300,
-                )
-                frame_index = gr.HTML("", elem_id="frame-index")
+        # The main loop, on one 1280x720 screen: the viewer and the timeline on the left; the
+        # input frame, guidance, pin and render on the right ------------------------------------
+        with gr.Row(elem_id="workspace", equal_height=False):
+            with gr.Column(scale=7, elem_id="preview-column"):
+                with gr.Tabs(elem_id="viewer-tabs") as viewer_tabs:
+                    with gr.Tab("Preview", id="tab-preview") as tab_preview:
+                        preview = gr.Image(
+                            label="Restored frame",
+                            elem_id="preview",
+                            interactive=False,
+                            buttons=["fullscreen", "download"],
+                            height=VIEWER_HEIGHT,
+                        )
+                    with gr.Tab("Before / after", id="tab-compare") as tab_compare:
+                        before_after = gr.ImageSlider(
+                            label="Input (bicubic) vs restored",
+                            elem_id="before-after",
+                            interactive=False,
+                            type="filepath",
+                            max_height=VIEWER_HEIGHT,
+                        )
+                    # the wipe's two images: the same region, zoomed and panned together
+                    with (
+                        gr.Tab("Side by side", id="tab-side") as tab_side,
+                        gr.Row(elem_id="side-by-side", equal_height=True),
+                    ):
+                        side_before = gr.Image(
+                            label="Input (bicubic)",
+                            elem_id="side-before",
+                            interactive=False,
+                            buttons=["fullscreen"],
+                            height=VIEWER_HEIGHT,
+                        )
+                        side_after = gr.Image(
+                            label="Restored",
+                            elem_id="side-after",
+                            interactive=False,
+                            buttons=["fullscreen"],
+                            height=VIEWER_HEIGHT,
+                        )
+                    with gr.Tab("Reference", id="tab-reference") as tab_reference:
+                        # the keyframe's Reference in place: the editor's image vs the one
+                        # registered onto the frame, and how it fits (badge, numbers, warning)
+                        viewer_fit = gr.HTML("", elem_id="viewer-fit")
+                        registration = gr.ImageSlider(
+                            label="The editor's image vs registered (used)",
+                            elem_id="registration",
+                            interactive=False,
+                            type="filepath",
+                            max_height=VIEWER_HEIGHT - 40,
+                        )
+                    with gr.Tab("Range", id=RANGE_TAB):
+                        # the range render at the clip's frame rate (the browser's player)
+                        range_video = gr.Video(
+                            label="Restored range",
+                            elem_id="range-video",
+                            interactive=False,
+                            loop=True,
+                            height=VIEWER_HEIGHT,
+                        )
+                # the viewer's tools: zoom (a click on the picture sets the centre), the display
+                # size the page measures (previews are made at that size), the shortcuts
+                with gr.Row(elem_id="viewer-tools", equal_height=True):
+                    zoom = gr.Radio(
+                        list(ZOOMS),
+                        value="Fit",
+                        show_label=False,
+                        container=False,
+                        elem_id="zoom",
+                    )
+                    viewport_box = gr.Textbox(elem_id="viewport", visible="hidden")
+                    pan_at = gr.Textbox(elem_id="pan-at", visible="hidden")
+                    # In / out points (keys I / O) and the range preview render
+                    with gr.Row(elem_id="range-row", equal_height=True):
+                        mark_in = gr.Button("In (I)", elem_id="mark-in", size="sm", min_width=60)
+                        mark_out = gr.Button("Out (O)", elem_id="mark-out", size="sm", min_width=60)
+                        clear_range = gr.Button(
+                            "Clear", elem_id="clear-range", size="sm", min_width=60
+                        )
+                        range_render = gr.Button(
+                            "Render range", elem_id="range-render", size="sm", min_width=110
+                        )
+                    gr.HTML(shortcuts_help_html(), elem_id="shortcut-help")
                 scrubber = gr.Slider(
                     0,
                     1,
@@ -127,19 +158,75 @@ def build_blocks(studio: Studio, logo_svg: str = "") -> gr.Blocks:
                     interactive=False,
                     buttons=[],
                 )
-                timeline = gr.HTML("", elem_id="timeline")
-                # In / out points (keys I / O) and the range preview render
-                with gr.Row(elem_id="range-row", equal_height=True):
-                    mark_in = gr.Button("In (I)", elem_id="mark-in", size="sm", min_width=60)
-                    mark_out = gr.Button("Out (O)", elem_id="mark-out", size="sm", min_width=60)
-                    clear_range = gr.Button("Clear", elem_id="clear-range", size="sm", min_width=60)
-                    range_render = gr.Button(
-                        "Render range", elem_id="range-render", size="sm", min_width=110
+                # the filmstrip lies under the timeline's markers (made in the background)
+                with gr.Column(elem_id="timeline-box"):
+                    timeline = gr.HTML("", elem_id="timeline")
+                    filmstrip = gr.Image(
+                        elem_id="filmstrip",
+                        show_label=False,
+                        container=False,
+                        interactive=False,
+                        buttons=[],
                     )
-                range_info = gr.HTML("", elem_id="range-info")
-                range_progress = gr.HTML("", elem_id="range-progress")
+                # the LR clip's proxy, over the viewer while it plays (Space)
+                player = gr.Video(
+                    elem_id="lr-player",
+                    show_label=False,
+                    interactive=False,
+                    autoplay=False,
+                    loop=False,
+                    buttons=[],
+                )
+
+            with gr.Column(scale=3, elem_id="side-column"):
+                frame_view = gr.Image(
+                    label="Input frame (low resolution)",
+                    elem_id="frame-view",
+                    interactive=False,
+                    buttons=["fullscreen"],
+                    height=150,
+                )
+                frame_index = gr.HTML("", elem_id="frame-index")
+                guidance = gr.Slider(
+                    0.0,
+                    2.0,
+                    value=1.0,
+                    step=0.05,
+                    label="Guidance (0 = blind, 1 = follow the keyframes, 2 = stronger)",
+                    elem_id="guidance",
+                )
                 with gr.Row(elem_id="pin-row"):
                     pin = gr.Button("Pin frame", elem_id="pin", variant="primary", scale=1)
+                with gr.Row(elem_id="render-buttons"):
+                    render = gr.Button("Render clip", elem_id="render", variant="primary")
+                    cancel = gr.Button("Cancel", elem_id="cancel", variant="stop")
+                progress = gr.HTML(progress_html(None), elem_id="progress")
+                download = gr.DownloadButton(DOWNLOAD_LABEL, elem_id="download", interactive=False)
+                range_info = gr.HTML("", elem_id="range-info")
+                range_progress = gr.HTML("", elem_id="range-progress")
+                color_fix = gr.Dropdown(
+                    list(COLOR_FIXES),
+                    value="none",
+                    label="Colour correction against the input",
+                    elem_id="color-fix",
+                    visible=studio.color_fix_applies(),
+                )
+
+        # Keyframes and the edit panel ------------------------------------------------------
+        with gr.Row(elem_id="keyframes-row"):
+            with gr.Column(scale=4):
+                gallery = gr.Gallery(
+                    label="Keyframes (select one to edit its reference)",
+                    elem_id="keyframe-gallery",
+                    columns=4,
+                    height=230,
+                    allow_preview=False,
+                    object_fit="contain",
+                    interactive=False,
+                )
+                make_all = gr.Button(
+                    "Make references for all keyframes without one", elem_id="make-all-references"
+                )
                 with gr.Accordion("Auto-pick keyframes", open=False, elem_id="auto-pick-panel"):
                     gr.Markdown(
                         f"Replaces the pinned set (references stay with their frames). "
@@ -157,68 +244,6 @@ def build_blocks(studio: Studio, logo_svg: str = "") -> gr.Blocks:
                         )
                         auto_seed = gr.Number(0, precision=0, label="Seed", elem_id="auto-seed")
                     auto_pick = gr.Button("Pick keyframes", elem_id="auto-pick")
-
-            with gr.Column(scale=5, elem_id="preview-column"):
-                guidance = gr.Slider(
-                    0.0,
-                    2.0,
-                    value=1.0,
-                    step=0.05,
-                    label="Guidance (0 = blind, 1 = follow the keyframes, 2 = stronger)",
-                    elem_id="guidance",
-                )
-                with gr.Tabs(elem_id="viewer-tabs") as viewer_tabs:
-                    with gr.Tab("Preview", id="tab-preview"):
-                        preview = gr.Image(
-                            label="Restored frame",
-                            elem_id="preview",
-                            interactive=False,
-                            buttons=["fullscreen", "download"],
-                            height=340,
-                        )
-                        # the viewer: zoom (a click on the preview sets the centre) and the
-                        # display size the page measures (previews are made at that size)
-                        zoom = gr.Radio(
-                            list(ZOOMS),
-                            value="Fit",
-                            show_label=False,
-                            container=False,
-                            elem_id="zoom",
-                        )
-                        viewport_box = gr.Textbox(elem_id="viewport", visible="hidden")
-                        gr.HTML(shortcuts_help_html(), elem_id="shortcut-help")
-                    with gr.Tab("Before / after", id="tab-compare"):
-                        before_after = gr.ImageSlider(
-                            label="Input (bicubic) vs restored",
-                            elem_id="before-after",
-                            interactive=False,
-                            max_height=340,
-                        )
-                    with gr.Tab("Range", id=RANGE_TAB):
-                        # the range render at the clip's frame rate (the browser's player)
-                        range_video = gr.Video(
-                            label="Restored range",
-                            elem_id="range-video",
-                            interactive=False,
-                            loop=True,
-                            height=340,
-                        )
-
-        # Keyframes and the edit panel ------------------------------------------------------
-        with gr.Row(elem_id="keyframes-row"):
-            with gr.Column(scale=4):
-                gallery = gr.Gallery(
-                    label="Keyframes (select one to edit its reference)",
-                    elem_id="keyframe-gallery",
-                    columns=4,
-                    height=230,
-                    allow_preview=False,
-                    object_fit="contain",
-                    interactive=False,
-                )
-                make_all = gr.Button(
-                    "Make references for all keyframes without one", elem_id="make-all-references"
-                )
             with gr.Column(scale=6, visible=False, elem_id="edit-panel") as edit_panel:
                 edit_title = gr.Markdown("### Keyframe", elem_id="edit-title")
                 with gr.Row():
@@ -275,6 +300,7 @@ def build_blocks(studio: Studio, logo_svg: str = "") -> gr.Blocks:
                         make_reference = gr.Button(
                             "Make reference", elem_id="make-reference", variant="primary"
                         )
+                        reference_fit = gr.HTML("", elem_id="reference-fit")
                         reference_compare = gr.ImageSlider(
                             label="Input vs reference",
                             elem_id="reference-compare",
@@ -283,71 +309,114 @@ def build_blocks(studio: Studio, logo_svg: str = "") -> gr.Blocks:
                         )
                         provenance = gr.Markdown("", elem_id="reference-provenance")
 
-        # Render -----------------------------------------------------------------------------
+        # Output settings and the restored clip ---------------------------------------------
         with gr.Row(elem_id="render-row"):
-            with gr.Column(scale=4):
+            with (
+                gr.Column(scale=4),
+                gr.Accordion("Output", open=True, elem_id="output-panel"),
+            ):
                 with gr.Row():
-                    render = gr.Button("Render clip", elem_id="render", variant="primary")
-                    cancel = gr.Button("Cancel", elem_id="cancel", variant="stop")
-                progress = gr.HTML(progress_html(None), elem_id="progress")
-                color_fix = gr.Dropdown(
-                    list(COLOR_FIXES),
-                    value="none",
-                    label="Colour correction against the input",
-                    elem_id="color-fix",
-                    visible=studio.color_fix_applies(),
-                )
-                download = gr.DownloadButton(DOWNLOAD_LABEL, elem_id="download", interactive=False)
-                with gr.Accordion("Output", open=True, elem_id="output-panel"):
-                    with gr.Row():
-                        output_scale = gr.Dropdown(
-                            list(output_panel.SCALES),
-                            value="×4",
-                            label="Size",
-                            elem_id="output-scale",
-                            min_width=120,
-                        )
-                        output_width = gr.Number(
-                            0, precision=0, label="Custom width", elem_id="output-width"
-                        )
-                        output_codec = gr.Dropdown(
-                            list(output_panel.CODECS),
-                            value="H.264",
-                            label="Codec",
-                            elem_id="output-codec",
-                            min_width=140,
-                        )
-                    with gr.Row():
-                        output_crf = gr.Slider(
-                            0,
-                            51,
-                            value=18,
-                            step=1,
-                            label="CRF (lower = better)",
-                            elem_id="output-crf",
-                        )
-                        output_preset = gr.Dropdown(
-                            list(OUTPUT_PRESETS),
-                            value="fast",
-                            label="Preset",
-                            elem_id="output-preset",
-                            min_width=110,
-                        )
-                    with gr.Row():
-                        output_ten_bit = gr.Checkbox(
-                            False, label="10-bit", elem_id="output-ten-bit"
-                        )
-                        output_audio = gr.Checkbox(True, label="Keep audio", elem_id="output-audio")
-                    output_note = gr.Markdown("", elem_id="output-note")
-                    with gr.Row(equal_height=True):
-                        estimate = gr.Button("Estimate", elem_id="estimate", size="sm", scale=1)
-                        output_estimate = gr.Markdown("", elem_id="output-estimate")
+                    output_scale = gr.Dropdown(
+                        list(output_panel.SCALES),
+                        value="×4",
+                        label="Size",
+                        elem_id="output-scale",
+                        min_width=120,
+                    )
+                    output_width = gr.Number(
+                        0, precision=0, label="Custom width", elem_id="output-width"
+                    )
+                    output_codec = gr.Dropdown(
+                        list(output_panel.CODECS),
+                        value="H.264",
+                        label="Codec",
+                        elem_id="output-codec",
+                        min_width=140,
+                    )
+                with gr.Row():
+                    output_crf = gr.Slider(
+                        0,
+                        51,
+                        value=18,
+                        step=1,
+                        label="CRF (lower = better)",
+                        elem_id="output-crf",
+                    )
+                    output_preset = gr.Dropdown(
+                        list(OUTPUT_PRESETS),
+                        value="fast",
+                        label="Preset",
+                        elem_id="output-preset",
+                        min_width=110,
+                    )
+                with gr.Row():
+                    output_ten_bit = gr.Checkbox(False, label="10-bit", elem_id="output-ten-bit")
+                    output_audio = gr.Checkbox(True, label="Keep audio", elem_id="output-audio")
+                output_note = gr.Markdown("", elem_id="output-note")
+                with gr.Row(equal_height=True):
+                    estimate = gr.Button("Estimate", elem_id="estimate", size="sm", scale=1)
+                    output_estimate = gr.Markdown("", elem_id="output-estimate")
             with gr.Column(scale=6):
                 result_video = gr.Video(
                     label="Restored clip", elem_id="result-video", interactive=False, height=340
                 )
 
+        # Opening clips and projects ----------------------------------------------------------
+        with (
+            gr.Accordion("Open a clip or a saved project", open=False, elem_id="open"),
+            gr.Row(),
+        ):
+            # No file_types filter: Gradio refuses other types with a bare "Error" badge;
+            # the studio reads the file and says in words why it cannot be used.
+            clip_upload = gr.File(
+                label="Upload a clip (mp4, mkv, mov, avi, webm…)",
+                type="filepath",
+                elem_id="clip-upload",
+                height=120,
+                scale=3,
+            )
+            with gr.Column(scale=2):
+                reopen_name = gr.Textbox(
+                    label="Saved project name (shown after 'project' above)",
+                    elem_id="reopen-project",
+                )
+                reopen = gr.Button("Reopen", elem_id="reopen")
+            with gr.Column(scale=2, elem_id="relink-panel"):
+                relink_name = gr.Textbox(
+                    label="Relink… a project whose clip moved: its name",
+                    elem_id="relink-project",
+                )
+                relink_upload = gr.File(
+                    label="…and its clip (same frames and size)",
+                    type="filepath",
+                    elem_id="relink-upload",
+                    height=90,
+                )
+
+        with gr.Accordion("Your projects", open=False, elem_id="projects-panel") as projects_panel:
+            projects_table = gr.Dataframe(
+                headers=projects.COLUMNS,
+                interactive=False,
+                elem_id="projects-list",
+                wrap=True,
+            )
+            with gr.Row(equal_height=True):
+                projects_name = gr.Textbox(
+                    label="Project (click a row)", elem_id="projects-name", scale=2
+                )
+                projects_new_name = gr.Textbox(
+                    label="New name (rename, duplicate)", elem_id="projects-new-name", scale=2
+                )
+                projects_open = gr.Button("Open", elem_id="projects-open", variant="primary")
+                projects_rename = gr.Button("Rename", elem_id="projects-rename")
+                projects_duplicate = gr.Button("Duplicate", elem_id="projects-duplicate")
+                projects_clear = gr.Button("Clear caches", elem_id="projects-clear-caches")
+                projects_delete = gr.Button("Delete", elem_id="projects-delete", variant="stop")
+                projects_refresh = gr.Button("Refresh", elem_id="projects-refresh")
+            projects_message = gr.HTML("", elem_id="projects-message")
+
         timer = gr.Timer(STATUS_REFRESH_S)
+        media_timer = gr.Timer(MEDIA_POLL_S)
 
         # Wiring -------------------------------------------------------------------------------
         named = {
@@ -385,7 +454,15 @@ def build_blocks(studio: Studio, logo_svg: str = "") -> gr.Blocks:
             pixel_scale,
             semantic_scale,
         ]
-        reference_outputs = [state, reference_compare, provenance, gallery, timeline, error]
+        named.update(
+            reference_compare=reference_compare,
+            provenance=provenance,
+            reference_fit=reference_fit,
+            registration=registration,
+            viewer_fit=viewer_fit,
+        )
+        reference_view = [named[name] for name in REFERENCE_VIEW]
+        reference_outputs = [state, *reference_view, gallery, timeline, error]
         quiet = {"show_progress": "hidden", "concurrency_limit": None}
         # A full-quality frame can take seconds (a new frame at 4x of 720p on the flow engine):
         # a small timer on the preview says it is coming, without covering the picture.
@@ -463,7 +540,7 @@ def build_blocks(studio: Studio, logo_svg: str = "") -> gr.Blocks:
             [preview, before_after, error],
             trigger_mode="always_last",
             **computing,
-        )
+        ).then(studio.reference_in_viewer, [state, scrubber], [registration, viewer_fit], **quiet)
         # Keyframes and References change the restored frame: each refreshes the preview, and
         # marks a finished render out of date.
         result_status = ([state], [progress, download, range_progress])
@@ -485,8 +562,7 @@ def build_blocks(studio: Studio, logo_svg: str = "") -> gr.Blocks:
                 state,
                 edit_panel,
                 edit_title,
-                reference_compare,
-                provenance,
+                *reference_view,
                 scrubber,
                 frame_view,
                 frame_index,
@@ -515,7 +591,6 @@ def build_blocks(studio: Studio, logo_svg: str = "") -> gr.Blocks:
             studio.status_after_change, *result_status, **quiet
         )
 
-        viewer_inputs = [state, scrubber, guidance]
         viewport_box.change(
             studio.set_viewer_size,
             [state, viewport_box, scrubber, guidance],
@@ -530,7 +605,24 @@ def build_blocks(studio: Studio, logo_svg: str = "") -> gr.Blocks:
             trigger_mode="always_last",
             **computing,
         )
-        preview.select(studio.pan_to, viewer_inputs, preview_outputs, **computing)
+        # a click on the preview, or on either side of the side by side view, pans them all
+        # (both sides show one region)
+        pan_at.change(
+            studio.pan_to, [state, pan_at, scrubber, guidance], preview_outputs, **computing
+        )
+        for tab, mode in ((tab_preview, "preview"), (tab_compare, "wipe")):
+            tab.select(partial(studio.set_viewer_mode, mode=mode), [state], None, **quiet)
+        # side by side shows the wipe's two files (nothing is computed for it), while shown
+        sides = ([state, before_after], [side_before, side_after])
+        before_after.change(studio.side_by_side, *sides, **quiet)
+        tab_side.select(studio.show_side_by_side, *sides, **quiet)
+        tab_reference.select(
+            studio.show_reference_tab,
+            [state, scrubber],
+            [registration, viewer_fit],
+            show_progress_on=[registration],
+            concurrency_limit=None,
+        )
 
         # The cheap preview follows the hand; the release computes the exact frame.
         guidance.input(
@@ -634,4 +726,9 @@ def build_blocks(studio: Studio, logo_svg: str = "") -> gr.Blocks:
         opened_here.then(panel.refresh, [owner], [projects_table], **quiet)
 
         timer.tick(studio.engine_status, [state], [engine_status], **quiet)
+        # The clip's filmstrip and player: asked for until ready, then the timer stops; every
+        # newly opened clip starts it again.
+        media_timer.tick(studio.clip_media, [state], [filmstrip, player, media_timer], **quiet)
+        for event in (loaded, opened, reopened, relinked, opened_here):
+            event.then(lambda: gr.Timer(active=True), None, media_timer, **quiet)
     return blocks
