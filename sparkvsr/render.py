@@ -628,6 +628,11 @@ def render_clip(
     space) before the engine starts. Memory depends on the chunk size, not the clip length.
     """
     output = Path(output)
+    if options.stop is not None:
+        raise EngineError(
+            f"render_clip writes from frame {options.start} to the clip's end (stop "
+            f"{options.stop} given); render a range inside a project with render_range_steps"
+        )
     owned = not isinstance(clip, media.Clip)
     source = media.open_clip(clip) if owned else clip
     try:
