@@ -493,6 +493,8 @@ def build_blocks(studio: Studio, logo_svg: str = "") -> gr.Blocks:
         loaded.then(*follow, **quiet)
         range_view = (studio.range_view, [state], [range_progress, range_video, range_info])
         loaded.then(*range_view, **quiet)
+        range_outputs = [range_progress, range_video, viewer_tabs, render_message]
+        loaded.then(studio.follow_range, [state], range_outputs, **quiet)
         loaded.then(studio.preview_full, preview_inputs, preview_outputs, **computing).then(
             studio.editor_info, [editor_choice], [editor_choice, editor_note], **quiet
         )
@@ -668,7 +670,7 @@ def build_blocks(studio: Studio, logo_svg: str = "") -> gr.Blocks:
         range_render.click(
             studio.render_range,
             [state, scrubber, guidance],
-            [range_progress, range_video, viewer_tabs, render_message],
+            range_outputs,
             concurrency_limit=None,
             show_progress="hidden",
         )
