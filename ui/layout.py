@@ -1,12 +1,11 @@
-"""The studio page: components with stable element ids, and which event runs which handler.
+"""The studio page: its components with stable element ids (``ui.wiring`` connects their events).
 
-Top to bottom: header (engine status), error panel, clip and timeline beside the guidance
-preview, keyframes with their edit panel, render. Element ids are a public interface (tests and
-users' own automation use them); see the issue's list.
+Top to bottom: header (the clip, the engine), the main loop on one 1280x720 screen (the viewer
+with its tabs, tools and the timeline on the left; the input frame, guidance, pin and render on
+the right), keyframes with their edit panel, output and the restored clip, opening clips and
+projects. Messages float at the bottom right. Element ids are a public interface (tests and
+users' own automation use them).
 """
-
-from functools import partial
-from typing import Any
 
 import gradio as gr
 
@@ -19,15 +18,14 @@ from ui import projects
 from ui.callbacks import (
     AUTO_MODES,
     DOWNLOAD_LABEL,
-    OPEN_OUTPUTS,
     RANGE_TAB,
-    REFERENCE_VIEW,
     Studio,
     progress_html,
 )
 from ui.callbacks.clip_media import MEDIA_POLL_S
 from ui.shortcuts import shortcuts_help_html
 from ui.viewer import ZOOMS
+from ui.wiring import Page, wire
 
 STATUS_REFRESH_S = 5.0
 VIEWER_HEIGHT = 340
@@ -418,319 +416,101 @@ def build_blocks(studio: Studio, logo_svg: str = "") -> gr.Blocks:
         timer = gr.Timer(STATUS_REFRESH_S)
         media_timer = gr.Timer(MEDIA_POLL_S)
 
-        # Wiring -------------------------------------------------------------------------------
-        named = {
-            "state": state,
-            "title": title,
-            "scrubber": scrubber,
-            "frame_view": frame_view,
-            "frame_index": frame_index,
-            "timeline": timeline,
-            "pin": pin,
-            "gallery": gallery,
-            "edit_panel": edit_panel,
-            "guidance": guidance,
-            "preview": preview,
-            "before_after": before_after,
-            "result_video": result_video,
-            "download": download,
-            "progress": progress,
-            "engine_status": engine_status,
-            "color_fix": color_fix,
-            "remembered": remembered,
-            "owner": owner,
-            "render_message": render_message,
-            "error": error,
-        }
-        open_outputs = [named[name] for name in OPEN_OUTPUTS]
-        keyframe_outputs = [state, pin, timeline, gallery, edit_panel, error]
-        reference_inputs = [
-            state,
-            editor_choice,
-            task_prompt,
-            content_prompt,
-            seed,
-            upload,
-            pixel_scale,
-            semantic_scale,
-        ]
-        named.update(
-            reference_compare=reference_compare,
-            provenance=provenance,
-            reference_fit=reference_fit,
-            registration=registration,
-            viewer_fit=viewer_fit,
+        # Wiring: which event runs which handler (ui/wiring.py)
+        wire(
+            studio,
+            blocks,
+            Page(
+                state=state,
+                remembered=remembered,
+                owner=owner,
+                timer=timer,
+                media_timer=media_timer,
+                title=title,
+                engine_status=engine_status,
+                error=error,
+                render_message=render_message,
+                clip_upload=clip_upload,
+                projects_panel=projects_panel,
+                projects_table=projects_table,
+                projects_message=projects_message,
+                scrubber=scrubber,
+                player=player,
+                frame_view=frame_view,
+                frame_index=frame_index,
+                guidance=guidance,
+                progress=progress,
+                download=download,
+                range_info=range_info,
+                range_progress=range_progress,
+                color_fix=color_fix,
+                gallery=gallery,
+                make_all=make_all,
+                edit_panel=edit_panel,
+                edit_title=edit_title,
+                output_note=output_note,
+                result_video=result_video,
+                reopen_name=reopen_name,
+                reopen=reopen,
+                relink_name=relink_name,
+                relink_upload=relink_upload,
+                projects_name=projects_name,
+                projects_new_name=projects_new_name,
+                projects_open=projects_open,
+                projects_rename=projects_rename,
+                projects_duplicate=projects_duplicate,
+                projects_clear=projects_clear,
+                projects_delete=projects_delete,
+                projects_refresh=projects_refresh,
+                viewer_tabs=viewer_tabs,
+                zoom=zoom,
+                viewport_box=viewport_box,
+                pan_at=pan_at,
+                timeline=timeline,
+                filmstrip=filmstrip,
+                pin=pin,
+                render=render,
+                cancel=cancel,
+                auto_pick=auto_pick,
+                output_scale=output_scale,
+                output_width=output_width,
+                output_codec=output_codec,
+                output_crf=output_crf,
+                output_preset=output_preset,
+                output_ten_bit=output_ten_bit,
+                output_audio=output_audio,
+                estimate=estimate,
+                output_estimate=output_estimate,
+                tab_preview=tab_preview,
+                preview=preview,
+                tab_compare=tab_compare,
+                before_after=before_after,
+                tab_side=tab_side,
+                side_before=side_before,
+                side_after=side_after,
+                tab_reference=tab_reference,
+                viewer_fit=viewer_fit,
+                registration=registration,
+                range_video=range_video,
+                mark_in=mark_in,
+                mark_out=mark_out,
+                clear_range=clear_range,
+                range_render=range_render,
+                auto_mode=auto_mode,
+                auto_n=auto_n,
+                auto_seed=auto_seed,
+                editor_choice=editor_choice,
+                editor_note=editor_note,
+                task_prompt=task_prompt,
+                content_prompt=content_prompt,
+                seed=seed,
+                upload=upload,
+                make_reference=make_reference,
+                reference_fit=reference_fit,
+                reference_compare=reference_compare,
+                provenance=provenance,
+                pixel_scale=pixel_scale,
+                semantic_scale=semantic_scale,
+            ),
         )
-        reference_view = [named[name] for name in REFERENCE_VIEW]
-        reference_outputs = [state, *reference_view, gallery, timeline, error]
-        quiet = {"show_progress": "hidden", "concurrency_limit": None}
-        # A full-quality frame can take seconds (a new frame at 4x of 720p on the flow engine):
-        # a small timer on the preview says it is coming, without covering the picture.
-        computing = {
-            "show_progress": "minimal",
-            "show_progress_on": [preview],
-            "concurrency_limit": None,
-        }
-
-        preview_inputs = [state, scrubber, guidance]
-        preview_outputs = [preview, before_after, error]
-        output_controls = [
-            output_scale,
-            output_width,
-            output_codec,
-            output_crf,
-            output_preset,
-            output_ten_bit,
-            output_audio,
-        ]
-        show_output = (studio.output_values, [state], [*output_controls, output_note])
-        loaded = blocks.load(
-            studio.start, [state, remembered, owner], open_outputs, concurrency_limit=None
-        )
-        loaded.then(*show_output, **quiet)
-        # A render keeps going without the page: a (re)loaded page follows it to its result.
-        follow = (studio.follow_render, [state], [progress, result_video, download, render_message])
-        loaded.then(*follow, **quiet)
-        range_view = (studio.range_view, [state], [range_progress, range_video, range_info])
-        loaded.then(*range_view, **quiet)
-        range_outputs = [range_progress, range_video, viewer_tabs, render_message]
-        loaded.then(studio.follow_range, [state], range_outputs, **quiet)
-        loaded.then(studio.preview_full, preview_inputs, preview_outputs, **computing).then(
-            studio.editor_info, [editor_choice], [editor_choice, editor_note], **quiet
-        )
-        blocks.unload(studio.unload)
-        opened = clip_upload.upload(
-            studio.open_upload,
-            [state, clip_upload, owner],
-            open_outputs,
-            show_progress_on=[frame_view],
-        )
-        opened.success(studio.preview_full, preview_inputs, preview_outputs, **computing)
-        opened.success(*show_output, **quiet)
-        opened.success(*follow, **quiet)
-        opened.success(*range_view, **quiet)
-        # Empty the box again, good file or bad: the title names the open clip, and the next
-        # file can be dropped straight away (a filled box hides its drop area).
-        opened.then(lambda: None, None, clip_upload, **quiet)
-        reopened = reopen.click(
-            studio.reopen, [state, reopen_name, owner], open_outputs, show_progress_on=[frame_view]
-        )
-        reopened.success(studio.preview_full, preview_inputs, preview_outputs, **computing)
-        reopened.success(*show_output, **quiet)
-        reopened.success(*follow, **quiet)
-        reopened.success(*range_view, **quiet)
-        relinked = relink_upload.upload(
-            studio.relink,
-            [state, relink_name, relink_upload, owner],
-            open_outputs,
-            show_progress_on=[frame_view],
-        )
-        relinked.success(studio.preview_full, preview_inputs, preview_outputs, **computing)
-        relinked.success(*show_output, **quiet)
-        relinked.then(lambda: None, None, relink_upload, **quiet)
-
-        scrubber.input(
-            studio.scrub,
-            [state, scrubber],
-            [frame_view, frame_index, timeline, pin, error],
-            trigger_mode="always_last",
-            **quiet,
-        )
-        scrubber.release(
-            studio.preview_full,
-            [state, scrubber, guidance],
-            [preview, before_after, error],
-            trigger_mode="always_last",
-            **computing,
-        ).then(studio.reference_in_viewer, [state, scrubber], [registration, viewer_fit], **quiet)
-        # Keyframes and References change the restored frame: each refreshes the preview, and
-        # marks a finished render out of date.
-        result_status = ([state], [progress, download, range_progress])
-        pin.click(studio.toggle_pin, [state, scrubber], keyframe_outputs).then(
-            studio.preview_full, preview_inputs, preview_outputs, **computing
-        ).then(studio.status_after_change, *result_status, **quiet)
-        auto_pick.click(
-            studio.auto_pick,
-            [state, auto_mode, auto_n, auto_seed, scrubber],
-            keyframe_outputs,
-            show_progress_on=[gallery],
-        ).then(studio.preview_full, preview_inputs, preview_outputs, **computing).then(
-            studio.status_after_change, *result_status, **quiet
-        )
-        gallery.select(
-            studio.select_keyframe,
-            [state],
-            [
-                state,
-                edit_panel,
-                edit_title,
-                *reference_view,
-                scrubber,
-                frame_view,
-                frame_index,
-                timeline,
-                pin,
-                upload,
-                error,
-            ],
-        ).then(studio.preview_full, preview_inputs, preview_outputs, **computing)
-        upload.upload(lambda: "upload", None, editor_choice)
-        # Progress shows once, where the reference will appear (not over every output).
-        make_reference.click(
-            studio.make_reference,
-            reference_inputs,
-            reference_outputs,
-            show_progress_on=[reference_compare],
-        ).then(studio.preview_full, preview_inputs, preview_outputs, **computing).then(
-            studio.status_after_change, *result_status, **quiet
-        )
-        make_all.click(
-            studio.make_all_references,
-            reference_inputs,
-            reference_outputs,
-            show_progress_on=[gallery],
-        ).then(studio.preview_full, preview_inputs, preview_outputs, **computing).then(
-            studio.status_after_change, *result_status, **quiet
-        )
-
-        viewport_box.change(
-            studio.set_viewer_size,
-            [state, viewport_box, scrubber, guidance],
-            preview_outputs,
-            trigger_mode="always_last",
-            **computing,
-        )
-        zoom.change(
-            studio.set_zoom,
-            [state, zoom, scrubber, guidance],
-            preview_outputs,
-            trigger_mode="always_last",
-            **computing,
-        )
-        # a click on the preview, or on either side of the side by side view, pans them all
-        # (both sides show one region)
-        pan_at.change(
-            studio.pan_to, [state, pan_at, scrubber, guidance], preview_outputs, **computing
-        )
-        for tab, mode in ((tab_preview, "preview"), (tab_compare, "wipe")):
-            tab.select(partial(studio.set_viewer_mode, mode=mode), [state], None, **quiet)
-        # side by side shows the wipe's two files (nothing is computed for it), while shown
-        sides = ([state, before_after], [side_before, side_after])
-        before_after.change(studio.side_by_side, *sides, **quiet)
-        tab_side.select(studio.show_side_by_side, *sides, **quiet)
-        tab_reference.select(
-            studio.show_reference_tab,
-            [state, scrubber],
-            [registration, viewer_fit],
-            show_progress_on=[registration],
-            concurrency_limit=None,
-        )
-
-        # The cheap preview follows the hand; the release computes the exact frame.
-        guidance.input(
-            studio.preview_live,
-            [state, scrubber, guidance],
-            [preview, error],
-            trigger_mode="always_last",
-            **quiet,
-        )
-        guidance.release(
-            studio.preview_full,
-            [state, scrubber, guidance],
-            [preview, before_after, error],
-            trigger_mode="always_last",
-            **computing,
-        ).then(studio.remember_guidance, [state, guidance], None, **quiet).then(
-            studio.status_after_change, *result_status, **quiet
-        )
-        color_fix.input(studio.set_color_fix, [state, color_fix], [error], **quiet).then(
-            studio.status_after_change, *result_status, **quiet
-        )
-
-        # "multiple": Render pressed right after Cancel must reach the server (the default
-        # "once" drops clicks while the cancelled render finishes its chunk); the handler
-        # then waits for that chunk and resumes, or says a render is already running.
-        render.click(
-            studio.render,
-            [state, guidance],
-            [progress, result_video, download, render_message],
-            concurrency_limit=None,
-            show_progress="hidden",
-            trigger_mode="multiple",
-        )
-        cancel.click(studio.cancel, [state], [progress, error], concurrency_limit=None)
-        # In / out and the range render (its progress beside its button; cancel is #cancel)
-        marks = ([state, scrubber], [state, timeline, range_info, error])
-        mark_in.click(studio.mark_in, *marks, **quiet)
-        mark_out.click(studio.mark_out, *marks, **quiet)
-        clear_range.click(studio.clear_marks, *marks, **quiet)
-        scrubber.change(
-            studio.range_info, [state, scrubber], [range_info], trigger_mode="always_last", **quiet
-        )
-        range_render.click(
-            studio.render_range,
-            [state, scrubber, guidance],
-            range_outputs,
-            concurrency_limit=None,
-            show_progress="hidden",
-        )
-        # Output panel: every change is saved at once (a running render keeps its own settings).
-        set_output = (studio.set_output, [state, *output_controls], [state, output_note, error])
-        for control in (output_scale, output_codec, output_preset, output_ten_bit, output_audio):
-            control.input(*set_output, **quiet).then(
-                studio.status_after_change, *result_status, **quiet
-            ).then(lambda: "", None, output_estimate, **quiet)
-        output_crf.release(*set_output, **quiet).then(
-            studio.status_after_change, *result_status, **quiet
-        )
-        for event in (output_width.submit, output_width.blur):
-            event(*set_output, **quiet).then(studio.status_after_change, *result_status, **quiet)
-
-        estimate.click(
-            studio.estimate,
-            [state, guidance],
-            [output_estimate],
-            show_progress_on=[output_estimate],
-            concurrency_limit=None,
-        )
-
-        # Projects panel: this browser's projects; each action answers beside its buttons.
-        panel = projects.ProjectsPanel(studio.client)
-        for event in (projects_panel.expand, projects_refresh.click):
-            event(panel.refresh, [owner], [projects_table], **quiet)
-
-        def pick(table: Any, evt: gr.SelectData) -> str:
-            return projects.selected_name(table, evt.index)
-
-        projects_table.select(pick, [projects_table], [projects_name], **quiet)
-        for button, action in (
-            (projects_rename, "rename"),
-            (projects_duplicate, "duplicate"),
-            (projects_delete, "delete"),
-            (projects_clear, "clear_caches"),
-        ):
-            button.click(
-                partial(panel.act, action),
-                [state, projects_name, projects_new_name, owner],
-                [projects_table, projects_message],
-                concurrency_limit=None,
-            )
-        opened_here = projects_open.click(
-            studio.reopen,
-            [state, projects_name, owner],
-            open_outputs,
-            show_progress_on=[frame_view],
-        )
-        opened_here.success(studio.preview_full, preview_inputs, preview_outputs, **computing)
-        opened_here.success(*show_output, **quiet)
-        opened_here.success(*follow, **quiet)
-        opened_here.success(*range_view, **quiet)
-        opened_here.then(panel.refresh, [owner], [projects_table], **quiet)
-
-        timer.tick(studio.engine_status, [state], [engine_status], **quiet)
-        # The clip's filmstrip and player: asked for until ready, then the timer stops; every
-        # newly opened clip starts it again.
-        media_timer.tick(studio.clip_media, [state], [filmstrip, player, media_timer], **quiet)
-        for event in (loaded, opened, reopened, relinked, opened_here):
-            event.then(lambda: gr.Timer(active=True), None, media_timer, **quiet)
     return blocks

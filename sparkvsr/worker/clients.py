@@ -178,7 +178,7 @@ class InProcessClient:
 
 
 class HttpClient:
-    """The same methods over HTTP to ``python -m sparkvsr worker`` (see sparkvsr/server.py).
+    """The same methods over HTTP to ``python -m sparkvsr worker`` (see sparkvsr/server/).
 
     base_url: e.g. ``http://127.0.0.1:7861``; token: the worker's ``--token``. Files fetched with
     ``get_file`` are downloaded under ``download_dir`` (a temp folder by default).
