@@ -402,3 +402,54 @@ def test_the_worker_makes_a_clips_proxy_once_in_the_background(tmp_path):
         again.close_session(SessionRequest(info.session_id))
     finally:
         again.close()
+
+
+def test_the_proxy_and_a_references_raw_image_cross_the_wire(tmp_path):
+    """The studio over an HTTP worker gets the clip's proxy and a moved Reference's raw image
+    as it does in process (``clip_media``, ``ReferenceResponse.raw_file``, ``get_file``)."""
+    import time
+
+    import cv2
+
+    from sparkvsr.engines import load_engine
+    from sparkvsr.media import read_image
+    from sparkvsr.worker import (
+        FileRequest,
+        HttpClient,
+        KeyframeRequest,
+        OpenClipRequest,
+        ReferenceRequest,
+        SessionRequest,
+        Worker,
+        WorkerConfig,
+    )
+    from tests.conftest import write_test_video
+    from tests.test_flow_engine import degrade, texture
+    from tests.test_server import serving
+
+    hr = texture(192, 256, seed=3)
+    clip = write_test_video(tmp_path / "clip.mp4", np.stack([degrade(hr[None])[0]] * 8))
+    moved = cv2.warpAffine(
+        hr, np.float32([[1, 0, 5], [0, 1, -3]]), (256, 192), borderMode=cv2.BORDER_REFLECT
+    )
+    config = WorkerConfig(projects_root=tmp_path / "projects")
+    with (
+        Worker(config, engine=load_engine("flow")) as worker,
+        serving(worker, "a-token-of-16-chars") as url,
+        HttpClient(url, token="a-token-of-16-chars", timeout=60) as client,
+    ):
+        info = client.open_clip(OpenClipRequest(clip_path=str(clip)))
+        deadline = time.monotonic() + 60
+        while (media := client.clip_media(SessionRequest(info.session_id))).state == "making":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert media.state == "ready" and len(media.frames) == 8
+        strip = client.get_file(FileRequest(info.session_id, media.filmstrip)).local_path
+        assert read_image(strip).shape[1] == media.thumb_width * 8
+        client.set_keyframe(KeyframeRequest(info.session_id, 0))
+        made = client.make_reference(
+            ReferenceRequest(info.session_id, 0, editor="upload", upload=moved)
+        )
+        assert made.raw_file and made.provenance.fit.verdict == "shifted"
+        raw = client.get_file(FileRequest(info.session_id, made.raw_file)).local_path
+        np.testing.assert_array_equal(read_image(raw), moved)

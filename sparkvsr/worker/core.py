@@ -106,6 +106,7 @@ class Worker:
         self.uploads_root = workspace.media_root(self.projects_root)
         self.previews_computed = 0
         self.previews_warmed = 0  # neighbours made while idle (see _run_warm)
+        self._busy_until = 0.0  # when the engine thread last finished real work
         self._editors: dict[str, tuple[Editor, threading.Lock]] = {}
         self._editor_lock = threading.Lock()
         self._sessions: dict[str, Session] = {}
@@ -377,6 +378,7 @@ class Worker:
             waiter.set_result(PreviewResponse(request.frame, request.guidance, cached))
             with self._wake:  # stepping on: the next neighbours are made while idle
                 session.warm = _neighbour_requests(request, session.project.state.clip.num_frames)
+                self._busy_until = time.monotonic()
                 self._wake.notify_all()
             return waiter
         with self._wake:
@@ -896,6 +898,8 @@ class Worker:
                 self._run_warm(target)
             else:
                 self._run_render_step(*target)
+            if kind != "warm":
+                self._busy_until = time.monotonic()
         self._close_clips()
 
     def _next_task(self) -> tuple[str, Any] | None:
@@ -919,6 +923,8 @@ class Worker:
         # the last previews, newest session first
         if self._preview_queue or self._closing:
             return None
+        if time.monotonic() < self._busy_until + WARM_GRACE:
+            return None  # the caller of the last preview gets the machine first
         for session in reversed(list(self._sessions.values())):
             if session.warm and not session.closed and session.preview is None:
                 return "warm", session
@@ -955,6 +961,8 @@ class Worker:
 
     def _wait_time(self) -> float | None:
         if not self._preview_queue:
+            if any(s.warm for s in self._sessions.values()):  # neighbours after the grace
+                return max(0.001, self._busy_until + WARM_GRACE - time.monotonic())
             return None
         due = min(s.last_preview + self.config.preview_interval for s in self._preview_queue)
         return max(0.001, due - time.monotonic())
@@ -1078,6 +1086,10 @@ class Worker:
 
 
 LOCK_PURPOSE = "the SparkVSR worker"
+# Seconds the engine stays idle after real work before it makes neighbours of the last preview:
+# the caller's own handling of that preview (encoding, sending, showing it) gets the two cores
+# first, and a request that follows at once does not wait for a neighbour
+WARM_GRACE = 0.25
 
 
 def _neighbour_requests(request: PreviewRequest, num_frames: int) -> list[PreviewRequest]:
