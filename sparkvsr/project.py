@@ -3,11 +3,14 @@
 Layout of a project folder::
 
     project.json                 the manifest (versioned JSON, rewritten atomically)
-    references/frame_000040.png  one lossless PNG per Reference (provenance + hash in the manifest)
+    references/frame_000040.png  one lossless PNG per Reference (provenance + hash in the manifest);
+                                 ``..._raw.png`` beside it: the editor's image before registration
+                                 moved it (only when it did), for the user's before/after
     chunks/000000-000009.npz     finished output chunks of the last render (lossless PNG frames)
     chunks/range-000040-000046-<fingerprint>.npz   chunks a range render made (same format)
     chunks.log                   one line per chunk ever saved: "start stop fingerprint" (audit)
     output.mp4                   the assembled render (default name; see OutputSettings)
+    proxy/                       the clip's player video and filmstrip (``media.proxy``)
 
 Rules the folder keeps:
 
@@ -106,12 +109,14 @@ class ClipSummary:
 
 @dataclass(frozen=True)
 class ReferenceEntry:
-    """A Reference saved beside the manifest: ``file`` is relative to the project folder."""
+    """A Reference saved beside the manifest: ``file`` is relative to the project folder;
+    ``raw_file`` the editor's image before registration moved it ("" when it was not moved)."""
 
     frame: int
     file: str
     content_hash: str
     provenance: Provenance
+    raw_file: str = ""
 
 
 @dataclass(frozen=True)
@@ -471,7 +476,14 @@ class Project:
             relative = f"{REFERENCES_DIR}/frame_{frame:06d}_{content_hash[:12]}.png"
             (self.folder / REFERENCES_DIR).mkdir(exist_ok=True)
             atomic_write(self.folder / relative, _encode_png(image))
-            entry = ReferenceEntry(frame, relative, content_hash, reference.provenance)
+            raw = getattr(reference, "raw", None)
+            raw_relative = ""
+            if raw is not None:  # the editor's image before registration (for the user to see)
+                raw_relative = f"{REFERENCES_DIR}/frame_{frame:06d}_{content_hash[:12]}_raw.png"
+                atomic_write(self.folder / raw_relative, _encode_png(np.asarray(raw)))
+            entry = ReferenceEntry(
+                frame, relative, content_hash, reference.provenance, raw_file=raw_relative
+            )
             others = tuple(r for r in self._state.references if r.frame != frame)
             old = self._state.reference(frame)
             state = self._commit(
@@ -479,6 +491,8 @@ class Project:
             )
             if old is not None and old.file != relative:
                 _unlink_quietly(self.folder / old.file)
+            if old is not None and old.raw_file and old.raw_file != raw_relative:
+                _unlink_quietly(self.folder / old.raw_file)
             return state
 
     def set_guidance(self, guidance: float) -> ProjectState:
@@ -875,6 +889,7 @@ def manifest_dict(state: ProjectState) -> dict[str, Any]:
                 "file": r.file,
                 "content_hash": r.content_hash,
                 "provenance": asdict(r.provenance),
+                "raw_file": r.raw_file,
             }
             for r in state.references
         ],
@@ -930,6 +945,7 @@ def _state_from_dict(data: Mapping[str, Any]) -> ProjectState:
             file=_checked_relative(str(r["file"])),
             content_hash=str(r["content_hash"]),
             provenance=_provenance(r["provenance"]),
+            raw_file=_checked_relative(str(r["raw_file"])) if r.get("raw_file") else "",
         )
         for r in data["references"]
     )

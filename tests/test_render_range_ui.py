@@ -194,7 +194,11 @@ def test_in_out_and_range_render_play_and_equal_the_full_render(studio, browser,
         _choose(page, "#output-codec", "FFV1 (lossless)")
         page.wait_for_selector('#range-progress [data-stage="stale"]')  # marked out of date
         page.click("#range-render")
+        page.wait_for_selector('#range-progress [data-stage="render"]')
+        # a reload while it renders: the page follows it (or shows it finished) all the same
+        page.reload()
         page.wait_for_selector('#range-progress [data-stage="done"]', timeout=RENDER_TIMEOUT_MS)
+        assert "_ffv1_f20-43.mkv" in page.inner_text("#range-progress")
         lossless = folder / "demo_lr_x4_flow_g1.0_ffv1_f20-43.mkv"
         with media.open_clip(lossless) as clip:
             assert clip.num_frames == 24

@@ -219,7 +219,17 @@ def test_an_idle_worker_makes_the_neighbours_of_the_last_preview_ahead(tmp_path)
         step = worker.preview(PreviewRequest(info.session_id, 5, 1.0, viewport))
         assert worker.previews_computed == computed  # the next frame was ready
         assert step.frame == 5 and step.image.shape == (64, 96, 3)
+        # a step answered from the cache makes its own neighbours ahead too (6; 4 is there)
+        deadline = time.monotonic() + 60
+        while worker.previews_warmed < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert worker.previews_warmed == 3
+        worker.preview(PreviewRequest(info.session_id, 6, 1.0, viewport))
+        assert worker.previews_computed == computed
+        while worker.previews_warmed < 4 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert worker.previews_warmed == 4  # 7, the neighbour of 6 (5 is there)
         # full-resolution previews (seconds each on real footage) are never made ahead
         worker.preview(PreviewRequest(info.session_id, 12, 1.0))
         time.sleep(0.5)
-        assert worker.previews_warmed == 2
+        assert worker.previews_warmed == 4

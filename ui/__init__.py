@@ -4,8 +4,9 @@
 ``Studio.launch(...)`` serves it. The UI never touches engines, editors or project files itself:
 every action is a call on the worker client (in-process or HTTP).
 
-Modules: ``layout`` (components and wiring), ``callbacks`` (event handlers, a package split
-by concept), ``state`` (the per-browser-session dataclass), ``timeline`` (timeline strip and frame label), ``images``
+Modules: ``layout`` (components), ``wiring`` (which event runs which handler), ``callbacks``
+(event handlers, a package split by concept), ``state`` (the per-browser-session dataclass),
+``timeline`` (timeline strip and frame label), ``fit`` (a Reference's fit in words), ``images``
 (images the page shows), ``messages`` (readable errors), ``keyboard`` (arrow-key scrubbing),
 ``viewer`` (viewer size, zoom and pan: previews at the size they are seen), ``shortcuts``
 (typed numbers, timeline clicks and keys move the same sliders; the help popover).

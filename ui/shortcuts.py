@@ -17,11 +17,12 @@ from html import escape
 SHORTCUTS = (
     ("← / →", "previous / next frame (Shift: 10 frames)"),
     ("J / L", "back / forward 10 frames"),
+    ("Space", "play / pause the clip (pausing goes to that frame)"),
     ("K", "stop (keeps the frame)"),
     ("Home / End", "first / last frame"),
     ("M", "pin or unpin the current frame"),
     ("I / O", "in / out point at the current frame (the range to preview-render)"),
-    ("C", "switch preview / before-after compare"),
+    ("C", "compare: preview, before / after wipe, side by side in turn"),
     ("1", "zoom 100 % (again: fit)"),
     ("Enter", "in a number box: go to that frame / guidance"),
     ("?", "show or hide this list"),
@@ -84,6 +85,43 @@ SHORTCUTS_JS = """
     commit("scrubber", frame, 0);
   }, true);
 
+  // Play / pause the LR clip's proxy over the viewer, from the playhead; pausing (or the end)
+  // moves the studio to the frame it stopped at, as if scrubbed there.
+  const fps = () => Number(document.querySelector("#timeline .timeline")?.dataset.fps) || 25;
+  const player = () => document.querySelector("#lr-player video");
+  const playing = (on) => document.querySelector("#preview-column")?.classList.toggle("playing", on);
+  const follow = (video) => {
+    if (video.__sparkvsrFollowed) return;
+    video.__sparkvsrFollowed = true;
+    video.addEventListener("pause", () => {
+      playing(false);
+      commit("scrubber", Math.floor(video.currentTime * fps() + 1e-3), 0);
+    });
+    const tick = () => {  // the playhead follows the picture
+      if (video.paused) return;
+      const r = range("scrubber");
+      const head = document.querySelector("#timeline .tl-playhead");
+      if (r && head) {
+        const frame = Math.min(Number(r.max), Math.floor(video.currentTime * fps()));
+        head.style.left = `${100 * frame / Math.max(1, Number(r.max))}%`;
+      }
+      requestAnimationFrame(tick);
+    };
+    video.addEventListener("play", () => requestAnimationFrame(tick));
+  };
+  const togglePlay = () => {
+    const video = player();
+    if (!video) return;
+    follow(video);
+    if (!video.paused) { video.pause(); return; }
+    const r = range("scrubber");
+    const at = r ? Number(r.value) : 0;
+    const last = r ? Number(r.max) : 0;
+    video.currentTime = ((at >= last ? 0 : at) + 0.5) / fps();  // the middle of the frame
+    playing(true);
+    video.play().catch(() => playing(false));
+  };
+
   document.addEventListener("keydown", (event) => {
     const t = event.target;
     // Enter in a number box (the frame, the guidance): go there, as a release would
@@ -110,16 +148,20 @@ SHORTCUTS_JS = """
     const actions = {
       j: () => commit("scrubber", now - 10, 350),
       l: () => commit("scrubber", now + 10, 350),
-      k: () => { clearTimeout(timers.scrubber);
+      " ": togglePlay,
+      k: () => { const video = player(); if (video && !video.paused) video.pause();
+                 clearTimeout(timers.scrubber);
                  if (r) r.dispatchEvent(new PointerEvent("pointerup", { bubbles: true })); },
       Home: () => commit("scrubber", 0, 0),
       End: () => commit("scrubber", r ? Number(r.max) : 0, 0),
       m: () => click("#pin"),
       i: () => click("#mark-in"),
       o: () => click("#mark-out"),
+      // compare modes in turn: preview, before/after wipe, side by side (the first three tabs)
       c: () => {
-        const tabs = [...document.querySelectorAll("#preview-column [role=tab]")];
-        const next = tabs.find((b) => b.getAttribute("aria-selected") !== "true");
+        const tabs = [...document.querySelectorAll("#viewer-tabs [role=tab]")].slice(0, 3);
+        const at = tabs.findIndex((b) => b.getAttribute("aria-selected") === "true");
+        const next = tabs[(at + 1) % tabs.length];
         if (next) next.click();
       },
       "1": () => {

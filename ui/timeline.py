@@ -36,11 +36,13 @@ def timeline_html(
     with_reference: Iterable[int] = (),
     in_point: int | None = None,
     out_point: int | None = None,
+    fps: float = 0.0,
 ) -> str:
     """The strip: I-frame ticks, keyframe pins (filled once they have a Reference), in and out
     marks with the span between them, playhead.
 
-    Every marker carries ``data-frame`` so tests and users' scripts can read the timeline.
+    Every marker carries ``data-frame`` so tests and users' scripts can read the timeline; the
+    strip carries the clip's ``data-frames`` and ``data-fps`` (the player maps time to frames).
     """
     done = set(with_reference)
     marks = []
@@ -80,7 +82,10 @@ def timeline_html(
         '<span><i class="tl-key"></i>keyframe</span>'
         '<span><i class="tl-key has-ref"></i>with reference</span></div>'
     )
-    return f'<div class="timeline"><div class="tl-track">{"".join(marks)}</div>{legend}</div>'
+    return (
+        f'<div class="timeline" data-frames="{num_frames}" data-fps="{fps:.6g}">'
+        f'<div class="tl-track">{"".join(marks)}</div>{legend}</div>'
+    )
 
 
 def keyframe_caption(frame: int, editor: str | None) -> str:

@@ -1,8 +1,8 @@
 """The viewer: what the page shows of the restored frame (size, zoom, pan), per browser tab.
 
 The page measures the preview's display pixels (``VIEWER_SIZE_JS`` writes them into the hidden
-``#viewport`` box whenever they change); the zoom control and clicks on the preview set the zoom
-and the pan. Every preview request carries the resulting ``Viewport``, so the worker makes the
+``#viewport`` box whenever they change); the zoom control and clicks on the preview (written into
+the hidden ``#pan-at`` box) set the zoom and the pan. Every preview request carries the resulting ``Viewport``, so the worker makes the
 frame at the size it is seen: the whole frame at display size when fitted, the zoomed region at
 full resolution from 100 % on.
 """
@@ -19,18 +19,23 @@ from sparkvsr.viewport import View, Viewport, shrink
 
 ZOOMS = {"Fit": 0.0, "100%": 1.0, "200%": 2.0, "400%": 4.0}
 """The zoom control's choices: display pixels per output pixel (0 = fit the whole frame)."""
+MODES = ("preview", "wipe", "side", "reference")
+"""What the viewer shows: the restored frame, a before/after wipe, before and after side by side
+(the same region, zoomed and panned together), or the keyframe's Reference and its fit."""
 DEFAULT_SIZE = (960, 540)
 """Display pixels assumed until the page has measured its viewer."""
 
 
 @dataclass(frozen=True)
 class ViewerSettings:
-    """One tab's viewer: display size (pixels), zoom (``ZOOMS`` value) and pan centre (0-1)."""
+    """One tab's viewer: display size (pixels), zoom (``ZOOMS`` value), pan centre (0-1) and
+    what it shows (``MODES``)."""
 
     width: int = DEFAULT_SIZE[0]
     height: int = DEFAULT_SIZE[1]
     zoom: float = 0.0
     center: tuple[float, float] = (0.5, 0.5)
+    mode: str = "preview"
 
     @property
     def viewport(self) -> Viewport:
@@ -93,6 +98,18 @@ def parse_size(text: str) -> tuple[int, int] | None:
     return width, height
 
 
+def parse_point(text: str) -> tuple[float, float] | None:
+    """The page's ``{"x": x, "y": y, ...}`` (pixels of the shown image) or None when unreadable."""
+    try:
+        data = json.loads(text or "")
+        x, y = float(data["x"]), float(data["y"])
+    except (ValueError, TypeError, KeyError):
+        return None
+    if not (0 <= x <= 16384 and 0 <= y <= 16384):
+        return None
+    return x, y
+
+
 def before_view(lr: np.ndarray, view: View, scale_xy: tuple[float, float]) -> np.ndarray:
     """The LR frame ``[h, w, 3]`` cut to ``view``'s box (output pixels, ``scale_xy`` output
     pixels per LR pixel) and resized to the view's size: the "before" side of a compare."""
@@ -129,5 +146,26 @@ VIEWER_SIZE_JS = """
   };
   window.addEventListener("resize", measure);
   setInterval(measure, 700);
+
+  // A click on the shown picture (the preview, either side of the side by side view) pans the
+  // view there: the point in the image's own pixels goes to #pan-at. Measured here because
+  // the viewer draws a zoomed region larger than its pixels (object-fit: contain), which
+  // Gradio's own select coordinates do not allow for.
+  document.addEventListener("click", (event) => {
+    // by position: Gradio lays its own layers over the picture
+    const inside = (r) => event.clientX >= r.left && event.clientX < r.right &&
+      event.clientY >= r.top && event.clientY < r.bottom;
+    const img = [...document.querySelectorAll("#preview img, #side-before img, #side-after img")]
+      .find((i) => i.offsetParent && i.naturalWidth && inside(i.getBoundingClientRect()));
+    const box = document.querySelector("#pan-at textarea, #pan-at input");
+    if (!img || !box) return;
+    const r = img.getBoundingClientRect();
+    const scale = Math.min(r.width / img.naturalWidth, r.height / img.naturalHeight);
+    const x = (event.clientX - r.left - (r.width - img.naturalWidth * scale) / 2) / scale;
+    const y = (event.clientY - r.top - (r.height - img.naturalHeight * scale) / 2) / scale;
+    if (x < 0 || y < 0 || x >= img.naturalWidth || y >= img.naturalHeight) return;
+    box.value = JSON.stringify({ x, y, at: Date.now() });
+    box.dispatchEvent(new Event("input", { bubbles: true }));
+  }, true);
 }
 """

@@ -15,6 +15,7 @@ One concept per module:
 - ``tracks``: audio / subtitle streams and the copy / re-encode / drop table per container
 - ``guards``: output checks before any work (not the source, writable, space, codec levels)
 - ``images``: still images
+- ``proxy``: a clip's small player copy and filmstrip for the studio
 """
 
 from sparkvsr.media.colour import ColourInfo, OutputColour

@@ -98,19 +98,28 @@ class Provenance:
 
 @dataclass(frozen=True, eq=False)
 class Reference:
-    """An HR image for one keyframe: ``image`` is ``[H, W, 3]`` uint8 RGB at the target size."""
+    """An HR image for one keyframe: ``image`` is ``[H, W, 3]`` uint8 RGB at the target size.
+
+    ``raw``: the editor's image before registration moved it onto the keyframe's grid (same
+    size), kept so the user can compare the two; None when registration left it as it was.
+    """
 
     image: np.ndarray = field(repr=False)
     provenance: Provenance
     content_hash: str
+    raw: np.ndarray | None = field(default=None, repr=False)
 
     @classmethod
-    def create(cls, image: np.ndarray, provenance: Provenance) -> Reference:
+    def create(
+        cls, image: np.ndarray, provenance: Provenance, raw: np.ndarray | None = None
+    ) -> Reference:
         image = np.ascontiguousarray(image, dtype=np.uint8)
         if not provenance.created:
             stamp = datetime.now(UTC).isoformat(timespec="seconds")
             provenance = Provenance(**{**provenance.__dict__, "created": stamp})
-        return cls(image=image, provenance=provenance, content_hash=image_hash(image))
+        if raw is not None:
+            raw = np.ascontiguousarray(raw, dtype=np.uint8)
+        return cls(image=image, provenance=provenance, content_hash=image_hash(image), raw=raw)
 
 
 def image_hash(image: np.ndarray) -> str:

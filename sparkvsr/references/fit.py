@@ -297,9 +297,13 @@ def fitted_reference(
 ) -> Reference:
     """The Reference every editor returns: ``image`` registered to ``lr_frame`` (see
     ``fit_reference``), with the fit in its provenance. So both engines get References on their
-    keyframe's grid, and the user sees how well each one fits."""
-    fitted, fit = fit_reference(np.ascontiguousarray(image), check_frame(lr_frame), align)
-    return Reference.create(fitted, replace(provenance, fit=fit))
+    keyframe's grid, and the user sees how well each one fits. When registration moved the
+    image, the editor's own image is kept as the Reference's ``raw`` (a before/after for the
+    user)."""
+    image = np.ascontiguousarray(image)
+    fitted, fit = fit_reference(image, check_frame(lr_frame), align)
+    moved = fitted is not image and fitted.shape == image.shape
+    return Reference.create(fitted, replace(provenance, fit=fit), raw=image if moved else None)
 
 
 def _verdict(

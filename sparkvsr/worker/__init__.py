@@ -16,6 +16,8 @@ same methods exist on ``Worker``, ``InProcessClient`` and ``HttpClient``)::
     attach(SessionRequest(session_id))                     -> Iterator[RenderProgress] (follow
         the project's running or last render from its start, e.g. after a reload)
     render_job(SessionRequest(session_id))                 -> RenderJobInfo (state, progress)
+    clip_media(SessionRequest(session_id))                 -> ClipMediaInfo (the clip's proxy
+        video and filmstrip, made once in the background; "making" until ready)
     cancel(SessionRequest(session_id))                     -> CancelResponse
     status(StatusRequest(session_id=""))                   -> WorkerStatus
     get_file(FileRequest(session_id, path))                -> FileResponse (a local path to read)
@@ -63,6 +65,7 @@ from sparkvsr.worker.limits import RequestError, TooLarge
 from sparkvsr.worker.requests import (
     AccessDenied,
     CancelResponse,
+    ClipMediaInfo,
     EditorAvailability,
     FileRequest,
     FileResponse,
@@ -98,6 +101,7 @@ __all__ = [
     "METHODS",
     "AccessDenied",
     "CancelResponse",
+    "ClipMediaInfo",
     "EditorAvailability",
     "FileRequest",
     "FileResponse",

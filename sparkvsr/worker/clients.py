@@ -18,6 +18,7 @@ from sparkvsr.worker import requests as _requests
 from sparkvsr.worker.core import Worker
 from sparkvsr.worker.requests import (
     CancelResponse,
+    ClipMediaInfo,
     FileRequest,
     FileResponse,
     FrameRequest,
@@ -61,6 +62,7 @@ class WorkerClient(Protocol):
     def render(self, request: RenderRequest) -> Iterator[RenderProgress]: ...
     def cancel(self, request: SessionRequest) -> CancelResponse: ...
     def render_job(self, request: SessionRequest) -> RenderJobInfo: ...
+    def clip_media(self, request: SessionRequest) -> ClipMediaInfo: ...
     def attach(self, request: SessionRequest) -> Iterator[RenderProgress]: ...
     def status(self, request: StatusRequest | None = None) -> WorkerStatus: ...
     def get_file(self, request: FileRequest) -> FileResponse: ...
@@ -82,6 +84,7 @@ METHODS: dict[str, tuple[type, type | None]] = {
     "preview": (PreviewRequest, PreviewResponse),
     "cancel": (SessionRequest, CancelResponse),
     "render_job": (SessionRequest, RenderJobInfo),
+    "clip_media": (SessionRequest, ClipMediaInfo),
     "status": (StatusRequest, WorkerStatus),
     "projects": (ProjectsRequest, ProjectsResponse),
     "project_action": (ProjectActionRequest, ProjectActionResponse),
@@ -133,6 +136,9 @@ class InProcessClient:
     def render_job(self, request: SessionRequest) -> RenderJobInfo:
         return self.worker.render_job(request)
 
+    def clip_media(self, request: SessionRequest) -> ClipMediaInfo:
+        return self.worker.clip_media(request)
+
     def attach(self, request: SessionRequest) -> Iterator[RenderProgress]:
         return self.worker.attach(request)
 
@@ -172,7 +178,7 @@ class InProcessClient:
 
 
 class HttpClient:
-    """The same methods over HTTP to ``python -m sparkvsr worker`` (see sparkvsr/server.py).
+    """The same methods over HTTP to ``python -m sparkvsr worker`` (see sparkvsr/server/).
 
     base_url: e.g. ``http://127.0.0.1:7861``; token: the worker's ``--token``. Files fetched with
     ``get_file`` are downloaded under ``download_dir`` (a temp folder by default).
@@ -235,6 +241,9 @@ class HttpClient:
 
     def render_job(self, request: SessionRequest) -> RenderJobInfo:
         return self._call("render_job", request)
+
+    def clip_media(self, request: SessionRequest) -> ClipMediaInfo:
+        return self._call("clip_media", request)
 
     def attach(self, request: SessionRequest) -> Iterator[RenderProgress]:
         """Follow the project's running (or last) render from its start (NDJSON stream)."""

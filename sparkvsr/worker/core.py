@@ -6,13 +6,14 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import gc
+import os
 import secrets
 import shutil
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from sparkvsr import media, workspace
 from sparkvsr.engines import load_engine
 from sparkvsr.engines.base import Engine, EngineStatus
 from sparkvsr.errors import EditorError, KeyframeError, ProjectError, SparkVSRError
+from sparkvsr.media.proxy import make_proxy
 from sparkvsr.project import ClipSummary, EngineSettings, Project, safe_join
 from sparkvsr.references import EDITORS, load_editor
 from sparkvsr.references.base import Editor, EditRequest
@@ -48,6 +50,7 @@ from sparkvsr.worker.requests import (
     PROJECT_ACTIONS,
     AccessDenied,
     CancelResponse,
+    ClipMediaInfo,
     EditorAvailability,
     FileRequest,
     FileResponse,
@@ -103,6 +106,7 @@ class Worker:
         self.uploads_root = workspace.media_root(self.projects_root)
         self.previews_computed = 0
         self.previews_warmed = 0  # neighbours made while idle (see _run_warm)
+        self._busy_until = 0.0  # when the engine thread last finished real work
         self._editors: dict[str, tuple[Editor, threading.Lock]] = {}
         self._editor_lock = threading.Lock()
         self._sessions: dict[str, Session] = {}
@@ -119,6 +123,9 @@ class Worker:
         self._engine_chores: list[Callable[[], None]] = []
         self._encoders: set[threading.Thread] = set()
         self.previews = PreviewCache(self.config.preview_cache_bytes)
+        # Clip proxies (player video, filmstrip): one at a time, in the background
+        self._proxies: dict[tuple[str, str], Future] = {}
+        self._proxy_pool: ThreadPoolExecutor | None = None
         self._closing = False
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sparkvsr-engine", daemon=True)
@@ -298,10 +305,15 @@ class Worker:
         with lock:  # one call per editor at a time (a local model holds one GPU context)
             reference = editor.make(lr_frame, output_size(session.project.state), edit)
         with session.shared.lock:
-            session.project.set_reference(request.frame, reference)
+            state = session.project.set_reference(request.frame, reference)
             session.references[request.frame] = reference.image
+        entry = state.reference(request.frame)
         return ReferenceResponse(
-            request.frame, reference.image, reference.content_hash, reference.provenance
+            request.frame,
+            reference.image,
+            reference.content_hash,
+            reference.provenance,
+            raw_file=entry.raw_file if entry is not None else "",
         )
 
     def reference(self, request: KeyframeRequest) -> ReferenceResponse:
@@ -311,7 +323,40 @@ class Worker:
         if entry is None:
             raise KeyframeError(f"frame {request.frame} has no Reference yet; make one first")
         image = session.project.reference_image(request.frame)
-        return ReferenceResponse(request.frame, image, entry.content_hash, entry.provenance)
+        return ReferenceResponse(
+            request.frame, image, entry.content_hash, entry.provenance, raw_file=entry.raw_file
+        )
+
+    def clip_media(self, request: SessionRequest) -> ClipMediaInfo:
+        """The clip's proxy video and filmstrip for the studio (``media.proxy``). The first call
+        for a clip starts making them on a background thread at the lowest CPU priority (one
+        clip at a time; previews and renders go first); later calls say "making" until they are
+        "ready" (then they are files of the project, reused on every reopen)."""
+        session = self._session(request.session_id)
+        folder = session.project.folder
+        clip_path = session.project.state.clip.path
+        key = (str(folder), clip_path)
+        with self._lock:
+            future = self._proxies.get(key)
+            if future is None:
+                if self._proxy_pool is None:
+                    self._proxy_pool = ThreadPoolExecutor(1, thread_name_prefix="sparkvsr-proxy")
+                future = self._proxy_pool.submit(self._make_proxy, clip_path, folder)
+                self._proxies[key] = future
+        if not future.done():
+            return ClipMediaInfo("making")
+        error = future.exception()
+        if error is not None:
+            return ClipMediaInfo("failed", message=str(error))
+        files = future.result()
+        return ClipMediaInfo("ready", files.video, files.filmstrip, files.frames, files.thumb_width)
+
+    def _make_proxy(self, clip_path: str, folder: Path) -> Any:
+        # Linux niceness is per thread: this one yields the CPU to previews and renders.
+        with contextlib.suppress(OSError, AttributeError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+        with media.open_clip(clip_path) as clip:
+            return make_proxy(clip, folder, cancel=self._stopped)
 
     # Preview and render -------------------------------------------------------------------
     def preview(self, request: PreviewRequest) -> PreviewResponse:
@@ -331,6 +376,10 @@ class Worker:
         cached = self.previews.get(key)
         if cached is not None:  # the same frame of the same clip and settings, from any session
             waiter.set_result(PreviewResponse(request.frame, request.guidance, cached))
+            with self._wake:  # stepping on: the next neighbours are made while idle
+                session.warm = _neighbour_requests(request, session.project.state.clip.num_frames)
+                self._busy_until = time.monotonic()
+                self._wake.notify_all()
             return waiter
         with self._wake:
             if session.closed:
@@ -532,6 +581,8 @@ class Worker:
                     shared.job.cancel.set()
             self._wake.notify_all()
         self._stopped.set()
+        if self._proxy_pool is not None:  # a proxy being made stops at its next frame
+            self._proxy_pool.shutdown(wait=True, cancel_futures=True)
         self._thread.join(timeout=60)
         for encoder in list(self._encoders):
             encoder.join(timeout=30)
@@ -847,6 +898,8 @@ class Worker:
                 self._run_warm(target)
             else:
                 self._run_render_step(*target)
+            if kind != "warm":
+                self._busy_until = time.monotonic()
         self._close_clips()
 
     def _next_task(self) -> tuple[str, Any] | None:
@@ -870,6 +923,8 @@ class Worker:
         # the last previews, newest session first
         if self._preview_queue or self._closing:
             return None
+        if time.monotonic() < self._busy_until + WARM_GRACE:
+            return None  # the caller of the last preview gets the machine first
         for session in reversed(list(self._sessions.values())):
             if session.warm and not session.closed and session.preview is None:
                 return "warm", session
@@ -906,6 +961,8 @@ class Worker:
 
     def _wait_time(self) -> float | None:
         if not self._preview_queue:
+            if any(s.warm for s in self._sessions.values()):  # neighbours after the grace
+                return max(0.001, self._busy_until + WARM_GRACE - time.monotonic())
             return None
         due = min(s.last_preview + self.config.preview_interval for s in self._preview_queue)
         return max(0.001, due - time.monotonic())
@@ -1029,6 +1086,10 @@ class Worker:
 
 
 LOCK_PURPOSE = "the SparkVSR worker"
+# Seconds the engine stays idle after real work before it makes neighbours of the last preview:
+# the caller's own handling of that preview (encoding, sending, showing it) gets the two cores
+# first, and a request that follows at once does not wait for a neighbour
+WARM_GRACE = 0.25
 
 
 def _neighbour_requests(request: PreviewRequest, num_frames: int) -> list[PreviewRequest]:

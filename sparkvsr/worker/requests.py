@@ -206,12 +206,15 @@ class ReferenceRequest:
 
 @dataclass(frozen=True)
 class ReferenceResponse:
-    """A keyframe's Reference: ``image`` ``[H, W, 3]`` uint8 RGB at the output size."""
+    """A keyframe's Reference: ``image`` ``[H, W, 3]`` uint8 RGB at the output size.
+    ``raw_file``: the editor's image before registration moved it, a project file (read it
+    with ``get_file``); "" when registration did not move it."""
 
     frame: int
     image: np.ndarray = field(repr=False)
     content_hash: str
     provenance: Provenance
+    raw_file: str = ""
 
 
 @dataclass(frozen=True)
@@ -254,6 +257,27 @@ class RenderRequest:
     guidance: float | None = None
     output: str = ""
     frames: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True)
+class ClipMediaInfo:
+    """The open clip's proxy for the studio's player and timeline (``media.proxy``), made once
+    per clip in the background (``clip_media``).
+
+    state:       "making", "ready" or "failed".
+    video:       the proxy mp4 (one frame per clip frame at the clip's rate), a project file
+                 (read it with ``get_file``); "" until ready.
+    filmstrip:   JPEG of ``len(frames)`` thumbnails side by side, each ``thumb_width`` wide.
+    frames:      the clip frame each thumbnail shows, left to right.
+    message:     why it failed.
+    """
+
+    state: str
+    video: str = ""
+    filmstrip: str = ""
+    frames: tuple[int, ...] = ()
+    thumb_width: int = 0
+    message: str = ""
 
 
 @dataclass(frozen=True)

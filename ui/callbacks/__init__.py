@@ -14,6 +14,7 @@ the result), ``rendering`` (render jobs and their progress); ``studio`` joins th
 from ui.callbacks.base import NoClip, StudioConfig
 from ui.callbacks.keyframes import (
     AUTO_MODES,
+    REFERENCE_VIEW,
     editor_choices,
     editor_reasons,
     pick_keyframes,
@@ -40,6 +41,7 @@ __all__ = [
     "DOWNLOAD_LABEL",
     "OPEN_OUTPUTS",
     "RANGE_TAB",
+    "REFERENCE_VIEW",
     "STAGES",
     "NoClip",
     "Studio",

@@ -80,6 +80,10 @@ class StudioBase:
         # The last full-quality preview asked for per worker session, as (order, frame,
         # guidance): a live preview that finishes after it must not replace the full one.
         self._full_asked: dict[str, tuple[int, int, float]] = {}
+        # The keyframe whose Reference the viewer's Reference tab shows, per worker session.
+        self._reference_shown: dict[str, int] = {}
+        # The proxy video each worker session's page has loaded (ui.callbacks.clip_media).
+        self._media_shown: dict[str, str] = {}
         self.viewers = Viewers()  # each tab's viewer size, zoom and pan
         self._order = itertools.count()
         # The render handler running per worker session: a Render pressed right after Cancel
@@ -102,6 +106,7 @@ class StudioBase:
             state.with_reference,
             state.in_point,
             state.out_point,
+            fps=clip.fps,
         )
 
 

@@ -13,6 +13,7 @@ from sparkvsr.errors import KeyframeError
 from sparkvsr.keyframes import KeyframeSelection, select_keyframes
 from sparkvsr.references.base import DEFAULT_TASK_PROMPT
 from sparkvsr.worker import (
+    FileRequest,
     FrameRequest,
     KeyframeRequest,
     ReferenceRequest,
@@ -26,6 +27,7 @@ from ui.callbacks.base import (
     _require,
     _skip,
 )
+from ui.fit import fit_html, no_reference_html
 from ui.images import upscale_for_compare
 from ui.messages import error_html
 from ui.state import StudioState
@@ -35,6 +37,8 @@ from ui.timeline import frame_label, keyframe_caption
 _AUTO_MODE = {"I-frames": "iframes", "uniform": "uniform", "random": "random"}
 AUTO_MODES = tuple(_AUTO_MODE)
 THUMB_WIDTH = 320
+REFERENCE_VIEW = ("reference_compare", "provenance", "reference_fit", "registration", "viewer_fit")
+"""Outputs showing a keyframe's Reference (names of the layout's components), in order."""
 
 
 class KeyframeHandlers(StudioBase):
@@ -85,24 +89,23 @@ class KeyframeHandlers(StudioBase):
 
     def select_keyframe(self, state: StudioState | None, evt: gr.SelectData) -> tuple[Any, ...]:
         """A gallery item was chosen: open the edit panel on it and move the playhead there.
-        Outputs: state, edit panel, panel title, LR-vs-reference slider, provenance, scrubber,
-        frame view, frame index, timeline, pin button, upload box, error. The upload box is
+        Outputs: state, edit panel, panel title, ``REFERENCE_VIEW``, scrubber, frame view,
+        frame index, timeline, pin button, upload box, error. The upload box is
         emptied: an image dropped for one keyframe never becomes another one's reference."""
         try:
             state = _require(state)
             index = evt.index[0] if isinstance(evt.index, list | tuple) else evt.index
             frame = state.keyframes[int(index)]
             state = state.select(frame)
-            compare, provenance = self._reference_view(state, frame)
+            view = self._reference_view(state, frame)
             path = self._frame_path(state, frame)
         except Exception as e:
-            return _failed(11, e, "opening the keyframe")
+            return _failed(14, e, "opening the keyframe")
         return (
             state,
             gr.Column(visible=True),
             f"### Keyframe {frame}",
-            compare,
-            provenance,
+            *view,
             frame,
             path,
             frame_label(frame, state.clip.num_frames, state.clip.fps),
@@ -126,7 +129,7 @@ class KeyframeHandlers(StudioBase):
         progress: gr.Progress = gr.Progress(),  # noqa: B008 (Gradio's way to ask for progress)
     ) -> tuple[Any, ...]:
         """``#make-reference`` for the keyframe in the edit panel.
-        Outputs: state, LR-vs-reference slider, provenance, gallery, timeline, error."""
+        Outputs: state, ``REFERENCE_VIEW``, gallery, timeline, error."""
         try:
             state = _require(state)
             if state.selected is None:
@@ -148,11 +151,11 @@ class KeyframeHandlers(StudioBase):
             )
             state = state.with_reference_made(frame, editor)
             progress(0.9, desc="showing it")
-            compare, provenance = self._reference_view(state, frame)
+            view = self._reference_view(state, frame)
             gallery = self._gallery(state)
         except Exception as e:
-            return _failed(5, e, f"making a reference with {editor}", work_at_stake=True)
-        return (state, compare, provenance, gallery, self._timeline(state, frame), "")
+            return _failed(8, e, f"making a reference with {editor}", work_at_stake=True)
+        return (state, *view, gallery, self._timeline(state, frame), "")
 
     def make_all_references(
         self,
@@ -184,7 +187,7 @@ class KeyframeHandlers(StudioBase):
                     else "pin a keyframe first"
                 )
         except Exception as e:
-            return _failed(5, e, "making references")
+            return _failed(8, e, "making references")
         error = ""
         # the editor inputs are read once; each keyframe's request differs only in its frame
         request = _reference_request(
@@ -210,15 +213,15 @@ class KeyframeHandlers(StudioBase):
             state = state.with_reference_made(frame, editor)
         try:
             shown = state.selected if state.selected is not None else todo[0]
-            compare, provenance = (
+            view = (
                 self._reference_view(state, shown)
                 if state.selected is not None
-                else (gr.skip(), gr.skip())
+                else _skip(len(REFERENCE_VIEW))
             )
             gallery = self._gallery(state)
         except Exception as e:
-            return (state, *_skip(4), error_html(e, "showing the references"))
-        return (state, compare, provenance, gallery, self._timeline(state, shown), error)
+            return (state, *_skip(7), error_html(e, "showing the references"))
+        return (state, *view, gallery, self._timeline(state, shown), error)
 
     def editor_info(self, current: str | None) -> tuple[Any, ...]:
         """After load: label editors that cannot run on this worker and say why.
@@ -256,18 +259,77 @@ class KeyframeHandlers(StudioBase):
             items.append((path, keyframe_caption(frame, editor)))
         return items
 
-    def _reference_view(self, state: StudioState, frame: int) -> tuple[Any, str]:
-        """(LR vs Reference pair or None, provenance markdown) for keyframe ``frame``."""
+    def _reference_view(self, state: StudioState, frame: int) -> tuple[Any, ...]:
+        """What the page shows of keyframe ``frame``'s Reference (``REFERENCE_VIEW``): the input
+        vs Reference slider, the provenance, the fit (badge, numbers, warning) for the edit
+        panel, the registration's before/after (the editor's image vs the registered one) and
+        the fit again for the viewer's Reference tab."""
         if frame not in state.with_reference:
-            return None, "No reference yet: choose an editor and press **Make reference**."
+            missing = "No reference yet: choose an editor and press **Make reference**."
+            return None, missing, "", None, no_reference_html(frame)
         reference = self.client.reference(KeyframeRequest(state.session_id, frame))
         lr = self.client.frame(FrameRequest(state.session_id, frame)).image
         size = (reference.image.shape[1], reference.image.shape[0])
+        after = self.images.full(state.session_id, "ref-after", reference.image)
         pair = (
             self.images.full(state.session_id, "ref-before", upscale_for_compare(lr, size)),
-            self.images.full(state.session_id, "ref-after", reference.image),
+            after,
         )
-        return pair, provenance_markdown(reference.provenance, reference.content_hash)
+        fit = fit_html(getattr(reference.provenance, "fit", None), frame)
+        with self._tabs_lock:
+            self._reference_shown[state.session_id] = frame
+        return (
+            pair,
+            provenance_markdown(reference.provenance, reference.content_hash),
+            fit,
+            self._registration(state, reference, after),
+            fit,
+        )
+
+    def _registration(self, state: StudioState, reference: Any, registered: str) -> Any:
+        """The before/after of a Reference's registration: the editor's image (a project file,
+        kept when registration moved it) vs the registered one the engines use."""
+        raw_file = getattr(reference, "raw_file", "")
+        if raw_file:
+            raw = self.client.get_file(FileRequest(state.session_id, raw_file)).local_path
+            label = f"Keyframe {reference.frame}: the editor's image vs registered (used)"
+        else:
+            raw = registered
+            label = f"Keyframe {reference.frame}: registration left the editor's image as it was"
+        return gr.ImageSlider(value=(raw, registered), label=label)
+
+    def reference_in_viewer(self, state: StudioState | None, frame: float) -> tuple[Any, ...]:
+        """The viewer's Reference tab after the playhead moved: the Reference of the keyframe
+        under the playhead, when the tab is shown and it is not the one already there.
+        Outputs: registration slider, viewer fit."""
+        if state is None or self.viewers.get(state.session_id).mode != "reference":
+            return _skip(2)
+        return self._reference_tab(state, _clamp(frame, state), force=False)
+
+    def show_reference_tab(self, state: StudioState | None, frame: float) -> tuple[Any, ...]:
+        """The viewer's Reference tab was opened: the Reference of the keyframe under the
+        playhead, else of the keyframe selected in the gallery. Outputs: registration slider,
+        viewer fit."""
+        if state is None:
+            return _skip(2)
+        self.viewers.update(state.session_id, mode="reference")
+        return self._reference_tab(state, _clamp(frame, state), force=True)
+
+    def _reference_tab(self, state: StudioState, frame: int, force: bool) -> tuple[Any, ...]:
+        key = frame if frame in state.with_reference else None
+        if key is None and force:
+            key = state.selected if state.selected in state.with_reference else None
+        with self._tabs_lock:
+            shown = self._reference_shown.get(state.session_id)
+        if key is None:
+            return (None, no_reference_html(frame)) if force else _skip(2)
+        if key == shown and not force:
+            return _skip(2)
+        try:
+            view = self._reference_view(state, key)
+        except Exception as e:  # the tab is a view: say why in it, never an error panel
+            return None, f'<div class="fit-warning" role="alert">{escape(str(e))}</div>'
+        return view[3], view[4]
 
 
 def _thumbnail(image: np.ndarray) -> np.ndarray:

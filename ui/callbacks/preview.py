@@ -24,7 +24,7 @@ from ui.callbacks.base import (
 from ui.callbacks.keyframes import pin_label
 from ui.state import StudioState
 from ui.timeline import frame_label
-from ui.viewer import ZOOMS, before_view, parse_size
+from ui.viewer import MODES, ZOOMS, before_view, parse_point, parse_size
 
 log = logging.getLogger("sparkvsr.ui")
 
@@ -131,15 +131,39 @@ class PreviewHandlers(StudioBase):
         self.viewers.update(state.session_id, zoom=ZOOMS[zoom])
         return self.preview_full(state, frame, guidance)
 
-    def pan_to(self, state: StudioState | None, frame: float, guidance: float, evt: gr.SelectData):
-        """A click on the preview centres the view there (zoomed: at once; fitted: for the
-        next zoom). Outputs: preview, before/after, error."""
-        if state is None or not isinstance(evt.index, list | tuple) or len(evt.index) != 2:
+    def pan_to(self, state: StudioState | None, point: str, frame: float, guidance: float):
+        """``#pan-at`` (the page measured a click on the preview or on either side of the side
+        by side view, in the shown image's pixels): centre the view there (zoomed: at once;
+        fitted: for the next zoom). Outputs: preview, before/after, error."""
+        at = parse_point(point)
+        if state is None or at is None:
             return _skip(3)
-        settings = self.viewers.pan_to(state.session_id, float(evt.index[0]), float(evt.index[1]))
+        settings = self.viewers.pan_to(state.session_id, *at)
         if settings.zoom == 0:
             return _skip(3)
         return self.preview_full(state, frame, guidance)
+
+    def set_viewer_mode(self, state: StudioState | None, mode: str) -> None:
+        """A viewer tab was chosen (``ui.viewer.MODES``): remembered so that views only that
+        tab shows (the Reference) are made while it is shown, never on the preview path."""
+        if state is not None and mode in MODES:
+            self.viewers.update(state.session_id, mode=mode)
+
+    def side_by_side(self, state: StudioState | None, pair: Any) -> tuple[Any, ...]:
+        """``#before-after`` changed: while the side by side view is shown, the same two images
+        side by side (``#side-before``, ``#side-after``): the same region of the input and of
+        the restored frame, so zoom and pan move both. Nothing is computed: the files are the
+        wipe's. Outputs: both sides."""
+        if state is None or self.viewers.get(state.session_id).mode != "side":
+            return _skip(2)
+        return _sides(pair)
+
+    def show_side_by_side(self, state: StudioState | None, pair: Any) -> tuple[Any, ...]:
+        """The side by side tab was opened: remembered, and the wipe's two images shown there.
+        Outputs: both sides."""
+        if state is not None:
+            self.viewers.update(state.session_id, mode="side")
+        return _sides(pair)
 
     def _full_preview_wins(self, session_id: str, started: int, frame: int, guidance: float):
         """True when a full-quality preview was asked after this live one started, or for the
@@ -156,3 +180,10 @@ class PreviewHandlers(StudioBase):
 def preview_label(index: int, guidance: float, live: bool) -> str:
     kind = "live preview" if live else "full quality"
     return f"Restored frame {index} · guidance {guidance:.2f} · {kind}"
+
+
+def _sides(pair: Any) -> tuple[Any, ...]:
+    """The wipe's (before, after) files for the two sides, or skips when it has none yet."""
+    if not isinstance(pair, list | tuple) or len(pair) != 2 or None in pair:
+        return _skip(2)
+    return pair[0], pair[1]

@@ -52,6 +52,8 @@ class SessionHandlers(StudioBase):
     def _forget(self, session_id: str) -> None:
         with self._tabs_lock:
             self._full_asked.pop(session_id, None)
+            self._reference_shown.pop(session_id, None)
+            self._media_shown.pop(session_id, None)
         self.viewers.forget(session_id)
 
     def unload(self, request: gr.Request) -> None:

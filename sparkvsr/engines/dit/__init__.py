@@ -20,9 +20,10 @@ containing it, and a resumed render cost nothing for chunks already done.
 
 The package, one concept per module: ``loading`` (the pipeline folder or hub id, its checks,
 the empty-prompt T5 cache), ``latent_cache`` (x0 per chunk, tile and guidance branch, spilled
-to disk beyond its budget), ``chunks`` (a chunk's References, a tile's model input, the
-temporal blend), ``previews`` (the fewest latent frames and the latent window a preview
-decodes) and ``engine`` (``DitEngine``: the chunk x tile restore loop and previews).
+to disk beyond its budget), ``chunks`` (the restore plan, a chunk's References, a tile's
+model input, the temporal blend, progress inside a chunk), ``previews`` (a preview's pixels:
+the fewest latent frames and the latent window it decodes) and ``engine`` (``DitEngine``: the
+chunk x tile restore loop and previews).
 """
 
 from sparkvsr.engines.dit.chunks import TILE_MULTIPLE

@@ -1,15 +1,17 @@
-"""The chunk x tile geometry of a dit restore: which References a chunk holds, a tile's model
-input, the temporal blend that hands out finished frames, and progress inside a chunk."""
+"""The chunk x tile geometry of a dit restore: its plan (chunks, tiles, feather and keyframe
+weights), which References a chunk holds, a tile's model input, the temporal blend that hands
+out finished frames, and progress inside a chunk."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from sparkvsr import conditioning as cond
-from sparkvsr.engines.base import Progress, ProgressFn
-from sparkvsr.tiling import Tile
+from sparkvsr.engines.base import Progress, ProgressFn, RestoreOptions
+from sparkvsr.tiling import Span, Tile, axis_weights, chunk_plan, tile_plan, tile_weights
 
 TILE_MULTIPLE = (
     cond.PIXEL_MULTIPLE // cond.UPSCALE
@@ -96,3 +98,61 @@ class ChunkSteps:
         if self.report is not None:
             frames = self.base + (self.end - self.base) * self.done // self.steps
             self.report(Progress(frames, self.total, "frames", f"{self.label}: {what}"))
+
+
+@dataclass(frozen=True, eq=False)
+class RestorePlan:
+    """What a restore (or a preview of one of its frames) works through: the whole clip's
+    temporal chunks and spatial tiles (LR pixels of the padded frame) with their feather
+    weights, and each keyframe's content hash and weight (``RestoreOptions.keyframe_guidance``
+    or automatic). A preview uses the render's plan, so its frame is the render's frame."""
+
+    chunks: tuple[Span, ...]
+    chunk_weights: tuple[np.ndarray, ...]
+    tiles: tuple[Tile, ...]
+    tile_weights: tuple[np.ndarray, ...]
+    hashes: dict[int, str]
+    weights: dict[int, float]
+    guidance: float
+
+    @classmethod
+    def build(
+        cls,
+        num_frames: int,
+        lr_size: tuple[int, int],
+        options: RestoreOptions,
+        hashes: dict[int, str],
+        weights: dict[int, float],
+    ) -> RestorePlan:
+        """The plan for a clip of ``num_frames`` LR frames of ``lr_size`` (width, height)."""
+        padded_h, padded_w = cond.padded_lr_size(lr_size[1], lr_size[0])
+        chunks = chunk_plan(num_frames, options.chunk, options.overlap)
+        tiles = tile_plan(padded_h, padded_w, options.tile, options.tile_overlap, TILE_MULTIPLE)
+        scaled = [Tile(t.rows.scaled(cond.UPSCALE), t.cols.scaled(cond.UPSCALE)) for t in tiles]
+        return cls(
+            chunks=tuple(chunks),
+            chunk_weights=tuple(axis_weights(chunks)),
+            tiles=tuple(tiles),
+            tile_weights=tuple(tile_weights(scaled)),
+            hashes=dict(hashes),
+            weights=dict(weights),
+            guidance=options.guidance,
+        )
+
+    def refs(self, span: Span) -> ChunkRefs:
+        """The References inside chunk ``span``, by local frame."""
+        return ChunkRefs(
+            tuple(
+                (i - span.start, h)
+                for i, h in sorted(self.hashes.items())
+                if span.start <= i < span.stop
+            )
+        )
+
+    def scales(self, span: Span) -> tuple[float, ...]:
+        """The guidance of each latent frame of chunk ``span`` (``conditioning.latent_guidance``)."""
+        return cond.latent_guidance(
+            cond.latent_frame_count(cond.padded_frame_count(span.length)),
+            {local: self.weights[span.start + local] for local, _ in self.refs(span).frames},
+            self.guidance,
+        )

@@ -24,9 +24,9 @@ from sparkvsr.engines.base import (
     raise_if_cancelled,
 )
 from sparkvsr.engines.dit.chunks import (
-    TILE_MULTIPLE,
     ChunkRefs,
     ChunkSteps,
+    RestorePlan,
     TemporalBlender,
     tile_video,
 )
@@ -43,18 +43,12 @@ from sparkvsr.engines.dit.loading import (
     resolve_model_folder,
     writable_dir,
 )
-from sparkvsr.engines.dit.previews import (
-    decode_prefix,
-    decoder_margin,
-    latent_index,
-    overlaps,
-    window,
-)
+from sparkvsr.engines.dit.previews import preview_pixels
 from sparkvsr.errors import EngineError
 from sparkvsr.frames import FrameSource
 from sparkvsr.references import fit
 from sparkvsr.references.base import image_hash
-from sparkvsr.tiling import Span, Tile, axis_weights, chunk_plan, tile_plan, tile_weights
+from sparkvsr.tiling import Span, Tile
 from sparkvsr.viewport import Viewport, apply_view, shrink
 
 
@@ -262,98 +256,11 @@ class DitEngine:
 
         # 3. The pixels of the view's box, blended over chunks and tiles as the render blends.
         box = (0, 0, *hr_size) if view is None else view.box
-        pixels = self._preview_pixels(source, references, indices, frame, options, box)
+        plan = self._plan(source, references, indices, options)
+        pixels = preview_pixels(self, source, references, plan, frame, box)
         if view is None:
             return self._finish(pixels[None], source.read(frame, frame + 1), options)[0]
         return shrink(cond.unit_to_uint8(pixels[None])[0], view.size)
-
-    def _preview_pixels(
-        self,
-        source: FrameSource,
-        references: References,
-        indices: list[int],
-        frame: int,
-        options: RestoreOptions,
-        box: tuple[int, int, int, int],
-    ) -> torch.Tensor:
-        """Frame ``frame``'s pixels inside output ``box`` (x0, y0, x1, y1) ``[h, w, 3]`` float32
-        in [0, 1] on the engine's device, in the order and with the weights of ``restore``."""
-        width, height = source.size
-        padded_h, padded_w = cond.padded_lr_size(height, width)
-        chunks = chunk_plan(source.num_frames, options.chunk, options.overlap)
-        chunk_w = axis_weights(chunks)
-        tiles = tile_plan(padded_h, padded_w, options.tile, options.tile_overlap, TILE_MULTIPLE)
-        tile_w = tile_weights(
-            [Tile(t.rows.scaled(cond.UPSCALE), t.cols.scaled(cond.UPSCALE)) for t in tiles]
-        )
-        hashes = {i: image_hash(np.asarray(references[i])) for i in indices}
-        weights = self._keyframe_weights(source, references, indices, hashes, options)
-        margin = decoder_margin(self.vae)
-        batch = getattr(self.vae, "num_latent_frames_batch_size", None)
-        box_x0, box_y0, box_x1, box_y1 = box
-        blended = None
-        for number, span in enumerate(chunks):
-            if not span.start <= frame < span.stop:
-                continue
-            refs = ChunkRefs(
-                tuple((i - span.start, hashes[i]) for i in indices if span.start <= i < span.stop)
-            )
-            num_padded = cond.padded_frame_count(span.length)
-            num_latent = cond.latent_frame_count(num_padded)
-            scales = cond.latent_guidance(
-                num_latent,
-                {local: weights[span.start + local] for local, _ in refs.frames},
-                options.guidance,
-            )
-            need_u, need_c = cond.guidance_branches(scales)
-            local = frame - span.start
-            keep = decode_prefix(num_latent, latent_index(local), batch)
-            unit = None  # the padded LR chunk, read only when a latent is missing
-            canvas = None
-            for tile, weight in zip(tiles, tile_w):
-                if not overlaps(tile, box):
-                    continue
-                x0_u, x0_c = self._cached_latents(source, span, tile, refs, scales)
-                if (need_u and x0_u is None) or (need_c and x0_c is None):
-                    if unit is None:
-                        unit = cond.frames_to_unit(source.read(span.start, span.stop))
-                        unit = cond.pad_spatial(
-                            cond.pad_frames(unit.to(self.device), num_padded), padded_h, padded_w
-                        )
-                    x0_u, x0_c = self._compute_latents(
-                        source, unit, span, tile, refs, references, scales, x0_u, x0_c
-                    )
-                latent, crop = window(tile, box, margin)
-
-                def cut(x: torch.Tensor | None, latent: Tile = latent) -> torch.Tensor | None:
-                    if x is None:
-                        return None
-                    part = x[..., latent.rows.start : latent.rows.stop, :]
-                    part = part[..., latent.cols.start : latent.cols.stop]
-                    return part.to(self.device, torch.float32)
-
-                # mix all latent frames (as the render does, bit for bit), decode the prefix
-                x0 = cond.rfg_combine(cut(x0_u), cut(x0_c), scales)[:, :, :keep]
-                pixels = self._decode(x0)[
-                    local, crop.rows.start : crop.rows.stop, crop.cols.start : crop.cols.stop
-                ]
-                if len(tiles) == 1:
-                    canvas = pixels
-                    break
-                if canvas is None:
-                    canvas = pixels.new_zeros((box_y1 - box_y0, box_x1 - box_x0, 3))
-                rows, cols = tile.rows.scaled(cond.UPSCALE), tile.cols.scaled(cond.UPSCALE)
-                top, left = max(box_y0, rows.start), max(box_x0, cols.start)
-                h, w = pixels.shape[:2]
-                part = weight[top - rows.start : top - rows.start + h]
-                part = torch.from_numpy(part[:, left - cols.start : left - cols.start + w])
-                canvas[top - box_y0 : top - box_y0 + h, left - box_x0 : left - box_x0 + w] += (
-                    pixels * part.to(pixels.device)[:, :, None]
-                )
-            chunk_weight = torch.from_numpy(chunk_w[number][local : local + 1])
-            weighted = canvas * chunk_weight.to(canvas.device)  # as the render weighs it
-            blended = weighted if blended is None else blended + weighted
-        return blended
 
     def restore(
         self,
@@ -368,18 +275,10 @@ class DitEngine:
         ``options.start``; see the module docstring for the steps."""
         # 1. Check the request before any work.
         indices = self._check_request(source, references, options)
-        width, height = source.size
-        padded_h, padded_w = cond.padded_lr_size(height, width)
 
-        # 2. Plans: temporal chunks with feather weights, spatial tiles with feather weights.
-        chunks = chunk_plan(source.num_frames, options.chunk, options.overlap)
-        chunk_w = axis_weights(chunks)
-        tiles = tile_plan(padded_h, padded_w, options.tile, options.tile_overlap, TILE_MULTIPLE)
-        tile_w = tile_weights(
-            [Tile(t.rows.scaled(cond.UPSCALE), t.cols.scaled(cond.UPSCALE)) for t in tiles]
-        )
-        hashes = {i: image_hash(np.asarray(references[i])) for i in indices}
-        weights = self._keyframe_weights(source, references, indices, hashes, options)
+        # 2. Plans: temporal chunks and spatial tiles with feather weights, keyframe weights.
+        plan = self._plan(source, references, indices, options)
+        chunks = plan.chunks
         # a range keeps the whole clip's chunk plan (its frames equal the full restore's): the
         # chunks from the one holding ``start`` to the one holding ``stop - 1``
         stop = options.end(source.num_frames)
@@ -399,32 +298,21 @@ class DitEngine:
                 reported,
                 max(reported, min(done_until, stop) - options.start),
                 total,
-                len(tiles) * (2 + self._decode_slices(num_latent)),
+                len(plan.tiles) * (2 + self._decode_slices(num_latent)),
                 f"chunk {number + 1 - first}/{last + 1 - first}",
             )
             reported = steps.end
             lr = source.read(span.start, span.stop)
-            refs = ChunkRefs(
-                tuple((i - span.start, hashes[i]) for i in indices if span.start <= i < span.stop)
-            )
-            scales = cond.latent_guidance(
-                num_latent,
-                {local: weights[span.start + local] for local, _ in refs.frames},
-                options.guidance,
-            )
             frames = self._render_chunk(
                 source,
                 lr,
                 span,
-                refs,
+                plan,
                 references,
-                tiles,
-                tile_w,
-                scales,
                 cancel,
                 steps if progress is not None else None,  # no decoder hook without a listener
             )
-            weight = torch.from_numpy(chunk_w[number]).to(frames.device)
+            weight = torch.from_numpy(plan.chunk_weights[number]).to(frames.device)
             blender.add(span.start, frames * weight[:, None, None, None])
             start, finished = blender.pop(done_until)
             keep = max(options.start, start)
@@ -436,6 +324,17 @@ class DitEngine:
             yield RestoredChunk(keep, self._finish(finished, lr_part, options))
 
     # -- steps -----------------------------------------------------------------------------------
+
+    def _plan(
+        self,
+        source: FrameSource,
+        references: References,
+        indices: list[int],
+        options: RestoreOptions,
+    ) -> RestorePlan:
+        hashes = {i: image_hash(np.asarray(references[i])) for i in indices}
+        weights = self._keyframe_weights(source, references, indices, hashes, options)
+        return RestorePlan.build(source.num_frames, source.size, options, hashes, weights)
 
     def _check_request(
         self, source: FrameSource, references: References, options: RestoreOptions
@@ -487,24 +386,22 @@ class DitEngine:
         source: FrameSource,
         lr: np.ndarray,
         span: Span,
-        refs: ChunkRefs,
+        plan: RestorePlan,
         references: References,
-        tiles: tuple[Tile, ...],
-        tile_w: tuple[np.ndarray, ...],
-        scales: tuple[float, ...],
         cancel: CancelFn | None,
         steps: ChunkSteps | None = None,
     ) -> torch.Tensor:
         """One chunk's frames ``[F, 4H, 4W, 3]`` float32 in [0, 1] on the engine's device,
-        tiles feather-blended (blending stays on the device: no full-size CPU passes).
-        ``scales``: the guidance of each latent frame (``conditioning.latent_guidance``).
-        ``steps``: told after each tile's latents and each temporal slice the VAE decodes."""
+        tiles feather-blended (blending stays on the device: no full-size CPU passes), each
+        latent frame at its guidance (``RestorePlan.scales``). ``steps``: told after each
+        tile's encode and transformer pass and each temporal slice the VAE decodes."""
+        refs, scales, tiles = plan.refs(span), plan.scales(span), plan.tiles
         height, width = lr.shape[1:3]
         padded_h, padded_w = cond.padded_lr_size(height, width)
         num_padded = cond.padded_frame_count(span.length)
         canvas = None
         unit = None  # the padded LR chunk, built only when a latent is missing
-        for tile, weight in zip(tiles, tile_w):
+        for tile, weight in zip(tiles, plan.tile_weights):
             raise_if_cancelled(cancel)
             x0_u, x0_c = self._cached_latents(source, span, tile, refs, scales)
             need_u, need_c = cond.guidance_branches(scales)

@@ -2,7 +2,7 @@
 
 A preview shows one output frame, often only a zoomed region of it (``sparkvsr.viewport``). Its
 x0 latents are cached per chunk and guidance branch, so a preview costs a mix of the two branches
-and a VAE decode; these pure helpers keep that decode as small as the VAE allows:
+and a VAE decode (``preview_pixels``); pure helpers keep that decode as small as the VAE allows:
 
 - **Time**: the CogVideoX VAE decodes latent frames causally, in batches of
   ``num_latent_frames_batch_size`` (2; the first batch also takes the odd one), with a
@@ -20,9 +20,18 @@ and a VAE decode; these pure helpers keep that decode as small as the VAE allows
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
+
+import torch
 
 from sparkvsr import conditioning as cond
+from sparkvsr.engines.base import References
+from sparkvsr.engines.dit.chunks import RestorePlan
+from sparkvsr.frames import FrameSource
 from sparkvsr.tiling import Span, Tile
+
+if TYPE_CHECKING:
+    from sparkvsr.engines.dit.engine import DitEngine
 
 
 def latent_index(local_frame: int) -> int:
@@ -110,3 +119,79 @@ def overlaps(tile: Tile, box: tuple[int, int, int, int]) -> bool:
     x0, y0, x1, y1 = box
     rows, cols = tile.rows.scaled(cond.UPSCALE), tile.cols.scaled(cond.UPSCALE)
     return rows.start < y1 and y0 < rows.stop and cols.start < x1 and x0 < cols.stop
+
+
+def preview_pixels(
+    engine: DitEngine,
+    source: FrameSource,
+    references: References,
+    plan: RestorePlan,
+    frame: int,
+    box: tuple[int, int, int, int],
+) -> torch.Tensor:
+    """Frame ``frame``'s pixels inside output ``box`` (x0, y0, x1, y1) ``[h, w, 3]`` float32
+    in [0, 1] on ``engine``'s device, blended over the chunks and tiles of ``plan`` that hold
+    them in the order and with the weights of ``engine.restore``; x0 latents from ``engine``'s
+    cache (computed once when missing), decoded as little as the VAE allows."""
+    width, height = source.size
+    padded_h, padded_w = cond.padded_lr_size(height, width)
+    tiles = plan.tiles
+    margin = decoder_margin(engine.vae)
+    batch = getattr(engine.vae, "num_latent_frames_batch_size", None)
+    box_x0, box_y0, box_x1, box_y1 = box
+    blended = None
+    for number, span in enumerate(plan.chunks):
+        if not span.start <= frame < span.stop:
+            continue
+        refs, scales = plan.refs(span), plan.scales(span)
+        num_padded = cond.padded_frame_count(span.length)
+        num_latent = len(scales)
+        need_u, need_c = cond.guidance_branches(scales)
+        local = frame - span.start
+        keep = decode_prefix(num_latent, latent_index(local), batch)
+        unit = None  # the padded LR chunk, read only when a latent is missing
+        canvas = None
+        for tile, weight in zip(tiles, plan.tile_weights):
+            if not overlaps(tile, box):
+                continue
+            x0_u, x0_c = engine._cached_latents(source, span, tile, refs, scales)
+            if (need_u and x0_u is None) or (need_c and x0_c is None):
+                if unit is None:
+                    unit = cond.frames_to_unit(source.read(span.start, span.stop))
+                    unit = cond.pad_spatial(
+                        cond.pad_frames(unit.to(engine.device), num_padded), padded_h, padded_w
+                    )
+                x0_u, x0_c = engine._compute_latents(
+                    source, unit, span, tile, refs, references, scales, x0_u, x0_c
+                )
+            latent, crop = window(tile, box, margin)
+
+            def cut(x: torch.Tensor | None, latent: Tile = latent) -> torch.Tensor | None:
+                if x is None:
+                    return None
+                part = x[..., latent.rows.start : latent.rows.stop, :]
+                part = part[..., latent.cols.start : latent.cols.stop]
+                return part.to(engine.device, torch.float32)
+
+            # mix all latent frames (as the render does, bit for bit), decode the prefix
+            x0 = cond.rfg_combine(cut(x0_u), cut(x0_c), scales)[:, :, :keep]
+            pixels = engine._decode(x0)[
+                local, crop.rows.start : crop.rows.stop, crop.cols.start : crop.cols.stop
+            ]
+            if len(tiles) == 1:
+                canvas = pixels
+                break
+            if canvas is None:
+                canvas = pixels.new_zeros((box_y1 - box_y0, box_x1 - box_x0, 3))
+            rows, cols = tile.rows.scaled(cond.UPSCALE), tile.cols.scaled(cond.UPSCALE)
+            top, left = max(box_y0, rows.start), max(box_x0, cols.start)
+            h, w = pixels.shape[:2]
+            part = weight[top - rows.start : top - rows.start + h]
+            part = torch.from_numpy(part[:, left - cols.start : left - cols.start + w])
+            canvas[top - box_y0 : top - box_y0 + h, left - box_x0 : left - box_x0 + w] += (
+                pixels * part.to(pixels.device)[:, :, None]
+            )
+        chunk_weight = torch.from_numpy(plan.chunk_weights[number][local : local + 1])
+        weighted = canvas * chunk_weight.to(canvas.device)  # as the render weighs it
+        blended = weighted if blended is None else blended + weighted
+    return blended
