@@ -156,6 +156,8 @@ def test_in_out_and_range_render_play_and_equal_the_full_render(studio, browser,
         assert "_x4_flow_g1.0_f20-43.mp4" in page.inner_text("#range-progress")
         Steps(page, tmp_path).shot("range-rendered")
         page.wait_for_selector("#range-video video")
+        # a named download beside the player
+        page.wait_for_selector('#range-video a[download="demo_lr_x4_flow_g1.0_f20-43.mp4"]')
         duration = page.evaluate(
             """async () => {
               const v = document.querySelector('#range-video video');
