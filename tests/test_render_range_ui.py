@@ -156,6 +156,8 @@ def test_in_out_and_range_render_play_and_equal_the_full_render(studio, browser,
         assert "_x4_flow_g1.0_f20-43.mp4" in page.inner_text("#range-progress")
         Steps(page, tmp_path).shot("range-rendered")
         page.wait_for_selector("#range-video video")
+        # a named download beside the player
+        page.wait_for_selector('#range-video a[download="demo_lr_x4_flow_g1.0_f20-43.mp4"]')
         duration = page.evaluate(
             """async () => {
               const v = document.querySelector('#range-video video');
@@ -194,10 +196,23 @@ def test_in_out_and_range_render_play_and_equal_the_full_render(studio, browser,
         _choose(page, "#output-codec", "FFV1 (lossless)")
         page.wait_for_selector('#range-progress [data-stage="stale"]')  # marked out of date
         page.click("#range-render")
+        page.wait_for_selector('#range-progress [data-stage="render"]')
+        # a reload while it renders: the page follows it (or shows it finished) all the same
+        page.reload()
         page.wait_for_selector('#range-progress [data-stage="done"]', timeout=RENDER_TIMEOUT_MS)
+        assert "_ffv1_f20-43.mkv" in page.inner_text("#range-progress")
         lossless = folder / "demo_lr_x4_flow_g1.0_ffv1_f20-43.mkv"
         with media.open_clip(lossless) as clip:
             assert clip.num_frames == 24
             assert np.array_equal(clip.read(0, 24), full[20:44])
     finally:
         context.close()
+
+
+def test_a_cancelled_range_says_what_it_kept():
+    from sparkvsr.render import RenderProgress
+    from ui.callbacks.ranges import range_cancelled_note
+
+    kept = RenderProgress("render", 12, 75, chunks_rendered=2, first=30)
+    assert "12 of 75 frames kept" in range_cancelled_note(kept)
+    assert "before its first chunk" in range_cancelled_note(None)

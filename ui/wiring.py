@@ -205,6 +205,8 @@ def wire(studio: Studio, blocks: gr.Blocks, page: Page) -> None:
         [page.range_progress, page.range_video, page.range_info],
     )
     loaded.then(*range_view, **quiet)
+    range_outputs = [page.range_progress, page.range_video, page.viewer_tabs, page.render_message]
+    loaded.then(studio.follow_range, [page.state], range_outputs, **quiet)
     loaded.then(studio.preview_full, preview_inputs, preview_outputs, **computing).then(
         studio.editor_info, [page.editor_choice], [page.editor_choice, page.editor_note], **quiet
     )
@@ -397,7 +399,7 @@ def wire(studio: Studio, blocks: gr.Blocks, page: Page) -> None:
     page.range_render.click(
         studio.render_range,
         [page.state, page.scrubber, page.guidance],
-        [page.range_progress, page.range_video, page.viewer_tabs, page.render_message],
+        range_outputs,
         concurrency_limit=None,
         show_progress="hidden",
     )

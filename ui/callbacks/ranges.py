@@ -13,10 +13,10 @@ import gradio as gr
 
 from sparkvsr.errors import Cancelled
 from sparkvsr.render import range_name
-from sparkvsr.worker import FileRequest, RenderRequest, SettingsRequest
+from sparkvsr.worker import FileRequest, RenderRequest, SessionRequest, SettingsRequest
 from ui import ranges
 from ui.callbacks.base import StudioBase, _clamp, _failed, _require, _skip
-from ui.callbacks.rendering import PROGRESS_EVERY_S, RUNNING_JOB, cancelled_note, progress_html
+from ui.callbacks.rendering import PROGRESS_EVERY_S, RUNNING_JOB, progress_html
 from ui.messages import error_html, notice_html
 from ui.state import StudioState
 
@@ -92,6 +92,30 @@ class RangeHandlers(StudioBase):
             return
         note = f"rendering frames {span[0]}–{span[1] - 1}"
         yield progress_html(None, note), gr.skip(), gr.skip(), ""
+        yield from self._follow_range(state, steps, output, span)
+
+    def follow_range(self, state: StudioState | None) -> Iterator[tuple[Any, ...]]:
+        """After the page opened a project: a range render still running (started before a
+        reload, or in another tab) is followed to its result. Outputs as ``render_range``."""
+        job = None
+        if state is not None:
+            try:
+                job = self._render_job(state)
+            except Exception as e:  # the session just closed: nothing to follow
+                log.info("render job unavailable: %s", e)
+        frames = getattr(job, "frames", None)
+        if job is None or job.state not in RUNNING_JOB or not frames:
+            yield _skip(4)
+            return
+        note = "the range render kept going while the page was away; following it"
+        yield progress_html(job.progress, note), gr.skip(), gr.skip(), gr.skip()
+        steps = self.client.attach(SessionRequest(state.session_id))
+        yield from self._follow_range(state, steps, Path(job.output).name, tuple(frames))
+
+    def _follow_range(
+        self, state: StudioState, steps: Iterator[Any], output: str, span: tuple[int, int]
+    ) -> Iterator[tuple[Any, ...]]:
+        """Progress of a range render until it ends, then its video in the viewer."""
         last, shown = None, 0.0
         try:
             for last in steps:
@@ -104,7 +128,7 @@ class RangeHandlers(StudioBase):
                 yield progress_html(last, "range"), gr.skip(), gr.skip(), gr.skip()
             path = self.client.get_file(FileRequest(state.session_id, output)).local_path
         except Cancelled:
-            yield notice_html(cancelled_note(last)), gr.skip(), gr.skip(), gr.skip()
+            yield notice_html(range_cancelled_note(last)), gr.skip(), gr.skip(), gr.skip()
             return
         except Exception as e:
             failed = error_html(e, "rendering the range", work_at_stake=True)
@@ -118,6 +142,8 @@ class RangeHandlers(StudioBase):
         or out of date. Outputs: range progress, range video, range info."""
         if state is None:
             return _skip(3)
+        if self._rendering(state):  # a running range is shown by the handler following it
+            return gr.skip(), gr.skip(), self._info(state, 0)
         try:
             info = self.client.update_settings(SettingsRequest(state.session_id))  # reads only
             if not info.range_result or info.range_frames is None:
@@ -146,3 +172,14 @@ class RangeHandlers(StudioBase):
         range's results, each marked out of date if the change needs a new render. Outputs:
         progress, download button, range progress."""
         return (*self.result_status(state), self.range_status(state))
+
+
+def range_cancelled_note(last: Any) -> str:
+    """What a cancelled range render kept (its chunks serve the next range or full render)."""
+    done = (last.chunks_rendered + last.chunks_reused) if last is not None else 0
+    if not done:
+        return "Range render cancelled before its first chunk finished."
+    return (
+        f"Range render cancelled: {last.frames_done} of {last.total_frames} frames kept; "
+        "Render range (or Render clip) goes on from them."
+    )
