@@ -156,6 +156,8 @@ def test_in_out_and_range_render_play_and_equal_the_full_render(studio, browser,
         assert "_x4_flow_g1.0_f20-43.mp4" in page.inner_text("#range-progress")
         Steps(page, tmp_path).shot("range-rendered")
         page.wait_for_selector("#range-video video")
+        # a named download beside the player
+        page.wait_for_selector('#range-video a[download="demo_lr_x4_flow_g1.0_f20-43.mp4"]')
         duration = page.evaluate(
             """async () => {
               const v = document.querySelector('#range-video video');
@@ -205,3 +207,12 @@ def test_in_out_and_range_render_play_and_equal_the_full_render(studio, browser,
             assert np.array_equal(clip.read(0, 24), full[20:44])
     finally:
         context.close()
+
+
+def test_a_cancelled_range_says_what_it_kept():
+    from sparkvsr.render import RenderProgress
+    from ui.callbacks.ranges import range_cancelled_note
+
+    kept = RenderProgress("render", 12, 75, chunks_rendered=2, first=30)
+    assert "12 of 75 frames kept" in range_cancelled_note(kept)
+    assert "before its first chunk" in range_cancelled_note(None)

@@ -16,7 +16,7 @@ from sparkvsr.render import range_name
 from sparkvsr.worker import FileRequest, RenderRequest, SessionRequest, SettingsRequest
 from ui import ranges
 from ui.callbacks.base import StudioBase, _clamp, _failed, _require, _skip
-from ui.callbacks.rendering import PROGRESS_EVERY_S, RUNNING_JOB, cancelled_note, progress_html
+from ui.callbacks.rendering import PROGRESS_EVERY_S, RUNNING_JOB, progress_html
 from ui.messages import error_html, notice_html
 from ui.state import StudioState
 
@@ -128,7 +128,7 @@ class RangeHandlers(StudioBase):
                 yield progress_html(last, "range"), gr.skip(), gr.skip(), gr.skip()
             path = self.client.get_file(FileRequest(state.session_id, output)).local_path
         except Cancelled:
-            yield notice_html(cancelled_note(last)), gr.skip(), gr.skip(), gr.skip()
+            yield notice_html(range_cancelled_note(last)), gr.skip(), gr.skip(), gr.skip()
             return
         except Exception as e:
             failed = error_html(e, "rendering the range", work_at_stake=True)
@@ -172,3 +172,14 @@ class RangeHandlers(StudioBase):
         range's results, each marked out of date if the change needs a new render. Outputs:
         progress, download button, range progress."""
         return (*self.result_status(state), self.range_status(state))
+
+
+def range_cancelled_note(last: Any) -> str:
+    """What a cancelled range render kept (its chunks serve the next range or full render)."""
+    done = (last.chunks_rendered + last.chunks_reused) if last is not None else 0
+    if not done:
+        return "Range render cancelled before its first chunk finished."
+    return (
+        f"Range render cancelled: {last.frames_done} of {last.total_frames} frames kept; "
+        "Render range (or Render clip) goes on from them."
+    )
