@@ -55,8 +55,10 @@ How it works:
 
 Modules: ``requests`` (request/response types, config, errors), ``limits`` (ranges and
 sizes), ``sessions`` (per-session and per-project state), ``previews`` (coalescing slots, shared
-cache), ``jobs`` (render jobs), ``core`` (the Worker and its engine thread), ``clients``
-(in-process and HTTP clients), ``wire`` (JSON wire form).
+cache), ``jobs`` (render jobs), ``core`` (the Worker: sessions, Keyframes and References,
+previews, status) with its mixins ``rendering`` (render calls), ``storage`` (files, uploads,
+projects), ``lifetime`` (closing, reaping, releasing memory) and ``engine_thread`` (the engine
+thread's tasks), ``clients`` (in-process and HTTP clients), ``wire`` (JSON wire form).
 """
 
 from sparkvsr.worker.clients import METHODS, HttpClient, InProcessClient, WorkerClient
