@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sparkvsr.errors import ProjectError
+from sparkvsr.media.proxy import clip_thumbnail
 from sparkvsr.project import (
     CHUNK_LOG,
     CHUNKS_DIR,
@@ -42,7 +43,6 @@ from sparkvsr.project import (
 
 MEDIA_DIR = "_media"
 OWNER_FILE = "owner"
-THUMBNAIL = "thumbnail.jpg"
 _INCOMING = ".incoming"
 _BLOCK = 1 << 20
 
@@ -164,7 +164,7 @@ class ProjectSummary:
     cache_bytes: int
     outputs: tuple[str, ...]
     clip_missing: bool
-    thumbnail: str = ""
+    thumbnail: bytes = b""  # JPEG of a frame of the clip (made with its proxy), or empty
 
 
 def project_names(projects_root: str | os.PathLike) -> list[str]:
@@ -184,7 +184,6 @@ def summarize(folder: Path) -> ProjectSummary:
     state = project.state
     disk = _folder_bytes(folder)
     cache = _folder_bytes(folder / CHUNKS_DIR)
-    thumb = folder / THUMBNAIL
     return ProjectSummary(
         name=folder.name,
         clip_name=Path(state.clip.path).name,
@@ -198,7 +197,7 @@ def summarize(folder: Path) -> ProjectSummary:
         cache_bytes=cache,
         outputs=tuple(sorted(p.name for p in folder.iterdir() if p.suffix in OUTPUT_SUFFIXES)),
         clip_missing=not Path(state.clip.path).exists(),
-        thumbnail=str(thumb) if thumb.is_file() else "",
+        thumbnail=clip_thumbnail(folder),
     )
 
 

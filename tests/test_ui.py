@@ -762,7 +762,18 @@ def test_the_projects_panel_lists_duplicates_and_deletes_this_browsers_projects(
         project = page.inner_text("#clip-title").rsplit("project", 1)[-1].strip()
         page.click("#projects-panel")
         page.wait_for_function(_text_has("#projects-list", project))
-        page.fill("#projects-name textarea, #projects-name input", project)
+        # a picture of the clip (made with its player proxy, in the background) chooses it
+        deadline = time.monotonic() + 60
+        while not page.locator("#projects-gallery img").count():
+            assert time.monotonic() < deadline, "no project picture within a minute"
+            page.wait_for_timeout(1000)
+            page.click("#projects-refresh")
+        page.locator("#projects-gallery button.thumbnail-item").first.click()
+        page.wait_for_function(
+            "(name) => document.querySelector('#projects-name textarea, #projects-name input')"
+            ".value === name",
+            arg=project,
+        )
         # the open project is refused (its tab must open another one first), next to the buttons
         page.click("#projects-delete")
         page.wait_for_function(_text_has("#projects-message", "is open in this tab"))

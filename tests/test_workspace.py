@@ -142,3 +142,37 @@ def test_projects_are_listed_renamed_duplicated_and_deleted_by_their_owner(tmp_p
         not Path(stored.clip_path).exists()
         and client.projects(ProjectsRequest("me")).projects == ()
     )
+
+
+def test_a_projects_thumbnail_is_a_frame_of_its_clip_once_the_proxy_exists(tmp_path, client):
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from sparkvsr.media import open_clip
+    from sparkvsr.media.proxy import filmstrip_frames, make_proxy
+    from sparkvsr.worker import ProjectsRequest
+
+    frames = moving_frames(12, 96, 64)
+    frames[:, :, :, 0] = np.arange(12, dtype=np.uint8)[:, None, None] * 20  # red tells frames apart
+    clip = write_test_video(tmp_path / "c.mp4", frames)
+    info = client.open_clip(OpenClipRequest(clip_path=str(clip), owner="me"))
+    client.close_session(SessionRequest(info.session_id))
+    folder = tmp_path / "projects" / info.project
+    shutil.rmtree(folder / "proxy", ignore_errors=True)  # before the proxy: no picture yet
+    assert workspace.summarize(folder).thumbnail == b""
+
+    with open_clip(clip) as opened:
+        make_proxy(opened, folder)
+        decoded = opened.read(0, 12)
+    (listed,) = client.projects(ProjectsRequest("me")).projects  # through the worker's listing
+    with Image.open(io.BytesIO(listed.thumbnail)) as image:
+        thumb = np.asarray(image.convert("RGB"), dtype=float)
+    wanted = filmstrip_frames(12)[len(filmstrip_frames(12)) // 2]
+    small = [
+        np.asarray(Image.fromarray(f).resize(image.size, Image.Resampling.BOX), dtype=float)
+        for f in decoded
+    ]
+    errors = [np.abs(s - thumb)[..., 0].mean() for s in small]
+    assert int(np.argmin(errors)) == wanted and errors[wanted] < 8

@@ -392,6 +392,14 @@ def build_blocks(studio: Studio, logo_svg: str = "") -> gr.Blocks:
                 )
 
         with gr.Accordion("Your projects", open=False, elem_id="projects-panel") as projects_panel:
+            projects_gallery = gr.Gallery(
+                label="Click a project to choose it",
+                elem_id="projects-gallery",
+                columns=8,
+                height=130,
+                allow_preview=False,
+                object_fit="contain",
+            )
             projects_table = gr.Dataframe(
                 headers=projects.COLUMNS,
                 interactive=False,
@@ -433,6 +441,7 @@ def build_blocks(studio: Studio, logo_svg: str = "") -> gr.Blocks:
                 clip_upload=clip_upload,
                 projects_panel=projects_panel,
                 projects_table=projects_table,
+                projects_gallery=projects_gallery,
                 projects_message=projects_message,
                 scrubber=scrubber,
                 player=player,

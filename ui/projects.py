@@ -7,8 +7,12 @@ delete and clearing its caches: the tab must open another project first.
 
 from __future__ import annotations
 
+import io
 import time
 from typing import Any
+
+import numpy as np
+from PIL import Image
 
 from sparkvsr.errors import SparkVSRError
 from sparkvsr.worker import (
@@ -65,6 +69,28 @@ def rows(projects: tuple[ProjectSummary, ...], now: float | None = None) -> list
     ]
 
 
+def gallery(projects: tuple[ProjectSummary, ...]) -> list[tuple[np.ndarray, str]]:
+    """The panel's pictures: (a frame of the clip ``[H, W, 3]`` uint8, the project name) for each
+    project whose thumbnail exists (it is made with the clip's proxy, in the background)."""
+    items = []
+    for p in projects:
+        if not p.thumbnail:
+            continue
+        try:
+            with Image.open(io.BytesIO(p.thumbnail)) as image:
+                items.append((np.asarray(image.convert("RGB")), p.name))
+        except OSError:
+            continue  # a damaged thumbnail is left out; the table still lists the project
+    return items
+
+
+def gallery_name(value: Any) -> str:
+    """The project name of a clicked picture (Gradio's select value: a dict with its caption)."""
+    if isinstance(value, dict):
+        return str(value.get("caption") or "")
+    return ""
+
+
 class PanelError(SparkVSRError):
     """A projects-panel action the page refuses before asking the worker."""
 
@@ -75,19 +101,19 @@ class ProjectsPanel:
     def __init__(self, client: WorkerClient):
         self.client = client
 
-    def refresh(self, owner: str | None) -> Any:
-        """``#projects-refresh`` (and opening the panel). Outputs: the table."""
+    def refresh(self, owner: str | None) -> tuple[Any, Any]:
+        """``#projects-refresh`` (and opening the panel). Outputs: the table, the pictures."""
         try:
             listed = self.client.projects(ProjectsRequest(owner or "")).projects
         except Exception as e:
-            return [[f"cannot list projects: {e}", "", 0, 0, "", "", "", ""]]
-        return rows(listed)
+            return [[f"cannot list projects: {e}", "", 0, 0, "", "", "", ""]], []
+        return rows(listed), gallery(listed)
 
     def act(
         self, action: str, state: StudioState | None, name: str, new_name: str, owner: str | None
-    ) -> tuple[Any, str]:
+    ) -> tuple[Any, Any, str]:
         """Rename / duplicate / delete / clear caches of project ``name``.
-        Outputs: the table, the panel's message."""
+        Outputs: the table, the pictures, the panel's message."""
         name, new_name = (name or "").strip(), (new_name or "").strip()
         try:
             if not name:
@@ -102,13 +128,13 @@ class ProjectsPanel:
             request = ProjectActionRequest(name, action, new_name, owner or "")
             response = self.client.project_action(request)
         except Exception as e:
-            return self.refresh(owner), error_html(e, f"{action.replace('_', ' ')} {name}")
+            return *self.refresh(owner), error_html(e, f"{action.replace('_', ' ')} {name}")
         done = f"{name} {ACTIONS[action]}"
         if response.project and response.project != name:
             done += f" as {response.project}"
         if response.freed:
             done += f"; {size_text(response.freed)} freed"
-        return self.refresh(owner), notice_html(done)
+        return *self.refresh(owner), notice_html(done)
 
 
 def selected_name(table: Any, index: Any) -> str:

@@ -31,6 +31,7 @@ class Page:
     clip_upload: Any
     projects_panel: Any
     projects_table: Any
+    projects_gallery: Any
     projects_message: Any
     scrubber: Any
     player: Any
@@ -436,12 +437,17 @@ def wire(studio: Studio, blocks: gr.Blocks, page: Page) -> None:
     # Projects panel: this browser's projects; each action answers beside its buttons.
     panel = projects.ProjectsPanel(studio.client)
     for event in (page.projects_panel.expand, page.projects_refresh.click):
-        event(panel.refresh, [page.owner], [page.projects_table], **quiet)
+        event(panel.refresh, [page.owner], [page.projects_table, page.projects_gallery], **quiet)
 
     def pick(table: Any, evt: gr.SelectData) -> str:
         return projects.selected_name(table, evt.index)
 
     page.projects_table.select(pick, [page.projects_table], [page.projects_name], **quiet)
+
+    def pick_picture(evt: gr.SelectData) -> str:
+        return projects.gallery_name(evt.value)
+
+    page.projects_gallery.select(pick_picture, None, [page.projects_name], **quiet)
     for button, action in (
         (page.projects_rename, "rename"),
         (page.projects_duplicate, "duplicate"),
@@ -451,7 +457,7 @@ def wire(studio: Studio, blocks: gr.Blocks, page: Page) -> None:
         button.click(
             partial(panel.act, action),
             [page.state, page.projects_name, page.projects_new_name, page.owner],
-            [page.projects_table, page.projects_message],
+            [page.projects_table, page.projects_gallery, page.projects_message],
             concurrency_limit=None,
         )
     opened_here = page.projects_open.click(
@@ -464,7 +470,9 @@ def wire(studio: Studio, blocks: gr.Blocks, page: Page) -> None:
     opened_here.success(*show_output, **quiet)
     opened_here.success(*follow, **quiet)
     opened_here.success(*range_view, **quiet)
-    opened_here.then(panel.refresh, [page.owner], [page.projects_table], **quiet)
+    opened_here.then(
+        panel.refresh, [page.owner], [page.projects_table, page.projects_gallery], **quiet
+    )
 
     page.timer.tick(studio.engine_status, [page.state], [page.engine_status], **quiet)
     # The clip's filmstrip and player: asked for until ready, then the timer stops; every

@@ -10,6 +10,7 @@ player is for looking at motion; the restored clip keeps the sound).
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import threading
@@ -83,6 +84,26 @@ def cached_proxy(folder: str | os.PathLike, identity: str) -> ProxyFiles | None:
     if not all((Path(folder) / p).is_file() for p in (files.video, files.filmstrip)):
         return None
     return files
+
+
+def clip_thumbnail(folder: str | os.PathLike) -> bytes:
+    """JPEG of the middle thumbnail of the filmstrip made in project ``folder`` (what the projects
+    panel shows for it); empty before the proxy exists or when its files cannot be read."""
+    base = Path(folder) / PROXY_DIR
+    try:
+        record = json.loads((base / RECORD_NAME).read_text())
+        width = int(record["thumb_width"])
+        count = len(record["frames"])
+        with Image.open(base / FILMSTRIP_NAME) as strip:
+            middle = count // 2
+            thumb = strip.convert("RGB").crop(
+                (middle * width, 0, (middle + 1) * width, strip.height)
+            )
+    except (OSError, ValueError, KeyError, TypeError):
+        return b""
+    out = io.BytesIO()
+    thumb.save(out, format="JPEG", quality=85)
+    return out.getvalue()
 
 
 def make_proxy(
