@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import math
 import tempfile
+import zipfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -50,24 +51,26 @@ def sample_bytes(sample: np.ndarray, fps: float, settings: OutputSettings) -> tu
     suffix = OUTPUT_SUFFIX[settings.codec] or ".mkv"
     codec = settings.codec if settings.codec in media.CODECS else "h264"
     with tempfile.TemporaryDirectory(prefix="sparkvsr-estimate-") as folder:
+        if settings.codec == "png":  # the studio's PNG sequence: one zip, as the render writes it
+            path = Path(folder) / "sample.zip"
+            with media.PngSequenceZip(path) as sequence:
+                sequence.write(0, sample)
+            with zipfile.ZipFile(path) as archive:
+                sizes = [entry.compress_size for entry in archive.infolist()]
+            return sizes, max(0, path.stat().st_size - sum(sizes))
         path = Path(folder) / f"sample{suffix}"
-        if settings.codec == "png":
-            writer = media.VideoWriter(Path(folder) / "frames", fps)
-        else:
-            writer = media.VideoWriter(
-                path,
-                fps,
-                crf=settings.crf,
-                preset=settings.preset,
-                lossless=settings.codec == "ffv1",
-                codec=codec,
-            )
+        writer = media.VideoWriter(
+            path,
+            fps,
+            crf=settings.crf,
+            preset=settings.preset,
+            lossless=settings.codec == "ffv1",
+            codec=codec,
+        )
         with writer:
             if settings.ten_bit:
                 writer.colour = _ten_bit(writer.colour)
             writer.write(sample)
-        if settings.codec == "png":
-            return [p.stat().st_size for p in sorted((Path(folder) / "frames").glob("*.png"))], 0
         with av.open(str(path)) as container:
             sizes = [p.size for p in container.demux(video=0) if p.size]
         overhead = max(0, path.stat().st_size - sum(sizes))

@@ -308,3 +308,42 @@ def test_a_moved_project_keeps_its_range_output(tmp_path):
     reopened = Project.open(moved)
     reopened.moved_from(project.folder)
     assert Path(reopened.state.range_render.output) == moved / "out_f3-8.mkv"
+
+
+def test_a_png_sequence_is_a_zip_of_the_lossless_frames_and_a_range_names_its_own(tmp_path):
+    """The studio's "PNG sequence (zip)": every frame as a PNG named by its clip index, equal
+    to the FFV1 render of the same settings; the estimate lands within 30 % of the zip."""
+    import io
+    import zipfile
+
+    from PIL import Image
+
+    from sparkvsr.estimate import estimate_output
+
+    clip = make_clip_with_audio(tmp_path / "clip.mp4", num_frames=16)
+    lossless = _project(tmp_path / "a", clip, OutputSettings(path="out.mkv", codec="ffv1"))
+    expected = decode_all(render_project(FlowEngine(), lossless).output)
+
+    project = _project(tmp_path / "b", clip, OutputSettings(path="out.zip", codec="png"))
+    result = render_project(FlowEngine(), project)
+    assert any("no sound" in note for note in result.notes)  # the clip's audio cannot go along
+    with zipfile.ZipFile(result.output) as archive:
+        names = archive.namelist()
+        frames = np.stack(
+            [
+                np.asarray(Image.open(io.BytesIO(archive.read(name))).convert("RGB"))
+                for name in names
+            ]
+        )
+    assert names == [f"frame_{i:06d}.png" for i in range(16)]
+    assert np.array_equal(frames, expected)
+    estimate = estimate_output(expected[4:15], 25, 16, project.state.output)
+    size = result.output.stat().st_size
+    assert abs(estimate.bytes - size) <= 0.3 * size, (estimate.bytes, size)
+
+    ranged = _run(render_range_steps(FlowEngine(), project, (5, 9)))
+    with zipfile.ZipFile(ranged.output) as archive:
+        assert archive.namelist() == [f"frame_{i:06d}.png" for i in range(5, 9)]
+    with pytest.raises(ProjectError, match=r"\*\.zip"):
+        project.set_output(OutputSettings(path="frames.mp4", codec="png"))
+        render_project(FlowEngine(), project)

@@ -16,12 +16,14 @@ import subprocess
 import sys
 import time
 import urllib.request
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from sparkvsr.errors import KeyframeError, MediaError
 from sparkvsr.project import ClipSummary
@@ -697,6 +699,10 @@ def test_output_sizes_and_names_follow_the_panel():
     assert output_name("a.mp4", (1920, 1080), (1280, 720), "dit", 2, lossless) == (
         "a_1080p_dit_g2.0_ffv1.mkv"
     )
+    frames = OutputSettings(codec="png")
+    assert (
+        output_name("a.mp4", (640, 384), (160, 96), "flow", 1, frames) == "a_x4_flow_g1.0_png.zip"
+    )
 
 
 @pytest.mark.browser
@@ -745,6 +751,26 @@ def test_ffv1_and_h265_10bit_renders_at_x2_read_back_with_codec_size_and_audio(
         assert result.pix_fmt == "yuv420p10le"
         assert (result.width, result.height) == (source.width * 2, source.height * 2)
         assert len(result.audio) == 1
+        size = saved.stat().st_size
+        assert abs(estimated - size) <= 0.3 * size, (estimated, size)
+
+        # a PNG sequence: one zip of lossless frames, named by frame, again only an encode
+        _choose(page, "#output-codec", "PNG sequence (zip)")
+        page.wait_for_function(_text_has("#output-note", "PNG frames"))
+        estimated = _estimate_bytes(page)
+        page.click("#render")
+        page.wait_for_selector('#progress [data-stage="done"]', timeout=RENDER_TIMEOUT_MS)
+        with page.expect_download() as download:
+            page.click("#download")
+        assert download.value.suggested_filename.endswith("_x2_flow_g1.0_png.zip")
+        saved = tmp_path / download.value.suggested_filename
+        download.value.save_as(saved)
+        with zipfile.ZipFile(saved) as archive:
+            names = archive.namelist()
+            with archive.open(names[-1]) as last:
+                shape = np.asarray(Image.open(last)).shape
+        assert names == [f"frame_{i:06d}.png" for i in range(source.num_frames)]
+        assert shape == (source.height * 2, source.width * 2, 3)
         size = saved.stat().st_size
         assert abs(estimated - size) <= 0.3 * size, (estimated, size)
     finally:

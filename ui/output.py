@@ -20,8 +20,9 @@ CODECS = {
     "H.265": "h265",
     "ProRes 422": "prores",
     "FFV1 (lossless)": "ffv1",
+    "PNG sequence (zip)": "png",
 }
-"""Codecs the page offers (a PNG sequence is written by the CLI: ``-o folder/``)."""
+"""Codecs the page offers (a PNG sequence downloads as one .zip of ``frame_000123.png``)."""
 CODEC_LABELS = {value: label for label, value in CODECS.items()}
 CRF_CODECS = ("h264", "h265")
 

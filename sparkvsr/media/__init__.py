@@ -26,7 +26,7 @@ from sparkvsr.media.guards import (
     check_writable,
     estimate_bytes,
 )
-from sparkvsr.media.images import IMAGE_SUFFIXES, read_image, write_image
+from sparkvsr.media.images import IMAGE_SUFFIXES, PngSequenceZip, read_image, write_image
 from sparkvsr.media.probing import ClipInfo, probe
 from sparkvsr.media.reader import Clip, open_clip
 from sparkvsr.media.timing import FOLDER_FPS, OutputTiming
@@ -45,6 +45,7 @@ __all__ = [
     "ColourInfo",
     "OutputColour",
     "OutputTiming",
+    "PngSequenceZip",
     "StreamInfo",
     "VideoWriter",
     "check_encodable",

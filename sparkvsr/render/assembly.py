@@ -47,6 +47,8 @@ def assemble(
     blocks (Cancelled: the temp file is removed, the chunks are kept)."""
     partial = out_path.with_name(f".{out_path.stem}.partial{out_path.suffix}")
     options = writer_options(settings, out_path)
+    if settings.codec == "png":
+        return _assemble_png_sequence(clip, out_path, partial, frames, encoded, cancel)
     try:
         with (
             media.VideoWriter.like(
@@ -87,6 +89,47 @@ def assemble(
             "space and render again to assemble without re-rendering."
         ) from e
     return tuple(writer.notes)
+
+
+def _assemble_png_sequence(
+    clip: media.Clip,
+    out_path: Path,
+    partial: Path,
+    frames: Iterator[tuple[int, np.ndarray]],
+    encoded: Callable[[int], object] | None,
+    cancel: CancelFn | None,
+) -> tuple[str, ...]:
+    """The frames as PNGs in one zip (``frame_<clip index>.png``), via the temp file like a clip."""
+    try:
+        with media.PngSequenceZip(partial) as sequence, _prefetched(frames, cancel) as batches:
+            for start, batch in batches:
+                for i in range(0, len(batch), ASSEMBLE_BLOCK):
+                    raise_if_cancelled(cancel)
+                    sequence.write(start + i, batch[i : i + ASSEMBLE_BLOCK])
+                    if encoded is not None:
+                        encoded(sequence.frames_written)
+        raise_if_cancelled(cancel)
+        os.replace(partial, out_path)
+    except Cancelled:
+        with contextlib.suppress(OSError):
+            partial.unlink()
+        raise
+    except (MediaError, OSError) as e:
+        with contextlib.suppress(OSError):
+            partial.unlink()
+        raise ProjectError(
+            f"cannot write the PNG sequence {out_path}: {e}. The rendered chunks are kept; free "
+            "space and render again to assemble without re-rendering."
+        ) from e
+    notes = list(clip.notes)
+    if clip.info.audio:
+        notes.append("a PNG sequence holds no sound: the clip's audio is not in the zip")
+    if clip.info.vfr:
+        notes.append(
+            "a PNG sequence has no frame times: the variable frame rate is not kept (play the "
+            f"frames at {clip.info.fps:g} fps)"
+        )
+    return tuple(notes)
 
 
 def assemble_batch(clip: media.Clip, project: Project) -> int:

@@ -26,6 +26,7 @@ from sparkvsr.render.progress import (
 from sparkvsr.render.settings import (
     RENDER_CHUNK_BYTES,
     bounded_options,
+    checked_codec,
     output_size,
     render_fingerprint,
 )
@@ -109,8 +110,8 @@ def render_range_steps(
             output_size(clip.info, options),
             count,
             source_size=clip.size,
-            codec=settings.codec if settings.codec in media.CODECS else "h264",
-            lossless=settings.codec == "ffv1",
+            codec=checked_codec(settings)[0],
+            lossless=checked_codec(settings)[1],
         )
 
         # 3. restore the frames not finished yet, gap by gap, saving every chunk

@@ -131,9 +131,27 @@ def chunk_within(
     return replace(options, chunk=chunk, overlap=min(options.overlap, chunk - 1))
 
 
+def checked_codec(settings: OutputSettings) -> tuple[str, bool]:
+    """(codec, lossless) as ``media.check_output`` judges the output of ``settings``: its level
+    limits and bytes per pixel."""
+    if settings.codec == "ffv1":
+        return "h264", True
+    if settings.codec == "png":
+        return "png", False
+    return (settings.codec if settings.codec in media.CODECS else "h264"), False
+
+
 def writer_options(settings: OutputSettings, out_path: Path) -> dict:
     """``VideoWriter.like`` keyword options for a project's output settings (the codec must
-    match the output's suffix: ``OUTPUT_SUFFIX``)."""
+    match the output's suffix: ``OUTPUT_SUFFIX``; a project's PNG sequence is one .zip file,
+    written by ``media.PngSequenceZip``, which takes no options)."""
+    if settings.codec == "png":
+        if out_path.suffix.lower() != ".zip":
+            raise ProjectError(
+                f"output {out_path.name} does not fit a PNG sequence: name it *.zip (the frames "
+                "are packed in one file)"
+            )
+        return {}
     suffix = OUTPUT_SUFFIX[settings.codec]
     # H.264 and H.265 go into any of the writer's containers (.mp4, .mov, .m4v, .mkv).
     fitting = media.VIDEO_SUFFIXES if settings.codec in ("h264", "h265") else (suffix,)

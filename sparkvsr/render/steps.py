@@ -35,6 +35,7 @@ from sparkvsr.render.progress import (
 from sparkvsr.render.settings import (
     RENDER_CHUNK_BYTES,
     bounded_options,
+    checked_codec,
     output_size,
     render_fingerprint,
 )
@@ -95,8 +96,8 @@ def render_steps(
             output_size(clip.info, options),
             total,
             source_size=clip.size,
-            codec=settings.codec if settings.codec in media.CODECS else "h264",
-            lossless=settings.codec == "ffv1",
+            codec=checked_codec(settings)[0],
+            lossless=checked_codec(settings)[1],
         )
 
         # 3. restore from the first unfinished frame, saving every chunk; where a range render
@@ -260,8 +261,10 @@ def ensure_project(
 def output_path(project: Project, output: str | os.PathLike | None) -> Path:
     chosen = Path(output) if output is not None else Path(project.state.output.path)
     path = chosen if chosen.is_absolute() else project.folder / chosen
-    if path.suffix.lower() not in (".mp4", ".mov", ".mkv"):
-        raise ProjectError(f"output {path} must end in .mp4, .mov or .mkv")
+    if path.suffix.lower() not in (".mp4", ".mov", ".mkv", ".zip"):
+        raise ProjectError(
+            f"output {path} must end in .mp4, .mov or .mkv (a video) or .zip (a PNG sequence)"
+        )
     return path
 
 

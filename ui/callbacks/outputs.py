@@ -229,7 +229,10 @@ def output_note(state: StudioState) -> str:
     bits = []
     if out.codec in output_panel.CRF_CODECS:
         bits.append(f"CRF {out.crf}, {out.preset}{', 10-bit' if out.ten_bit else ''}")
-    bits.append("with audio" if out.audio and state.clip.has_audio else "no audio")
+    if out.codec == "png":
+        bits.append("one .zip of PNG frames, lossless; no audio")
+    else:
+        bits.append("with audio" if out.audio and state.clip.has_audio else "no audio")
     return f"Renders {width}×{height} {codec} ({'; '.join(bits)})."
 
 
