@@ -49,7 +49,7 @@ def assemble(
     options = writer_options(settings, out_path)
     if settings.codec == "png":
         return _assemble_png_sequence(clip, out_path, partial, frames, encoded, cancel)
-    try:
+    with _replacing(partial, f"the final clip {out_path}"):
         with (
             media.VideoWriter.like(
                 partial,
@@ -77,17 +77,6 @@ def assemble(
         if encoded is not None:
             encoded(writer.frames_written)
         os.replace(partial, out_path)
-    except Cancelled:
-        with contextlib.suppress(OSError):
-            partial.unlink()
-        raise
-    except (MediaError, OSError) as e:
-        with contextlib.suppress(OSError):
-            partial.unlink()
-        raise ProjectError(
-            f"cannot write the final clip {out_path}: {e}. The rendered chunks are kept; free "
-            "space and render again to assemble without re-rendering."
-        ) from e
     return tuple(writer.notes)
 
 
@@ -100,7 +89,7 @@ def _assemble_png_sequence(
     cancel: CancelFn | None,
 ) -> tuple[str, ...]:
     """The frames as PNGs in one zip (``frame_<clip index>.png``), via the temp file like a clip."""
-    try:
+    with _replacing(partial, f"the PNG sequence {out_path}"):
         with media.PngSequenceZip(partial) as sequence, _prefetched(frames, cancel) as batches:
             for start, batch in batches:
                 for i in range(0, len(batch), ASSEMBLE_BLOCK):
@@ -110,17 +99,6 @@ def _assemble_png_sequence(
                         encoded(sequence.frames_written)
         raise_if_cancelled(cancel)
         os.replace(partial, out_path)
-    except Cancelled:
-        with contextlib.suppress(OSError):
-            partial.unlink()
-        raise
-    except (MediaError, OSError) as e:
-        with contextlib.suppress(OSError):
-            partial.unlink()
-        raise ProjectError(
-            f"cannot write the PNG sequence {out_path}: {e}. The rendered chunks are kept; free "
-            "space and render again to assemble without re-rendering."
-        ) from e
     notes = list(clip.notes)
     if clip.info.audio:
         notes.append("a PNG sequence holds no sound: the clip's audio is not in the zip")
@@ -130,6 +108,25 @@ def _assemble_png_sequence(
             f"frames at {clip.info.fps:g} fps)"
         )
     return tuple(notes)
+
+
+@contextlib.contextmanager
+def _replacing(partial: Path, what: str) -> Iterator[None]:
+    """Around an encode into ``partial``: on cancel or failure the temp file goes (the chunks
+    stay), and a failure says what could not be written and how to finish it."""
+    try:
+        yield
+    except Cancelled:
+        with contextlib.suppress(OSError):
+            partial.unlink()
+        raise
+    except (MediaError, OSError) as e:
+        with contextlib.suppress(OSError):
+            partial.unlink()
+        raise ProjectError(
+            f"cannot write {what}: {e}. The rendered chunks are kept; free space and render "
+            "again to assemble without re-rendering."
+        ) from e
 
 
 def assemble_batch(clip: media.Clip, project: Project) -> int:

@@ -11,7 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from sparkvsr import media
-from sparkvsr.engines.base import CancelFn, Engine, check_references, raise_if_cancelled
+from sparkvsr.engines.base import CancelFn, Engine, raise_if_cancelled
 from sparkvsr.errors import EngineError, ProjectError
 from sparkvsr.project import Project, frame_gaps
 from sparkvsr.render.assembly import assemble, assemble_batch
@@ -26,11 +26,14 @@ from sparkvsr.render.progress import (
 from sparkvsr.render.settings import (
     RENDER_CHUNK_BYTES,
     bounded_options,
-    checked_codec,
-    output_size,
     render_fingerprint,
 )
-from sparkvsr.render.steps import check_chunk, check_clip_present, check_clip_unchanged, output_path
+from sparkvsr.render.steps import (
+    check_before_restoring,
+    check_chunk,
+    check_clip_present,
+    output_path,
+)
 
 
 def render_range_steps(
@@ -102,17 +105,7 @@ def render_range_steps(
     settings = state.output
     reading = {"deinterlace": settings.deinterlace, "tonemap": settings.tonemap}
     with media.open_clip(state.clip.path, **reading) as clip:
-        check_clip_unchanged(project, clip)
-        check_references(clip, references, options.scale)
-        media.check_output(
-            clip.info.path,
-            out_path,
-            output_size(clip.info, options),
-            count,
-            source_size=clip.size,
-            codec=checked_codec(settings)[0],
-            lossless=checked_codec(settings)[1],
-        )
+        check_before_restoring(project, clip, references, options, out_path, count)
 
         # 3. restore the frames not finished yet, gap by gap, saving every chunk
         emit(RenderProgress("render", done, count, message=f"range {start}-{stop - 1}"))

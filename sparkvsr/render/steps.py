@@ -88,17 +88,7 @@ def render_steps(
     settings = state.output
     reading = {"deinterlace": settings.deinterlace, "tonemap": settings.tonemap}
     with media.open_clip(state.clip.path, **reading) as clip:
-        check_clip_unchanged(project, clip)
-        check_references(clip, references, options.scale)
-        media.check_output(
-            clip.info.path,
-            out_path,
-            output_size(clip.info, options),
-            total,
-            source_size=clip.size,
-            codec=checked_codec(settings)[0],
-            lossless=checked_codec(settings)[1],
-        )
+        check_before_restoring(project, clip, references, options, out_path, total)
 
         # 3. restore from the first unfinished frame, saving every chunk; where a range render
         #    of the same settings made the next chunk, adopt it instead of rendering it again
@@ -275,6 +265,30 @@ def check_clip_present(project: Project) -> None:
             f"the clip {clip_path} of project {project.folder} is missing; move it back or "
             "relink the project to its new location"
         )
+
+
+def check_before_restoring(
+    project: Project,
+    clip: media.Clip,
+    references: dict,
+    options: RestoreOptions,
+    out_path: Path,
+    frames: int,
+) -> None:
+    """Every check a render (full or range) makes once its clip is open, before any engine
+    work: the clip is the project's, the References fit it, the output can take ``frames``."""
+    check_clip_unchanged(project, clip)
+    check_references(clip, references, options.scale)
+    codec, lossless = checked_codec(project.state.output)
+    media.check_output(
+        clip.info.path,
+        out_path,
+        output_size(clip.info, options),
+        frames,
+        source_size=clip.size,
+        codec=codec,
+        lossless=lossless,
+    )
 
 
 def check_clip_unchanged(project: Project, clip: media.Clip) -> None:
