@@ -88,3 +88,33 @@ def _write_tone(container, audio, seconds: float) -> None:
         container.mux(audio.encode(frame))
         t0 += samples
     container.mux(audio.encode(None))
+
+
+@pytest.fixture(scope="module")
+def studio(request, tmp_path_factory):
+    """``python app.py`` (demo clip, flow engine, classic references) on a free port, one per
+    browser-test module, its projects in a folder of its own (skipped without chromium)."""
+    from tests.test_ui import RunningStudio, _free_port, _launch, _need_browser, _stop
+
+    _need_browser()
+    folder = tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1])
+    projects, log = folder / "projects", folder / "studio.log"
+    port = _free_port()
+    process = _launch(projects, log, port)
+    try:
+        yield RunningStudio(f"http://127.0.0.1:{port}/", projects, log)
+    finally:
+        _stop(process)
+
+
+@pytest.fixture(scope="module")
+def browser(studio):
+    """Debian's chromium through Playwright, for the module's ``studio``."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.test_ui import CHROMIUM, CHROMIUM_ARGS
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()

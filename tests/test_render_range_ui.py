@@ -10,7 +10,6 @@ against an independent full restore of the same project with the same settings.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -20,20 +19,13 @@ from sparkvsr import media
 from sparkvsr.engines.flow import FlowEngine
 from sparkvsr.project import Project
 from tests.test_ui import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     RENDER_TIMEOUT_MS,
-    RunningStudio,
     Steps,
     _choose,
-    _free_port,
-    _launch,
     _make_reference_for,
-    _need_browser,
     _open,
     _pin_current,
     _scrub_to,
-    _stop,
 )
 from ui import ranges
 from ui.shortcuts import SHORTCUTS, shortcuts_help_html
@@ -80,29 +72,6 @@ def test_i_and_o_are_listed_in_the_shortcut_help():
 
 # ---------------------------------------------------------------------------------------------
 # In a real browser
-
-
-@pytest.fixture(scope="module")
-def studio(tmp_path_factory) -> Iterator[RunningStudio]:
-    """``python app.py`` (demo clip: 60 frames of 160x96 at 24 fps, flow, classic references)."""
-    _need_browser()
-    folder = tmp_path_factory.mktemp("range")
-    projects, log = folder / "projects", folder / "studio.log"
-    process = _launch(projects, log, port := _free_port())
-    try:
-        yield RunningStudio(f"http://127.0.0.1:{port}/", projects, log)
-    finally:
-        _stop(process)
-
-
-@pytest.fixture(scope="module")
-def browser(studio):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 def _press_at(page, key: str, frame: int) -> None:
@@ -196,7 +165,7 @@ def test_in_out_and_range_render_play_and_equal_the_full_render(studio, browser,
         _choose(page, "#output-codec", "FFV1 (lossless)")
         page.wait_for_selector('#range-progress [data-stage="stale"]')  # marked out of date
         page.click("#range-render")
-        page.wait_for_selector('#range-progress [data-stage="render"]')
+        page.wait_for_selector('#range-progress [data-stage]:not([data-stage="stale"])')
         # a reload while it renders: the page follows it (or shows it finished) all the same
         page.reload()
         page.wait_for_selector('#range-progress [data-stage="done"]', timeout=RENDER_TIMEOUT_MS)

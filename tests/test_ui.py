@@ -17,7 +17,6 @@ import sys
 import time
 import urllib.request
 import zipfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -188,30 +187,6 @@ def _need_browser() -> None:
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is absent (install Debian's chromium)")
     pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
-
-
-@pytest.fixture(scope="module")
-def studio(tmp_path_factory) -> Iterator[RunningStudio]:
-    """``python app.py`` (demo clip, flow engine, classic references) on a free port."""
-    _need_browser()
-    folder = tmp_path_factory.mktemp("studio")
-    projects, log = folder / "projects", folder / "studio.log"
-    port = _free_port()
-    process = _launch(projects, log, port)
-    try:
-        yield RunningStudio(f"http://127.0.0.1:{port}/", projects, log)
-    finally:
-        _stop(process)
-
-
-@pytest.fixture(scope="module")
-def browser(studio):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 class Steps:

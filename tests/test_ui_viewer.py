@@ -9,51 +9,21 @@ kept to one studio for the module. No timed assertions: latency lives in
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from tests.test_ui import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     RunningStudio,
-    _free_port,
-    _launch,
     _make_reference_for,
-    _need_browser,
     _open,
     _pin_current,
     _scrub_to,
-    _stop,
     _text_has,
 )
 
 OUTPUT = (640, 384)  # the demo clip (160x96) at x4
-
-
-@pytest.fixture(scope="module")
-def studio(tmp_path_factory) -> Iterator[RunningStudio]:
-    """``python app.py`` (demo clip, flow engine, classic references) on a free port."""
-    _need_browser()
-    folder = tmp_path_factory.mktemp("viewer")
-    projects, log = folder / "projects", folder / "studio.log"
-    process = _launch(projects, log, port := _free_port())
-    try:
-        yield RunningStudio(f"http://127.0.0.1:{port}/", projects, log)
-    finally:
-        _stop(process)
-
-
-@pytest.fixture(scope="module")
-def browser(studio):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 def _natural_size(page) -> tuple[int, int]:

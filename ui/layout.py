@@ -176,7 +176,7 @@ def build_blocks(studio: Studio, logo_svg: str = "") -> gr.Blocks:
                     buttons=[],
                 )
 
-            with gr.Column(scale=3, elem_id="side-column"):
+            with gr.Column(scale=3, elem_id="clip-column"):
                 frame_view = gr.Image(
                     label="Input frame (low resolution)",
                     elem_id="frame-view",

@@ -27,6 +27,12 @@ CODEC_LABELS = {value: label for label, value in CODECS.items()}
 CRF_CODECS = ("h264", "h265")
 
 
+def playable(path: str | None) -> str | None:
+    """``path`` for the page's video players, or None for an output no player can show (a PNG
+    sequence's zip: it is only downloaded)."""
+    return None if path is None or str(path).lower().endswith(".zip") else path
+
+
 def _even(value: float) -> int:
     return max(2, 2 * round(value / 2))
 

@@ -80,7 +80,10 @@ def range_result_html(name: str, span: tuple[int, int], current: bool) -> str:
     """``#range-progress`` for a finished range render: ready (playing in the viewer's Range
     tab), or out of date after changes (``data-stage`` done / stale, like the full render)."""
     start, stop = span
-    if current:
+    if current and name.lower().endswith(".zip"):
+        text = f"Range {start}–{stop - 1} ready · {name} (PNG frames, in the project folder)"
+        stage = "done"
+    elif current:
         text, stage = f"Range {start}–{stop - 1} ready · {name} plays in the Range tab", "done"
     else:
         text = (

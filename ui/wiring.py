@@ -243,6 +243,8 @@ def wire(studio: Studio, blocks: gr.Blocks, page: Page) -> None:
     )
     relinked.success(studio.preview_full, preview_inputs, preview_outputs, **computing)
     relinked.success(*show_output, **quiet)
+    relinked.success(*follow, **quiet)
+    relinked.success(*range_view, **quiet)
     relinked.then(lambda: None, None, page.relink_upload, **quiet)
 
     page.scrubber.input(

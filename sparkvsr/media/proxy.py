@@ -96,9 +96,8 @@ def clip_thumbnail(folder: str | os.PathLike) -> bytes:
         count = len(record["frames"])
         with Image.open(base / FILMSTRIP_NAME) as strip:
             middle = count // 2
-            thumb = strip.convert("RGB").crop(
-                (middle * width, 0, (middle + 1) * width, strip.height)
-            )
+            box = (middle * width, 0, (middle + 1) * width, strip.height)
+            thumb = strip.crop(box).convert("RGB")  # one thumbnail decoded to RGB, not the strip
     except (OSError, ValueError, KeyError, TypeError):
         return b""
     out = io.BytesIO()

@@ -96,16 +96,17 @@ def render_range_steps(
             RenderProgress("done", count, count, output=str(out_path), message="already rendered")
         )
         return RenderResult(out_path, count, 0, 0, start, skipped=True)
-    project.begin_range(fingerprint, start, stop)
-    gaps = frame_gaps(project.frame_pieces(fingerprint, start, stop), start, stop)
-    reused = len(project.frame_pieces(fingerprint, start, stop))
-    rendered = 0
-    done = count - sum(b - a for a, b in gaps)
-
     settings = state.output
     reading = {"deinterlace": settings.deinterlace, "tonemap": settings.tonemap}
     with media.open_clip(state.clip.path, **reading) as clip:
+        # the checks come before the range record is reset: a refused range loses no earlier one
         check_before_restoring(project, clip, references, options, out_path, count)
+        project.begin_range(fingerprint, start, stop)
+        pieces = project.frame_pieces(fingerprint, start, stop)
+        gaps = frame_gaps(pieces, start, stop)
+        reused = len(pieces)
+        rendered = 0
+        done = count - sum(b - a for a, b in gaps)
 
         # 3. restore the frames not finished yet, gap by gap, saving every chunk
         emit(RenderProgress("render", done, count, message=f"range {start}-{stop - 1}"))

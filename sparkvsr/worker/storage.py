@@ -113,13 +113,14 @@ class Storage:
         if request.action in ("rename", "duplicate"):
             self._project_folder(new_name)  # the name rule
         with self._lock:
-            busy = {*self._opening, *(s.name for s in self._sessions.values())}
+            # a project stays in _projects while its render runs, even with no tab open on it
+            busy = {*self._opening, *self._projects, *(s.name for s in self._sessions.values())}
             # a copy may be taken of an open project (its manifest is replaced atomically)
             open_here = request.project in busy and request.action != "duplicate"
             if open_here or new_name in busy:
                 raise ProjectError(
-                    f"project {request.project!r} is open; close it (or open another project "
-                    "in its tab) first"
+                    f"project {request.project!r} is open or rendering; close it (or open another "
+                    "project in its tab, or wait for its render) first"
                 )
             held = request.project not in busy
             if held:

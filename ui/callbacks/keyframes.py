@@ -265,6 +265,8 @@ class KeyframeHandlers(StudioBase):
         panel, the registration's before/after (the editor's image vs the registered one) and
         the fit again for the viewer's Reference tab."""
         if frame not in state.with_reference:
+            with self._tabs_lock:  # the tab no longer shows any keyframe's Reference
+                self._reference_shown.pop(state.session_id, None)
             missing = "No reference yet: choose an editor and press **Make reference**."
             return None, missing, "", None, no_reference_html(frame)
         reference = self.client.reference(KeyframeRequest(state.session_id, frame))

@@ -49,7 +49,7 @@ class OutputHandlers(StudioBase):
         current = info.result_current and Path(info.result).name == wanted
         label = DOWNLOAD_LABEL if current else f"{DOWNLOAD_LABEL} (out of date)"
         button = gr.DownloadButton(label=label, value=path, interactive=True)
-        return result_html(Path(info.result).name, current), path, button
+        return result_html(Path(info.result).name, current), output_panel.playable(path), button
 
     def _output_name(self, state: StudioState, guidance: float) -> str:
         if self._engine_name is None:

@@ -16,8 +16,9 @@ from sparkvsr.render import range_name
 from sparkvsr.worker import FileRequest, RenderRequest, SessionRequest, SettingsRequest
 from ui import ranges
 from ui.callbacks.base import StudioBase, _clamp, _failed, _require, _skip
-from ui.callbacks.rendering import PROGRESS_EVERY_S, RUNNING_JOB, progress_html
+from ui.callbacks.rendering import PROGRESS_EVERY_S, RUNNING_JOB, error_progress, progress_html
 from ui.messages import error_html, notice_html
+from ui.output import playable
 from ui.state import StudioState
 
 log = logging.getLogger("sparkvsr.ui")
@@ -132,9 +133,12 @@ class RangeHandlers(StudioBase):
             return
         except Exception as e:
             failed = error_html(e, "rendering the range", work_at_stake=True)
-            yield gr.skip(), gr.skip(), gr.skip(), failed
+            yield error_progress(), gr.skip(), gr.skip(), failed
             return
         ready = ranges.range_result_html(Path(output).name, span, True)
+        if playable(path) is None:  # a PNG sequence: nothing to play, the viewer stays
+            yield ready, None, gr.skip(), gr.skip()
+            return
         yield ready, path, gr.Tabs(selected=RANGE_TAB), gr.skip()
 
     def range_view(self, state: StudioState | None) -> tuple[Any, ...]:
@@ -158,7 +162,7 @@ class RangeHandlers(StudioBase):
             log.info("range status unavailable: %s", e)
             return _skip(3)
         html = ranges.range_result_html(name, tuple(info.range_frames), current)
-        return html, path.local_path, self._info(state, 0)
+        return html, playable(path.local_path), self._info(state, 0)
 
     def range_status(self, state: StudioState | None) -> Any:
         """After a change: the range result marked out of date if the change needs a new

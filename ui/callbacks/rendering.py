@@ -26,6 +26,7 @@ from ui.callbacks.base import (
     _skip,
 )
 from ui.messages import error_html, notice_html, render_hint
+from ui.output import playable
 from ui.state import StudioState
 
 log = logging.getLogger("sparkvsr.ui")
@@ -146,6 +147,13 @@ class RenderHandlers(StudioBase):
                 if self._renders.get(state.session_id) is run:
                     del self._renders[state.session_id]
 
+    def _is_range_job(self, state: StudioState) -> bool:
+        try:
+            job = self._render_job(state)
+        except Exception:
+            return False
+        return job is not None and bool(getattr(job, "frames", None))
+
     def _render_job(self, state: StudioState) -> Any:
         """The project's render job (``RenderJobInfo``), or None from a worker without jobs."""
         ask = getattr(self.client, "render_job", None)
@@ -177,7 +185,7 @@ class RenderHandlers(StudioBase):
             return
         yield (
             progress_html(last),
-            path,
+            playable(path),
             gr.DownloadButton(label=DOWNLOAD_LABEL, value=path, interactive=True),
             gr.skip(),
         )
@@ -195,6 +203,8 @@ class RenderHandlers(StudioBase):
             run = self._renders.get(state.session_id)
             if run is not None:
                 run.cancelled = True
+        if run is None and self._is_range_job(state):  # its own panel says it was cancelled
+            return gr.skip(), ""
         return notice_html("cancelling after the current chunk; finished chunks are kept"), ""
 
 
