@@ -165,6 +165,24 @@ def test_previews_stay_live_during_a_render_and_cancel_keeps_chunks(tmp_path, cl
         assert not worker.cancel(SessionRequest(sid)).cancelled
 
 
+def test_a_render_that_outlives_its_tab_keeps_its_project_from_clean_ups(tmp_path, clip):
+    """Closing the last tab leaves the render running; until it ends, the projects panel may
+    not clear, rename or delete the project under it (its chunks would vanish mid-render)."""
+    from sparkvsr.errors import ProjectError
+    from sparkvsr.worker import ProjectActionRequest
+
+    with make_worker(tmp_path, UpscaleEngine(delay=0.3)) as worker:
+        info = open_with_keyframes(worker, clip)
+        progress = worker.render(RenderRequest(info.session_id))
+        assert next(progress).stage == "render"
+        worker.close_session(SessionRequest(info.session_id))  # the tab goes; the render stays
+        for action in ("clear_caches", "delete"):
+            with pytest.raises(ProjectError, match="rendering"):
+                worker.project_action(ProjectActionRequest(info.project, action))
+        folder = tmp_path / "projects" / info.project
+        assert Project.open(folder, require_clip=False).state.render is not None
+
+
 def test_a_reopened_project_resumes_in_a_new_worker(tmp_path, clip):
     with make_worker(tmp_path, UpscaleEngine(delay=0.05)) as worker:
         info = open_with_keyframes(worker, clip, project="walk")
