@@ -347,3 +347,28 @@ def test_a_png_sequence_is_a_zip_of_the_lossless_frames_and_a_range_names_its_ow
     with pytest.raises(ProjectError, match=r"\*\.zip"):
         project.set_output(OutputSettings(path="frames.mp4", codec="png"))
         render_project(FlowEngine(), project)
+
+
+def test_a_render_renders_what_was_asked_not_edits_made_while_it_waited(tmp_path):
+    """The worker takes a snapshot when a render is asked for; the job may start later (behind
+    previews). Edits made meanwhile (codec, guidance, a Reference) apply to the next render."""
+    from sparkvsr.render import render_steps, take_snapshot
+
+    clip = make_clip(tmp_path / "clip.mp4", num_frames=12)
+    project = _project(tmp_path, clip, OutputSettings(path="out.mkv", codec="ffv1"))
+    asked = take_snapshot(project)
+    expected = decode_all(render_project(FlowEngine(), project).output)
+    project.forget_chunks()
+    (project.folder / "out.mkv").unlink()
+
+    steps = render_steps(FlowEngine(), project, output="out.mkv", snapshot=asked)
+    project.set_output(OutputSettings(path="out.zip", codec="png"))  # edits while it waits
+    project.set_guidance(0.25)
+    height, width = asked.references[2].shape[:2]
+    flat = np.full((height // 4, width // 4, 3), 200, np.uint8)  # another picture for keyframe 2
+    project.set_reference(2, load_editor("classic").make(flat, (width, height), EditRequest()))
+    result = _run(steps)
+    assert result.output == project.folder / "out.mkv"
+    assert np.array_equal(decode_all(result.output), expected)
+    # the edits are kept for the next render
+    assert project.state.output.codec == "png" and project.state.guidance == 0.25

@@ -43,7 +43,13 @@ from sparkvsr.render.settings import (
     working_scale,
     writer_options,
 )
-from sparkvsr.render.steps import ensure_project, render_project, render_steps
+from sparkvsr.render.steps import (
+    RenderSnapshot,
+    ensure_project,
+    render_project,
+    render_steps,
+    take_snapshot,
+)
 
 _bounded_options = bounded_options  # its name before the split (tests import it)
 
@@ -57,6 +63,7 @@ __all__ = [
     "ProgressCallback",
     "RenderProgress",
     "RenderResult",
+    "RenderSnapshot",
     "bounded_options",
     "chunk_within",
     "ensure_project",
@@ -68,6 +75,7 @@ __all__ = [
     "render_project",
     "render_range_steps",
     "render_steps",
+    "take_snapshot",
     "working_scale",
     "writer_options",
 ]

@@ -29,10 +29,12 @@ from sparkvsr.render.settings import (
     render_fingerprint,
 )
 from sparkvsr.render.steps import (
+    RenderSnapshot,
     check_before_restoring,
     check_chunk,
     check_clip_present,
     output_path,
+    take_snapshot,
 )
 
 
@@ -45,6 +47,7 @@ def render_range_steps(
     progress: ProgressCallback | None = None,
     cancel: CancelFn | None = None,
     chunk_bytes: int = RENDER_CHUNK_BYTES,
+    snapshot: RenderSnapshot | None = None,
 ) -> Generator[RenderProgress, None, RenderResult]:
     """Render frames ``start <= i < stop`` of ``project`` (``frames = (start, stop)``) at its
     output settings, one chunk per step (like ``render_steps``; progress counts the range's
@@ -68,7 +71,8 @@ def render_range_steps(
         emit_progress(progress, update)
         return update
 
-    state = project.state
+    taken = snapshot or take_snapshot(project)
+    state, references = taken.state, taken.references
     if output is None:
         output = range_name(state.output.path, start, stop)
     out_path = output_path(project, output)
@@ -79,7 +83,6 @@ def render_range_steps(
             f"range {start}-{stop - 1} is not inside the clip (frames 0 to {total - 1}); set the "
             "in point before the out point, both inside the clip"
         )
-    references = project.reference_images()
     options = state.restore_options()
 
     # 2. fingerprint; frames of these settings finished already are read, not rendered
@@ -100,7 +103,7 @@ def render_range_steps(
     reading = {"deinterlace": settings.deinterlace, "tonemap": settings.tonemap}
     with media.open_clip(state.clip.path, **reading) as clip:
         # the checks come before the range record is reset: a refused range loses no earlier one
-        check_before_restoring(project, clip, references, options, out_path, count)
+        check_before_restoring(project, clip, references, options, settings, out_path, count)
         project.begin_range(fingerprint, start, stop)
         pieces = project.frame_pieces(fingerprint, start, stop)
         gaps = frame_gaps(pieces, start, stop)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Generator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +21,7 @@ from sparkvsr.engines.base import (
     raise_if_cancelled,
 )
 from sparkvsr.errors import EngineError, ProjectError
-from sparkvsr.project import ClipSummary, EngineSettings, OutputSettings, Project
+from sparkvsr.project import ClipSummary, EngineSettings, OutputSettings, Project, ProjectState
 from sparkvsr.render.assembly import assemble, assemble_batch
 from sparkvsr.render.progress import (
     ProgressCallback,
@@ -41,6 +41,20 @@ from sparkvsr.render.settings import (
 )
 
 
+@dataclass(frozen=True)
+class RenderSnapshot:
+    """What a render renders: the project's state and Reference images (``{frame: [H, W, 3]
+    uint8}``) as they were when it was asked for, so a render that waits behind other work
+    never picks up edits made meanwhile (those apply to the next render)."""
+
+    state: ProjectState
+    references: dict[int, np.ndarray]
+
+
+def take_snapshot(project: Project) -> RenderSnapshot:
+    return RenderSnapshot(project.state, project.reference_images())
+
+
 def render_steps(
     engine: Engine,
     project: Project,
@@ -49,6 +63,7 @@ def render_steps(
     progress: ProgressCallback | None = None,
     cancel: CancelFn | None = None,
     chunk_bytes: int = RENDER_CHUNK_BYTES,
+    snapshot: RenderSnapshot | None = None,
 ) -> Generator[RenderProgress, None, RenderResult]:
     """Render ``project`` one chunk per step: yields a RenderProgress after each saved chunk
     and returns the RenderResult. ``progress`` also receives the engine's finer updates.
@@ -56,6 +71,7 @@ def render_steps(
     ``output`` overrides the project's output path (relative paths are inside the project).
     ``chunk_bytes``: the most bytes one chunk of output frames may take; the project's chunk is
     shortened to fit (``chunk_within``), so memory follows the output frame size.
+    ``snapshot``: the settings and References to render (default: the project's now).
     Raises Cancelled (chunks kept), ProjectError (disk, manifest), EngineError, MediaError.
     """
     # 1. check the project and open the clip
@@ -66,10 +82,10 @@ def render_steps(
         emit_progress(progress, update)
         return update
 
-    state = project.state
-    out_path = output_path(project, output)
+    taken = snapshot or take_snapshot(project)
+    state, references = taken.state, taken.references
+    out_path = output_path(project, output if output is not None else state.output.path)
     check_clip_present(project)
-    references = project.reference_images()
     options = state.restore_options()
     total = state.clip.num_frames
 
@@ -88,7 +104,7 @@ def render_steps(
     settings = state.output
     reading = {"deinterlace": settings.deinterlace, "tonemap": settings.tonemap}
     with media.open_clip(state.clip.path, **reading) as clip:
-        check_before_restoring(project, clip, references, options, out_path, total)
+        check_before_restoring(project, clip, references, options, settings, out_path, total)
 
         # 3. restore from the first unfinished frame, saving every chunk; where a range render
         #    of the same settings made the next chunk, adopt it instead of rendering it again
@@ -272,6 +288,7 @@ def check_before_restoring(
     clip: media.Clip,
     references: dict,
     options: RestoreOptions,
+    settings: OutputSettings,
     out_path: Path,
     frames: int,
 ) -> None:
@@ -279,7 +296,7 @@ def check_before_restoring(
     work: the clip is the project's, the References fit it, the output can take ``frames``."""
     check_clip_unchanged(project, clip)
     check_references(clip, references, options.scale)
-    codec, lossless = checked_codec(project.state.output)
+    codec, lossless = checked_codec(settings)
     media.check_output(
         clip.info.path,
         out_path,

@@ -8,7 +8,13 @@ from collections.abc import Iterator
 
 from sparkvsr.errors import ProjectError
 from sparkvsr.project import safe_join
-from sparkvsr.render import RenderProgress, range_name, render_range_steps, render_steps
+from sparkvsr.render import (
+    RenderProgress,
+    range_name,
+    render_range_steps,
+    render_steps,
+    take_snapshot,
+)
 from sparkvsr.worker.jobs import RenderJob
 from sparkvsr.worker.limits import GUIDANCE_RANGE, check_float, check_range
 from sparkvsr.worker.requests import (
@@ -93,6 +99,8 @@ class Rendering:
             except ProjectError as e:
                 raise AccessDenied(str(e)) from e
             job = RenderJob(shared.name, iter(()), str(out_path), state.guidance, frames)
+            # what the user asked to render, even if the job waits behind previews and they edit
+            snapshot = take_snapshot(shared.project)
             if frames is None:
                 job.steps = render_steps(
                     self.engine,
@@ -100,6 +108,7 @@ class Rendering:
                     output=out_path,
                     progress=job.publish,
                     cancel=job.cancel.is_set,
+                    snapshot=snapshot,
                 )
             else:
                 job.steps = render_range_steps(
@@ -109,6 +118,7 @@ class Rendering:
                     output=out_path,
                     progress=job.publish,
                     cancel=job.cancel.is_set,
+                    snapshot=snapshot,
                 )
             shared.job = job
         with self._wake:
