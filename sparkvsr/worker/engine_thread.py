@@ -123,24 +123,10 @@ class EngineThread:
             return
         request = slot.request
         try:
-            with session.shared.lock:
-                state = session.project.state
-                references = {k: v for k, v in session.references.items() if k in state.keyframes}
-            key = self._preview_key(session, request)
-            image = self.previews.get(key)
-            if image is None:
-                options = replace(state.restore_options(), guidance=request.guidance)
-                image = engine_preview(
-                    self.engine,
-                    session.engine_clip,
-                    references,
-                    request.frame,
-                    options,
-                    request.viewport,
-                )
+            image, made = self._preview_image(session, request)
+            if made:
                 self.previews_computed += 1
-                self.previews.put(key, image)
-                session.warm = neighbour_requests(request, state.clip.num_frames)
+                session.warm = neighbour_requests(request, session.project.state.clip.num_frames)
         except BaseException as e:
             for waiter, _ in slot.waiters:
                 if not waiter.done():
@@ -162,22 +148,25 @@ class EngineThread:
                 return
             request = session.warm.pop(0)
         with contextlib.suppress(Exception):
-            with session.shared.lock:
-                state = session.project.state
-                references = {k: v for k, v in session.references.items() if k in state.keyframes}
-            key = self._preview_key(session, request)
-            if self.previews.get(key) is None:
-                options = replace(state.restore_options(), guidance=request.guidance)
-                image = engine_preview(
-                    self.engine,
-                    session.engine_clip,
-                    references,
-                    request.frame,
-                    options,
-                    request.viewport,
-                )
+            if self._preview_image(session, request)[1]:
                 self.previews_warmed += 1
-                self.previews.put(key, image)
+
+    def _preview_image(self, session: Session, request: PreviewRequest) -> tuple[Any, bool]:
+        """The preview of ``request`` from the cache, or made by the engine and cached:
+        (image, whether it was made now)."""
+        key = self._preview_key(session, request)
+        image = self.previews.get(key)
+        if image is not None:
+            return image, False
+        with session.shared.lock:
+            state = session.project.state
+            references = {k: v for k, v in session.references.items() if k in state.keyframes}
+        options = replace(state.restore_options(), guidance=request.guidance)
+        image = engine_preview(
+            self.engine, session.engine_clip, references, request.frame, options, request.viewport
+        )
+        self.previews.put(key, image)
+        return image, True
 
     def _run_render_step(self, shared: OpenProject, job: RenderJob) -> None:
         """One chunk of a render on the engine thread; the final encode goes to its own thread
